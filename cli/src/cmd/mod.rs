@@ -1,0 +1,4 @@
+//! One module per `cox` subcommand.
+
+pub mod bench;
+pub mod sim;
