@@ -1,0 +1,169 @@
+//! Validation of pod specs, for pods and for the templates of workloads.
+
+use std::collections::HashSet;
+
+use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
+
+use super::field::{FieldError, FieldPath, push_invalid};
+use super::resources::validate_resource_requirements;
+use crate::names;
+
+/// Values of a pod's `restartPolicy`.
+pub const RESTART_POLICIES: [&str; 3] = ["Always", "OnFailure", "Never"];
+/// Values of a container's `imagePullPolicy`.
+pub const PULL_POLICIES: [&str; 3] = ["Always", "IfNotPresent", "Never"];
+
+/// Every problem with a pod's spec (metadata is checked by [`super::validate`]).
+pub fn validate_pod(pod: &Pod) -> Vec<FieldError> {
+    let path = FieldPath::new("spec");
+    match &pod.spec {
+        Some(spec) => validate_pod_spec(spec, &path),
+        None => vec![FieldError::required(&path, "a pod needs a spec")],
+    }
+}
+
+/// Every problem with `spec`, whose path is `path` (`spec`, or
+/// `spec.replicaGroups[0].template.spec` for a template).
+pub fn validate_pod_spec(spec: &PodSpec, path: &FieldPath) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    let volumes = validate_volumes(spec, path, &mut errors);
+    if spec.containers.is_empty() {
+        errors.push(FieldError::required(
+            &path.child("containers"),
+            "at least one container is required",
+        ));
+    }
+    let mut names = HashSet::new();
+    let init = spec.init_containers.iter().flatten();
+    let lists = [
+        ("initContainers", init.collect::<Vec<_>>()),
+        ("containers", spec.containers.iter().collect()),
+    ];
+    for (field, containers) in lists {
+        for (index, container) in containers.into_iter().enumerate() {
+            let container_path = path.child(field).index(index);
+            validate_container(container, &container_path, &volumes, &mut errors);
+            if !container.name.is_empty() && !names.insert(container.name.as_str()) {
+                errors.push(FieldError::duplicate(
+                    &container_path.child("name"),
+                    &container.name,
+                ));
+            }
+        }
+    }
+    if let Some(policy) = &spec.restart_policy
+        && !RESTART_POLICIES.contains(&policy.as_str())
+    {
+        errors.push(FieldError::not_supported(
+            &path.child("restartPolicy"),
+            policy,
+            &RESTART_POLICIES,
+        ));
+    }
+    if spec.termination_grace_period_seconds.is_some_and(|s| s < 0) {
+        errors.push(FieldError::invalid(
+            &path.child("terminationGracePeriodSeconds"),
+            "must be greater than or equal to 0",
+        ));
+    }
+    if spec.active_deadline_seconds.is_some_and(|s| s <= 0) {
+        errors.push(FieldError::invalid(
+            &path.child("activeDeadlineSeconds"),
+            "must be greater than 0",
+        ));
+    }
+    errors
+}
+
+/// Checks volume names; returns the set of declared volume names.
+fn validate_volumes<'a>(
+    spec: &'a PodSpec,
+    path: &FieldPath,
+    errors: &mut Vec<FieldError>,
+) -> HashSet<&'a str> {
+    let mut declared = HashSet::new();
+    for (index, volume) in spec.volumes.iter().flatten().enumerate() {
+        let name_path = path.child("volumes").index(index).child("name");
+        if volume.name.is_empty() {
+            errors.push(FieldError::required(&name_path, "a volume needs a name"));
+            continue;
+        }
+        push_invalid(
+            errors,
+            &name_path,
+            &volume.name,
+            names::dns1123_label(&volume.name),
+        );
+        if !declared.insert(volume.name.as_str()) {
+            errors.push(FieldError::duplicate(&name_path, &volume.name));
+        }
+    }
+    declared
+}
+
+fn validate_container(
+    container: &Container,
+    path: &FieldPath,
+    volumes: &HashSet<&str>,
+    errors: &mut Vec<FieldError>,
+) {
+    let name_path = path.child("name");
+    if container.name.is_empty() {
+        errors.push(FieldError::required(&name_path, "a container needs a name"));
+    } else {
+        push_invalid(
+            errors,
+            &name_path,
+            &container.name,
+            names::dns1123_label(&container.name),
+        );
+    }
+    if container
+        .image
+        .as_deref()
+        .is_none_or(|i| i.trim().is_empty())
+    {
+        errors.push(FieldError::required(
+            &path.child("image"),
+            "an image is required",
+        ));
+    }
+    if let Some(policy) = &container.image_pull_policy
+        && !PULL_POLICIES.contains(&policy.as_str())
+    {
+        errors.push(FieldError::not_supported(
+            &path.child("imagePullPolicy"),
+            policy,
+            &PULL_POLICIES,
+        ));
+    }
+    if let Some(resources) = &container.resources {
+        errors.extend(validate_resource_requirements(
+            resources,
+            &path.child("resources"),
+        ));
+    }
+    for (index, port) in container.ports.iter().flatten().enumerate() {
+        if !(1..=65535).contains(&port.container_port) {
+            errors.push(FieldError::invalid(
+                &path.child("ports").index(index).child("containerPort"),
+                "must be between 1 and 65535, inclusive",
+            ));
+        }
+    }
+    for (index, mount) in container.volume_mounts.iter().flatten().enumerate() {
+        let mount_path = path.child("volumeMounts").index(index);
+        if !volumes.contains(mount.name.as_str()) {
+            errors.push(FieldError::not_found(
+                &mount_path.child("name"),
+                format!("\"{}\": no volume of this name in the pod", mount.name),
+            ));
+        }
+        if mount.mount_path.is_empty() {
+            errors.push(FieldError::required(
+                &mount_path.child("mountPath"),
+                "a mount path is required",
+            ));
+        }
+    }
+}
