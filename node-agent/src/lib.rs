@@ -1,5 +1,32 @@
-//! The coxswain node agent.
+//! The coxswain node agent, as a library.
 //!
-//! Not built yet: the node-agent issue fills it with pod workers, the OCI
-//! runtime (runc/crun), pod sandboxes (network namespace + cgroup), and the
-//! device, network and volume stages.
+//! It runs the pods bound to one machine: a pod worker per pod drives a
+//! level-triggered state machine over narrow traits, each with a real
+//! implementation and a fake:
+//!
+//! - [`sandbox`]: the pod's network/IPC/UTS namespaces (bind-mounted under the
+//!   agent's run dir) and its pod cgroup with Kubernetes' QoS classes, cgroup v1 and v2.
+//! - [`runtime`]: the OCI runtime spec (`oci-spec`) and runc/crun driven through
+//!   their CLI, each container under our own tiny shim ([`shim`]) that writes CRI
+//!   logs and the exit status.
+//! - [`images`]: root filesystems behind [`images::ImageStore`]: `host`, imported
+//!   OCI image layouts/archives, and rootfs directories (the busybox fixture).
+//! - [`volumes`]: emptyDir, hostPath, secret, configMap and downwardAPI.
+//! - [`worker`]: the pod worker, restart policies, back-off, status, re-adoption.
+//! - [`logs`]: the CRI log format.
+//!
+//! Registration, leases and pod streaming over gRPC come with the control
+//! plane's node service; see `docs/agent.md`.
+
+pub mod clock;
+pub mod config;
+pub mod images;
+pub mod logs;
+pub mod mounts;
+pub mod runtime;
+pub mod sandbox;
+pub mod shim;
+pub mod volumes;
+pub mod worker;
+
+pub use config::AgentConfig;

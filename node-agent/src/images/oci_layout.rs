@@ -1,0 +1,162 @@
+//! Importing an OCI image layout (`oci-layout`, `index.json`, `blobs/sha256/…`):
+//! the manifest and config are read, each layer (tar, optionally gzip) is unpacked
+//! once into `<layers>/<hex digest>` (content-addressed: a layer shared by two
+//! images, or imported twice, is unpacked once) with overlayfs whiteouts for
+//! deleted files.
+
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use super::{Image, ImageConfig, ImageError};
+
+fn invalid(layout: &Path, message: impl Into<String>) -> ImageError {
+    ImageError::Invalid {
+        image: layout.display().to_string(),
+        message: message.into(),
+    }
+}
+
+fn blob_path(layout: &Path, digest: &str) -> Result<PathBuf, ImageError> {
+    let (algo, hex) = digest
+        .split_once(':')
+        .ok_or_else(|| invalid(layout, format!("bad digest {digest:?}")))?;
+    if algo != "sha256" || hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(invalid(layout, format!("unsupported digest {digest:?}")));
+    }
+    Ok(layout.join("blobs").join(algo).join(hex))
+}
+
+fn read_json(layout: &Path, path: &Path) -> Result<Value, ImageError> {
+    let text = std::fs::read(path).map_err(|e| ImageError::io(path, e))?;
+    serde_json::from_slice(&text).map_err(|e| invalid(layout, format!("{}: {e}", path.display())))
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Imports the image in `layout`, unpacking new layers below `layers_dir`.
+pub fn import(layout: &Path, layers_dir: &Path, name: &str) -> Result<Image, ImageError> {
+    let index = read_json(layout, &layout.join("index.json"))?;
+    let manifests = index["manifests"].as_array().cloned().unwrap_or_default();
+    let chosen = manifests
+        .iter()
+        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"].as_str() == Some(name))
+        .or_else(|| manifests.first())
+        .ok_or_else(|| invalid(layout, "index.json lists no manifest"))?;
+    let manifest = read_json(
+        layout,
+        &blob_path(layout, chosen["digest"].as_str().unwrap_or(""))?,
+    )?;
+    let config_digest = manifest["config"]["digest"].as_str().unwrap_or("");
+    let config = read_json(layout, &blob_path(layout, config_digest)?)?;
+    let c = &config["config"];
+    let image_config = ImageConfig {
+        entrypoint: strings(&c["Entrypoint"]),
+        cmd: strings(&c["Cmd"]),
+        env: strings(&c["Env"]),
+        working_dir: c["WorkingDir"].as_str().unwrap_or("").to_string(),
+    };
+    let mut layers = Vec::new();
+    for layer in manifest["layers"].as_array().cloned().unwrap_or_default() {
+        let digest = layer["digest"].as_str().unwrap_or("");
+        let blob = blob_path(layout, digest)?;
+        let hex = blob
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let dest = layers_dir.join(&hex);
+        if !dest.exists() {
+            verify_digest(layout, &blob, &hex)?;
+            unpack_layer(&blob, layers_dir, &dest)?;
+        }
+        layers.push(dest);
+    }
+    Ok(Image {
+        name: name.to_string(),
+        layers,
+        config: image_config,
+    })
+}
+
+/// Unpacks one layer blob into `dest` via a temporary sibling, renamed when complete.
+fn unpack_layer(blob: &Path, layers_dir: &Path, dest: &Path) -> Result<(), ImageError> {
+    std::fs::create_dir_all(layers_dir).map_err(|e| ImageError::io(layers_dir, e))?;
+    let tmp = tempfile::Builder::new()
+        .prefix(".unpack-")
+        .tempdir_in(layers_dir)
+        .map_err(|e| ImageError::io(layers_dir, e))?;
+    let mut file = BufReader::new(File::open(blob).map_err(|e| ImageError::io(blob, e))?);
+    let mut magic = [0u8; 2];
+    let gz = file.get_mut().read_exact(&mut magic).is_ok() && magic == [0x1f, 0x8b];
+    let file = File::open(blob).map_err(|e| ImageError::io(blob, e))?;
+    let reader: Box<dyn Read> = if gz {
+        Box::new(flate2::read::GzDecoder::new(file))
+    } else {
+        Box::new(file)
+    };
+    let mut archive = tar::Archive::new(reader);
+    archive.set_preserve_permissions(true);
+    archive.set_preserve_ownerships(true);
+    archive.set_overwrite(true);
+    for entry in archive.entries().map_err(|e| ImageError::io(blob, e))? {
+        let mut entry = entry.map_err(|e| ImageError::io(blob, e))?;
+        let path = entry
+            .path()
+            .map_err(|e| ImageError::io(blob, e))?
+            .into_owned();
+        let file_name = path
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if file_name == ".wh..wh..opq" {
+            // Opaque directories need a trusted.overlay xattr; not supported yet.
+            continue;
+        }
+        if let Some(hidden) = file_name.strip_prefix(".wh.") {
+            let target = tmp.path().join(path.with_file_name(hidden));
+            whiteout(&target)?;
+            continue;
+        }
+        entry
+            .unpack_in(tmp.path())
+            .map_err(|e| ImageError::io(tmp.path().join(&path), e))?;
+    }
+    let tmp = tmp.keep();
+    std::fs::rename(&tmp, dest).map_err(|e| ImageError::io(dest, e))
+}
+
+/// An overlayfs whiteout: a 0:0 character device hiding a lower file.
+fn whiteout(target: &Path) -> Result<(), ImageError> {
+    use nix::sys::stat::{Mode, SFlag, mknod};
+    if let Some(dir) = target.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| ImageError::io(dir, e))?;
+    }
+    mknod(target, SFlag::S_IFCHR, Mode::empty(), 0)
+        .map_err(|e| ImageError::io(target, std::io::Error::from(e)))
+}
+
+/// Checks that the blob's content hashes to its name.
+fn verify_digest(layout: &Path, blob: &Path, hex: &str) -> Result<(), ImageError> {
+    use sha2::{Digest, Sha256};
+    let mut file = File::open(blob).map_err(|e| ImageError::io(blob, e))?;
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut file, &mut hasher).map_err(|e| ImageError::io(blob, e))?;
+    let actual = format!("{:x}", hasher.finalize());
+    if actual != hex {
+        return Err(invalid(
+            layout,
+            format!("layer {hex}: content hashes to {actual}"),
+        ));
+    }
+    Ok(())
+}

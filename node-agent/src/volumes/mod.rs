@@ -1,0 +1,189 @@
+//! Built-in volumes, prepared under `<pod dir>/volumes/<name>` before any container
+//! starts and bind-mounted into containers by the spec builder:
+//! emptyDir (a directory, or a tmpfs of `sizeLimit` for `medium: Memory`), hostPath
+//! (only under the agent's allowed prefixes), and secret, configMap, downwardAPI and
+//! projected volumes written as files from data the caller provides ([`PodData`]).
+
+mod files;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use coxswain_api::k8s::Pod;
+use coxswain_api::quantity::parse_quantity;
+
+use crate::mounts::{MountError, Mounter, mounts_under};
+
+/// Errors of the volume stage; each names the volume.
+#[derive(Debug, thiserror::Error)]
+pub enum VolumeError {
+    /// A hostPath outside the agent's allowed prefixes.
+    #[error(
+        "volume {volume:?}: hostPath {path} is not allowed on this node (agent allows {allowed})"
+    )]
+    HostPathNotAllowed {
+        /// The volume name.
+        volume: String,
+        /// The requested host path.
+        path: PathBuf,
+        /// The allowed prefixes, for the message.
+        allowed: String,
+    },
+    /// A referenced secret or configMap (or key) was not provided.
+    #[error("volume {volume:?}: {kind} {name:?} not found")]
+    MissingSource {
+        /// The volume name.
+        volume: String,
+        /// `secret`, `configMap` or `key`.
+        kind: &'static str,
+        /// The missing object or key.
+        name: String,
+    },
+    /// A volume type this agent does not handle (CSI, PVCs come later).
+    #[error(
+        "volume {volume:?}: unsupported volume type (built in: emptyDir, hostPath, secret, configMap, downwardAPI, projected)"
+    )]
+    Unsupported {
+        /// The volume name.
+        volume: String,
+    },
+    /// A bad field value.
+    #[error("volume {volume:?}: {message}")]
+    Invalid {
+        /// The volume name.
+        volume: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A file operation failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A mount failed.
+    #[error(transparent)]
+    Mount(#[from] MountError),
+}
+
+pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> VolumeError + '_ {
+    move |source| VolumeError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Secret and configMap contents the pod's volumes may reference (by name).
+#[derive(Debug, Clone, Default)]
+pub struct PodData {
+    /// Secrets of the pod's namespace: name → key → bytes.
+    pub secrets: BTreeMap<String, BTreeMap<String, Vec<u8>>>,
+    /// ConfigMaps of the pod's namespace: name → key → bytes.
+    pub config_maps: BTreeMap<String, BTreeMap<String, Vec<u8>>>,
+}
+
+/// Prepares and tears down a pod's volumes.
+pub struct VolumeManager {
+    allowed_host_paths: Vec<PathBuf>,
+    mounter: Arc<dyn Mounter>,
+}
+
+impl VolumeManager {
+    /// A manager allowing hostPath volumes under `allowed_host_paths`.
+    pub fn new(allowed_host_paths: Vec<PathBuf>, mounter: Arc<dyn Mounter>) -> Self {
+        Self {
+            allowed_host_paths,
+            mounter,
+        }
+    }
+
+    /// Prepares every volume of `pod` under `<pod_dir>/volumes`; returns name → host path.
+    /// Idempotent: existing directories and mounts are reused, files rewritten.
+    pub fn setup(
+        &self,
+        pod: &Pod,
+        pod_dir: &Path,
+        data: &PodData,
+    ) -> Result<BTreeMap<String, PathBuf>, VolumeError> {
+        let mut paths = BTreeMap::new();
+        let volumes = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.volumes.clone())
+            .unwrap_or_default();
+        for v in &volumes {
+            let dir = pod_dir.join("volumes").join(&v.name);
+            let path = if let Some(host) = &v.host_path {
+                let path = PathBuf::from(&host.path);
+                if !self.allowed_host_paths.iter().any(|p| path.starts_with(p)) {
+                    let allowed: Vec<String> = self
+                        .allowed_host_paths
+                        .iter()
+                        .map(|p| p.display().to_string())
+                        .collect();
+                    return Err(VolumeError::HostPathNotAllowed {
+                        volume: v.name.clone(),
+                        path,
+                        allowed: if allowed.is_empty() {
+                            "none".into()
+                        } else {
+                            allowed.join(", ")
+                        },
+                    });
+                }
+                if host.type_.as_deref() == Some("DirectoryOrCreate") {
+                    std::fs::create_dir_all(&path).map_err(io(&path))?;
+                }
+                path
+            } else if let Some(empty) = &v.empty_dir {
+                std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+                if empty.medium.as_deref() == Some("Memory") && !self.mounter.is_mounted(&dir) {
+                    let size = match &empty.size_limit {
+                        Some(q) => Some(parse_quantity(q).map_err(|e| VolumeError::Invalid {
+                            volume: v.name.clone(),
+                            message: format!("emptyDir.sizeLimit: {e}"),
+                        })?),
+                        None => None,
+                    };
+                    self.mounter
+                        .tmpfs(&dir, size.map(|q| q.ceil_units().max(0) as u64))?;
+                }
+                dir
+            } else if v.secret.is_some()
+                || v.config_map.is_some()
+                || v.downward_api.is_some()
+                || v.projected.is_some()
+            {
+                std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+                files::write_volume(v, pod, data, &dir)?;
+                dir
+            } else {
+                return Err(VolumeError::Unsupported {
+                    volume: v.name.clone(),
+                });
+            };
+            paths.insert(v.name.clone(), path);
+        }
+        Ok(paths)
+    }
+
+    /// Unmounts and removes `<pod_dir>/volumes`; hostPath contents are never touched.
+    pub fn teardown(&self, pod_dir: &Path) -> Result<(), VolumeError> {
+        let dir = pod_dir.join("volumes");
+        for mount in mounts_under(&dir) {
+            self.mounter.unmount(&mount)?;
+        }
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io(&dir)(e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
