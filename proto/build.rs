@@ -6,6 +6,7 @@ use std::path::PathBuf;
 const PROTOS: &[&str] = &[
     "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1/api.proto",
     "coxswain/deviceplugin/v1alpha1/attributes.proto",
+    "csi/v1/csi.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -7,7 +7,22 @@
 //! - [`deviceplugin::v1alpha1`]: coxswain's extensions served on the same
 //!   socket: per-device attributes v1beta1 cannot carry, and the control
 //!   service for simulated GPUs.
+//! - [`csi::v1`]: the Container Storage Interface, from `proto/csi/v1/csi.proto`
+//!   (CSI spec v1.12.0), vendored verbatim so that `cox-csi` is a CSI driver
+//!   any container orchestrator can use and the agent can drive any CSI driver.
 //!
-//! The node service and CSI v1 join this crate with their issues.
+//! The node service joins this crate with its issue.
 
 pub mod deviceplugin;
+
+/// Container Storage Interface protocols.
+pub mod csi {
+    /// CSI spec v1.12.0 (package `csi.v1`).
+    #[allow(missing_docs, clippy::all)]
+    pub mod v1 {
+        tonic::include_proto!("csi.v1");
+
+        /// The CSI spec release `csi.proto` was vendored from.
+        pub const SPEC_VERSION: &str = "1.12.0";
+    }
+}

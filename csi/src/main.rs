@@ -1,0 +1,101 @@
+//! `cox-csi`: coxswain's CSI driver for node-local volumes. Serves Identity,
+//! Controller and Node on `CSI_ENDPOINT` (`unix:///path`); keeps volumes and
+//! its state under `--state-dir`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use coxswain_csi::mounter::SystemMounter;
+use coxswain_csi::{DRIVER_NAME, Driver, DriverConfig, Error, endpoint, server};
+use tokio::signal::unix::{SignalKind, signal};
+
+/// CSI v1 driver for node-local volumes (loop-mounted ext4 images or directories).
+#[derive(Debug, Parser)]
+#[command(name = "cox-csi", version)]
+struct Args {
+    /// Endpoint to serve on, unix:///path/to/csi.sock.
+    #[arg(long, env = "CSI_ENDPOINT")]
+    endpoint: String,
+    /// This node's ID [default: the host name].
+    #[arg(long, env = "NODE_ID")]
+    node_id: Option<String>,
+    /// Where volume records, image files and directory volumes live.
+    #[arg(long, default_value = "/var/lib/coxswain/csi")]
+    state_dir: PathBuf,
+    /// Bytes this node may provision (suffixes Ki, Mi, Gi, Ti) [default: free space of --state-dir].
+    #[arg(long, value_parser = parse_bytes)]
+    capacity: Option<u64>,
+    /// Size of a volume whose request gives no capacity range.
+    #[arg(long, value_parser = parse_bytes, default_value = "1Gi")]
+    default_size: u64,
+}
+
+/// Parses `1073741824`, `512Mi`, `1Gi` and friends.
+fn parse_bytes(value: &str) -> Result<u64, String> {
+    let (digits, shift) = match value.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        None => (value, 0),
+        Some((i, _)) => match &value[i..] {
+            "Ki" => (&value[..i], 10),
+            "Mi" => (&value[..i], 20),
+            "Gi" => (&value[..i], 30),
+            "Ti" => (&value[..i], 40),
+            other => {
+                return Err(format!(
+                    "unknown size suffix {other:?}: use Ki, Mi, Gi or Ti"
+                ));
+            }
+        },
+    };
+    let n: u64 = digits.parse().map_err(|e| format!("{value:?}: {e}"))?;
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| format!("{value:?} is too large"))
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".to_string())
+}
+
+async fn run(args: Args) -> Result<(), Error> {
+    let socket = endpoint::socket_path(&args.endpoint)?;
+    let mounter = Arc::new(SystemMounter);
+    if let Err(e) = coxswain_csi::mounter::Mounter::check(mounter.as_ref()) {
+        // Keep serving: Probe reports the same error to the CO.
+        tracing::error!(error = %e, "driver is not ready");
+    }
+    let mut config = DriverConfig::new(args.node_id.unwrap_or_else(hostname), args.state_dir);
+    config.name = DRIVER_NAME.to_string();
+    config.capacity_bytes = args.capacity;
+    config.default_size_bytes = args.default_size;
+    let driver = Driver::open(config, mounter)?;
+    let mut term = signal(SignalKind::terminate()).map_err(|e| Error::io("SIGTERM handler", e))?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| Error::io("SIGINT handler", e))?;
+    let shutdown = async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        tracing::info!("shutting down: finishing requests in flight");
+    };
+    server::serve(driver, &socket, shutdown).await
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Args::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("cox-csi: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
