@@ -134,5 +134,8 @@ async fn serves_simulated_gpus_to_a_kubelet_and_stops_on_sigterm() {
         .unwrap();
     assert!(log.contains("SIMULATED"), "{log}");
     assert!(dir.path().join("simulated-dev/nvidiactl").exists());
-    assert!(!plugin_dir.join(&req.endpoint).exists(), "socket left behind after SIGTERM");
+    assert!(
+        !plugin_dir.join(&req.endpoint).exists(),
+        "socket left behind after SIGTERM"
+    );
 }
