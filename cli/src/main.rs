@@ -14,8 +14,20 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Create or update the objects in manifests (server-side apply).
+    Apply(cmd::apply::ApplyArgs),
     /// Measure coxswain's components (`cox bench store`).
     Bench(cmd::bench::BenchArgs),
+    /// Bring up a one-machine cluster, submit the example training job and show the scheduler.
+    Demo(cmd::demo::DemoArgs),
+    /// Delete objects by kind and name, or those in manifests.
+    Delete(cmd::delete::DeleteArgs),
+    /// Show one object in full and the events about it.
+    Describe(cmd::describe::DescribeArgs),
+    /// List or show objects (table, yaml, json, name); `-w` follows changes.
+    Get(cmd::get::GetArgs),
+    /// Run the control plane: the Kubernetes-compatible API over the embedded store or etcd.
+    Server(cmd::server::ServerArgs),
     /// Replay GPU-cluster traces through the placement simulator.
     Sim(cmd::sim::SimArgs),
     /// Print the version of this binary.
@@ -25,7 +37,13 @@ enum Command {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Apply(args) => cmd::apply::run(args),
         Command::Bench(args) => cmd::bench::run(args),
+        Command::Delete(args) => cmd::delete::run(args),
+        Command::Demo(args) => cmd::demo::run(args),
+        Command::Describe(args) => cmd::describe::run(args),
+        Command::Get(args) => cmd::get::run(args),
+        Command::Server(args) => cmd::server::run(args),
         Command::Sim(args) => cmd::sim::run(args),
         Command::Version => {
             println!("cox {}", env!("CARGO_PKG_VERSION"));

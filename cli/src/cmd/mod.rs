@@ -1,4 +1,12 @@
 //! One module per `cox` subcommand.
 
+pub mod api_client;
+pub mod apply;
 pub mod bench;
+pub mod delete;
+pub mod demo;
+pub mod describe;
+pub mod get;
+pub mod manifest;
+pub mod server;
 pub mod sim;

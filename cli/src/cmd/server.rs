@@ -1,0 +1,132 @@
+//! `cox server`: the control plane — the Kubernetes-compatible API over the embedded store
+//! (default) or etcd.
+//!
+//! It writes an admin kubeconfig to `<data-dir>/kubeconfig`. The first SIGTERM or Ctrl-C drains
+//! open requests and watches within a grace period; a second one exits at once.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use coxswain_control_plane::apiserver::{ApiServer, check_listen_address, kubeconfig};
+use coxswain_control_plane::store::{EmbeddedStore, EtcdStore, Store};
+use tokio_util::sync::CancellationToken;
+
+/// How long open requests and watches get to finish after the first signal.
+const DRAIN_GRACE: Duration = Duration::from_secs(10);
+
+/// Arguments of `cox server`.
+#[derive(Args)]
+pub struct ServerArgs {
+    /// Directory for the embedded store and the kubeconfig.
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// Address to listen on; only loopback until TLS and authentication exist.
+    #[arg(long, default_value = "127.0.0.1:6443")]
+    pub listen: SocketAddr,
+    /// etcd client URLs (comma-separated); the embedded store is used when absent.
+    #[arg(long, value_delimiter = ',')]
+    pub etcd_endpoints: Vec<String>,
+}
+
+/// Runs `cox server` until a signal stops it.
+pub fn run(args: ServerArgs) -> anyhow::Result<()> {
+    init_logging();
+    check_listen_address(&args.listen)?;
+    let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
+    runtime.block_on(serve(args))
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+async fn serve(args: ServerArgs) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating the data directory {}", args.data_dir.display()))?;
+    let store: Arc<dyn Store> = if args.etcd_endpoints.is_empty() {
+        let dir = args.data_dir.join("store");
+        Arc::new(
+            EmbeddedStore::open(&dir)
+                .with_context(|| format!("opening the embedded store in {}", dir.display()))?,
+        )
+    } else {
+        Arc::new(
+            EtcdStore::connect(&args.etcd_endpoints)
+                .await
+                .context("connecting to etcd")?,
+        )
+    };
+    let shutdown = CancellationToken::new();
+    let server = ApiServer::new(store, shutdown.clone()).await?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "listening on {} (is another server using the port?)",
+                args.listen
+            )
+        })?;
+    let addr = listener
+        .local_addr()
+        .context("reading the listen address")?;
+    let url = format!("http://{addr}");
+    let kubeconfig_path = args.data_dir.join("kubeconfig");
+    kubeconfig::write(&kubeconfig_path, &url)
+        .with_context(|| format!("writing {}", kubeconfig_path.display()))?;
+    let backend = if args.etcd_endpoints.is_empty() {
+        "embedded store"
+    } else {
+        "etcd"
+    };
+    eprintln!("cox server: serving the API on {url} ({backend})");
+    eprintln!(
+        "cox server: kubeconfig written to {} (export KUBECONFIG={0})",
+        kubeconfig_path.display()
+    );
+    tokio::spawn(watch_signals(shutdown.clone()));
+    let mut served = tokio::spawn(server.serve(listener));
+    tokio::select! {
+        result = &mut served => {
+            result.context("the server task failed")??;
+            return Ok(());
+        }
+        _ = shutdown.cancelled() => {}
+    }
+    match tokio::time::timeout(DRAIN_GRACE, served).await {
+        Ok(result) => result.context("the server task failed")??,
+        Err(_) => eprintln!("cox server: requests still open after {DRAIN_GRACE:?}; exiting"),
+    }
+    eprintln!("cox server: stopped");
+    Ok(())
+}
+
+/// Cancels `shutdown` on the first SIGTERM or Ctrl-C and exits on the second.
+async fn watch_signals(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        return;
+    };
+    let mut interrupts = 0;
+    loop {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        interrupts += 1;
+        if interrupts == 1 {
+            eprintln!("cox server: shutting down (signal again to exit at once)");
+            shutdown.cancel();
+        } else {
+            std::process::exit(130);
+        }
+    }
+}

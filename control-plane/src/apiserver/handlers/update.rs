@@ -1,0 +1,160 @@
+//! `PUT` of an object or its `status`: compare-and-swap on `resourceVersion`, server-owned
+//! metadata kept, `generation` bumped when the spec changes, and finalizer-driven removal.
+
+use axum::body::Body;
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde_json::{Value, json};
+
+use super::Ctx;
+use crate::apiserver::admission::{FieldValidation, admit};
+use crate::apiserver::negotiate::{BodyType, body_type, parse_body, read_body, respond};
+use crate::apiserver::objects::{
+    finalizers, from_store, has_status, is_terminating, meta_str, set_meta, to_store,
+};
+use crate::apiserver::request::parse_resource_version;
+use crate::apiserver::status_error::ApiError;
+use crate::store::{KeyValue, StoreError};
+
+/// Serves `PUT <resource>/<name>[/status]`.
+pub async fn update(ctx: &Ctx<'_>, body: Body) -> Result<Response, ApiError> {
+    let yaml = match body_type(&ctx.headers)? {
+        BodyType::Json => false,
+        BodyType::Yaml => true,
+        _ => {
+            return Err(ApiError::UnsupportedMediaType(
+                "PUT takes application/json or application/yaml; patch media types are for \
+                 PATCH"
+                    .to_string(),
+            ));
+        }
+    };
+    let field_validation = FieldValidation::from_query(&ctx.query)?;
+    let dry_run = ctx.query.dry_run()?;
+    let bytes = read_body(body).await?;
+    let value = parse_body(&bytes, yaml)?;
+    let expected = match meta_str(&value, "resourceVersion") {
+        Some(rv) if !rv.is_empty() => Some(parse_resource_version(rv)?),
+        _ => None,
+    };
+    let old = ctx.load().await?;
+    let (object, warnings) =
+        write_update(ctx, &old, value, expected, field_validation, dry_run).await?;
+    Ok(respond(
+        StatusCode::OK,
+        ctx.format_for_write(),
+        &object,
+        &warnings,
+    ))
+}
+
+/// Admits `candidate` as the new state of `old` and writes it with compare-and-swap on
+/// `expected` (the client's resourceVersion, if it sent one). Shared with PATCH.
+pub async fn write_update(
+    ctx: &Ctx<'_>,
+    old: &KeyValue,
+    candidate: Value,
+    expected: Option<u64>,
+    field_validation: FieldValidation,
+    dry_run: bool,
+) -> Result<(Value, Vec<String>), ApiError> {
+    let name = ctx.name()?.to_string();
+    let old_value = from_store(old)?;
+    if let Some(body_name) = meta_str(&candidate, "name")
+        && body_name != name
+    {
+        return Err(ApiError::BadRequest(format!(
+            "metadata.name: the name of the object ({body_name:?}) does not match the name in \
+             the URL ({name:?})"
+        )));
+    }
+    if let (Some(given), Some(current)) = (meta_str(&candidate, "uid"), meta_str(&old_value, "uid"))
+        && !given.is_empty()
+        && given != current
+    {
+        return Err(ApiError::Conflict {
+            resource: ctx.resource(),
+            name,
+            reason: format!(
+                "Precondition failed: UID in precondition: {given}, UID in object meta: {current}"
+            ),
+        });
+    }
+    if let Some(expected) = expected
+        && expected != old.mod_revision
+    {
+        return Err(ApiError::conflict(&ctx.resource(), &name));
+    }
+    let candidate = if ctx.path.subresource.as_deref() == Some("status") {
+        let mut merged = old_value.clone();
+        merged["status"] = candidate.get("status").cloned().unwrap_or(Value::Null);
+        merged
+    } else {
+        let mut candidate = candidate;
+        if has_status(ctx.path.kind.kind) && candidate.is_object() {
+            match old_value.get("status") {
+                Some(status) => candidate["status"] = status.clone(),
+                None => {
+                    candidate.as_object_mut().map(|o| o.remove("status"));
+                }
+            }
+        }
+        candidate
+    };
+    let mut admitted = admit(&ctx.path, candidate, field_validation)?;
+    let object = &mut admitted.value;
+    for field in [
+        "uid",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "generation",
+    ] {
+        match old_value.pointer(&format!("/metadata/{field}")) {
+            Some(value) => set_meta(object, field, value.clone()),
+            None => {
+                crate::apiserver::objects::meta_mut(object).remove(field);
+            }
+        }
+    }
+    if old_value.get("spec") != object.get("spec") && object.get("spec").is_some() {
+        let generation = old_value
+            .pointer("/metadata/generation")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
+        set_meta(object, "generation", json!(generation + 1));
+    }
+    if dry_run {
+        set_meta(
+            object,
+            "resourceVersion",
+            json!(old.mod_revision.to_string()),
+        );
+        return Ok((admitted.value, admitted.warnings));
+    }
+    let store = &ctx.state.store;
+    if is_terminating(object) && finalizers(object).is_empty() {
+        // The last finalizer is gone: the object can now be removed.
+        store
+            .delete(&old.key, Some(old.mod_revision))
+            .await
+            .map_err(|e| store_error(ctx, e))?;
+        return Ok((admitted.value, admitted.warnings));
+    }
+    let revision = store
+        .update(&old.key, to_store(object), Some(old.mod_revision))
+        .await
+        .map_err(|e| store_error(ctx, e))?;
+    set_meta(object, "resourceVersion", json!(revision.to_string()));
+    Ok((admitted.value, admitted.warnings))
+}
+
+/// Maps a write's store error to the API error Kubernetes returns for it.
+pub fn store_error(ctx: &Ctx<'_>, error: StoreError) -> ApiError {
+    let name = ctx.path.name.clone().unwrap_or_default();
+    match error {
+        StoreError::Conflict { .. } => ApiError::conflict(&ctx.resource(), &name),
+        StoreError::NotFound { .. } => ApiError::not_found(&ctx.resource(), &name),
+        other => other.into(),
+    }
+}

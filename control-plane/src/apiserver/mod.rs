@@ -1,0 +1,145 @@
+//! The Kubernetes-compatible REST API server.
+//!
+//! [`ApiServer`] serves discovery, OpenAPI and every kind in the registry over any
+//! [`Store`]: namespaced and cluster-scoped paths, GET/LIST/WATCH/POST/PUT/PATCH/DELETE, the
+//! `status` subresource, server-side `Table`s, and Kubernetes `Status` errors.
+//!
+//! - [`router`]: paths to handlers; [`request`]: path and query parsing;
+//!   [`negotiate`]: media types in and out; [`status_error`]: errors as `Status` objects.
+//! - [`handlers`]: one file per verb; [`admission`]: decode, default, validate;
+//!   [`strategic_merge`] and [`apply`]: the patch flavours beyond RFC 7386/6902.
+//! - [`discovery`], [`openapi`], [`table`], [`selectors`], [`kubeconfig`].
+
+pub mod admission;
+pub mod apply;
+pub mod discovery;
+pub mod handlers;
+pub mod kubeconfig;
+pub mod negotiate;
+pub mod objects;
+pub mod openapi;
+pub mod openapi_schemas;
+pub mod request;
+pub mod router;
+pub mod selectors;
+pub mod status_error;
+pub mod strategic_merge;
+pub mod table;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use crate::store::{Store, StoreError};
+
+pub use status_error::ApiError;
+
+/// Namespaces that exist from the start.
+pub const INITIAL_NAMESPACES: &[&str] = &["default", "coxswain-system"];
+
+/// What every request handler shares.
+#[derive(Clone)]
+pub struct ApiState {
+    /// The object store.
+    pub store: Arc<dyn Store>,
+    /// Cancelled when the server shuts down; open watches end.
+    pub shutdown: CancellationToken,
+    /// Decoded objects and encoded event lines shared by all watches.
+    pub watch_cache: Arc<handlers::watch_cache::WatchCache>,
+}
+
+/// Why the server could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The store failed while bootstrapping.
+    #[error("bootstrapping the store: {0}")]
+    Store(#[from] StoreError),
+    /// The listener failed.
+    #[error("serving on {addr}: {source}")]
+    Io {
+        /// The address served.
+        addr: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A listen address that is not loopback, refused until TLS and authentication exist.
+    #[error(
+        "refusing to listen on {0}: the API has no TLS or authentication yet, so it only \
+         listens on loopback (use 127.0.0.1:<port> or [::1]:<port>)"
+    )]
+    NotLoopback(SocketAddr),
+}
+
+/// Refuses listen addresses other than loopback.
+pub fn check_listen_address(addr: &SocketAddr) -> Result<(), ServeError> {
+    if addr.ip().is_loopback() {
+        Ok(())
+    } else {
+        Err(ServeError::NotLoopback(*addr))
+    }
+}
+
+/// The API server over one store.
+pub struct ApiServer {
+    state: ApiState,
+}
+
+impl ApiServer {
+    /// A server over `store` that stops when `shutdown` is cancelled; creates the initial
+    /// namespaces when they are missing.
+    pub async fn new(
+        store: Arc<dyn Store>,
+        shutdown: CancellationToken,
+    ) -> Result<Self, ServeError> {
+        for name in INITIAL_NAMESPACES {
+            let key = format!("/registry/core/namespaces/{name}");
+            if store.get(&key).await?.is_some() {
+                continue;
+            }
+            let namespace = json!({
+                "apiVersion": "v1",
+                "kind": "Namespace",
+                "metadata": {
+                    "name": name,
+                    "uid": objects::new_uid(),
+                    "creationTimestamp": objects::now(),
+                    "labels": {"kubernetes.io/metadata.name": name},
+                },
+                "spec": {},
+                "status": {"phase": "Active"},
+            });
+            match store.create(&key, objects::to_store(&namespace)).await {
+                Ok(_) | Err(StoreError::AlreadyExists { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(ApiServer {
+            state: ApiState {
+                store,
+                shutdown,
+                watch_cache: Arc::default(),
+            },
+        })
+    }
+
+    /// The HTTP service, to serve or to test with.
+    pub fn router(&self) -> axum::Router {
+        router::router(self.state.clone())
+    }
+
+    /// Serves on `listener` until the shutdown token is cancelled, then drains.
+    pub async fn serve(self, listener: tokio::net::TcpListener) -> Result<(), ServeError> {
+        let addr = listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        let shutdown = self.state.shutdown.clone();
+        axum::serve(listener, self.router())
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await
+            .map_err(|source| ServeError::Io { addr, source })
+    }
+}
