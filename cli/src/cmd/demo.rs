@@ -28,9 +28,18 @@ use super::api_client::{ApiClient, Target, resource_path, status_message};
 
 /// The example manifests, built into the binary so `cox demo` runs from anywhere.
 const EXAMPLES: &[(&str, &str)] = &[
-    ("examples/queue.yaml", include_str!("../../../examples/queue.yaml")),
-    ("examples/podgroup.yaml", include_str!("../../../examples/podgroup.yaml")),
-    ("examples/trainingjob.yaml", include_str!("../../../examples/trainingjob.yaml")),
+    (
+        "examples/queue.yaml",
+        include_str!("../../../examples/queue.yaml"),
+    ),
+    (
+        "examples/podgroup.yaml",
+        include_str!("../../../examples/podgroup.yaml"),
+    ),
+    (
+        "examples/trainingjob.yaml",
+        include_str!("../../../examples/trainingjob.yaml"),
+    ),
 ];
 
 /// Arguments of `cox demo`.
@@ -124,8 +133,8 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
 
 /// Applies every object of one manifest (server-side apply, so a second run updates).
 async fn submit(client: &ApiClient, origin: &str, text: &str) -> anyhow::Result<()> {
-    let objects = coxswain_api::decode(text.as_bytes())
-        .map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
+    let objects =
+        coxswain_api::decode(text.as_bytes()).map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
     for object in objects {
         let kind = object.kind_info();
         let name = object.name().to_string();
