@@ -2,8 +2,11 @@
 //!
 //! - [`apiserver`]: the Kubernetes-compatible REST API.
 //! - [`store`]: the `Store` trait and its two backends (embedded redb, etcd).
+//! - [`scheduler`]: the scheduler framework, plugins (GPU devices, gangs, topology,
+//!   preemption) and its hollow-node benchmark.
 //! - [`sim`]: the placement simulator behind `cox sim`.
 
 pub mod apiserver;
+pub mod scheduler;
 pub mod sim;
 pub mod store;

@@ -10,3 +10,4 @@ pub mod get;
 pub mod manifest;
 pub mod server;
 pub mod sim;
+pub mod sim_bench;

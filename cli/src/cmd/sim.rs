@@ -36,6 +36,8 @@ enum SimCommand {
     OpenbOrders(DataArgs),
     /// Replay default/FGD/seed 42 and compare every step with reference_run/.
     OpenbOracle(DataArgs),
+    /// Schedule a synthetic workload on hollow nodes through the full scheduler framework.
+    Bench(super::sim_bench::SimBenchArgs),
 }
 
 #[derive(Args)]
@@ -85,6 +87,7 @@ pub fn run(args: SimArgs) -> anyhow::Result<()> {
         SimCommand::Openb(a) => run_openb(*a),
         SimCommand::OpenbOrders(a) => check_orders(&a.data.unwrap_or_else(openb::data_dir)),
         SimCommand::OpenbOracle(a) => check_oracle(&a.data.unwrap_or_else(openb::data_dir)),
+        SimCommand::Bench(a) => super::sim_bench::run(a),
     }
 }
 

@@ -1,0 +1,59 @@
+//! The plugins of the default profile, one file (or folder) each, and the profile
+//! that wires them to their extension points.
+//!
+//! | plugin | extension points |
+//! |---|---|
+//! | [`PrioritySort`] | QueueSort |
+//! | [`NodeUnschedulable`], [`NodeAffinity`], [`TaintToleration`], [`NodeResourcesFit`] | Filter |
+//! | [`GpuAllocation`] | PreFilter, Filter, Score, Reserve |
+//! | [`Fragmentation`] | Score, Reserve (learns the workload) |
+//! | [`Gang`] | PreFilter, Score, Permit, PostFilter |
+//! | [`Preemption`] | PostFilter |
+
+pub mod fragmentation;
+pub mod gang;
+pub mod gpu;
+mod node_affinity;
+mod node_resources_fit;
+mod node_unschedulable;
+pub mod preemption;
+mod priority_sort;
+mod taint_toleration;
+
+use std::sync::Arc;
+
+pub use fragmentation::Fragmentation;
+pub use gang::Gang;
+pub use gpu::GpuAllocation;
+pub use node_affinity::{NodeAffinity, requirement_matches};
+pub use node_resources_fit::NodeResourcesFit;
+pub use node_unschedulable::{NodeUnschedulable, UNSCHEDULABLE_TAINT};
+pub use preemption::Preemption;
+pub use priority_sort::PrioritySort;
+pub use taint_toleration::{TaintToleration, tolerates};
+
+use super::framework::Framework;
+
+/// The default profile: every plugin above, cheapest filters first, FGD weighted
+/// above NUMA alignment and gang locality.
+pub fn default_framework() -> Framework {
+    let gpu = Arc::new(GpuAllocation);
+    let gang = Arc::new(Gang::default());
+    let frag = Arc::new(Fragmentation::default());
+    Framework::new(Arc::new(PrioritySort))
+        .with_pre_filter(gpu.clone())
+        .with_pre_filter(gang.clone())
+        .with_filter(Arc::new(NodeUnschedulable))
+        .with_filter(Arc::new(NodeResourcesFit))
+        .with_filter(gpu.clone())
+        .with_filter(Arc::new(NodeAffinity))
+        .with_filter(Arc::new(TaintToleration))
+        .with_post_filter(Arc::new(Preemption::default()))
+        .with_post_filter(gang.clone())
+        .with_score(frag.clone(), 2)
+        .with_score(gpu.clone(), 1)
+        .with_score(gang.clone(), 1)
+        .with_reserve(gpu)
+        .with_reserve(frag)
+        .with_permit(gang)
+}
