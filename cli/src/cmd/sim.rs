@@ -64,7 +64,7 @@ struct OpenbArgs {
     /// Seed range `A-B` or list `A,B,C`.
     #[arg(long)]
     seeds: Option<String>,
-    /// Policies: random, dotprod, clustering, packing, bestfit, fgd (comma-separated or repeated).
+    /// Policies: random, dotprod, clustering, packing, bestfit, fgd, coxswain (comma-separated or repeated).
     #[arg(long, value_delimiter = ',', default_value = "fgd")]
     policy: Vec<String>,
     /// Output CSV in the shape of expected_allo_discrete.csv.
@@ -123,6 +123,9 @@ struct Job {
 }
 
 fn run_openb(a: OpenbArgs) -> anyhow::Result<()> {
+    // The ablation knob of the coxswain policy: refuse a bad value before any replay starts.
+    coxswain_control_plane::sim::openb::policy::Coxswain::checked_env_config()
+        .map_err(anyhow::Error::msg)?;
     let data = a.data.clone().unwrap_or_else(openb::data_dir);
     let nodes_path = a
         .nodes

@@ -68,7 +68,7 @@ pub fn replay_prefix(workload: &Workload, policy: PolicyKind, limit: usize) -> R
         })
         .collect();
     let mut class_masks: Vec<Option<Vec<bool>>> = vec![None; class_ids.len()];
-    let typical = if policy == PolicyKind::Fgd {
+    let typical = if policy.uses_typical() {
         typical_pods(&workload.pods)
     } else {
         Vec::new()

@@ -6,6 +6,7 @@
 //! of a GPU-sharing pod at bind time (§3.5).
 
 mod best_fit;
+mod coxswain;
 mod dot_product;
 mod fgd;
 mod frag;
@@ -14,6 +15,7 @@ mod gpu_packing;
 mod random;
 
 pub use best_fit::BestFit;
+pub use coxswain::{Config as CoxswainConfig, Coxswain, Primary, Secondary};
 pub use dot_product::DotProduct;
 pub use fgd::Fgd;
 pub use frag::FragMeasure;
@@ -74,6 +76,8 @@ pub enum PolicyKind {
     BestFit,
     /// `06-FGD`.
     Fgd,
+    /// `07-Coxswain`: coxswain's own policy (not in the paper; [`Coxswain`]).
+    Coxswain,
 }
 
 impl PolicyKind {
@@ -96,6 +100,7 @@ impl PolicyKind {
             PolicyKind::GpuPacking => "04-GpuPacking",
             PolicyKind::BestFit => "05-BestFit",
             PolicyKind::Fgd => "06-FGD",
+            PolicyKind::Coxswain => "07-Coxswain",
         }
     }
 
@@ -108,12 +113,20 @@ impl PolicyKind {
             PolicyKind::GpuPacking => "packing",
             PolicyKind::BestFit => "bestfit",
             PolicyKind::Fgd => "fgd",
+            PolicyKind::Coxswain => "coxswain",
         }
+    }
+
+    /// Whether the policy measures fragmentation against the trace's
+    /// typical pods (FGD and coxswain's own).
+    pub fn uses_typical(self) -> bool {
+        matches!(self, PolicyKind::Fgd | PolicyKind::Coxswain)
     }
 
     /// Parses a short name or a CSV name, case-insensitively.
     pub fn parse(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| {
+        let own = [PolicyKind::Coxswain];
+        Self::ALL.into_iter().chain(own).find(|k| {
             k.short_name().eq_ignore_ascii_case(name) || k.csv_name().eq_ignore_ascii_case(name)
         })
     }
@@ -136,6 +149,12 @@ impl PolicyKind {
                 FragMeasure::new(typical, &cluster.models),
                 cluster,
                 classes,
+            )),
+            PolicyKind::Coxswain => Box::new(Coxswain::new(
+                typical,
+                cluster,
+                classes,
+                Coxswain::env_config(),
             )),
         }
     }
