@@ -5,25 +5,12 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use coxswain_control_plane::sim::openb::Workload;
 use coxswain_control_plane::sim::openb::reference::read_order_index;
 use coxswain_control_plane::sim::openb::trace::{read_nodes, read_pods};
-use coxswain_control_plane::sim::openb::{DATA_DIR_ENV, Workload};
 
 fn data_dir() -> PathBuf {
-    let dir = std::env::var_os(DATA_DIR_ENV)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../../shared/data/openb"
-            ))
-        });
-    assert!(
-        dir.join("PROTOCOL.md").exists(),
-        "openb data not found at {} (set {DATA_DIR_ENV})",
-        dir.display()
-    );
-    dir
+    coxswain_control_plane::sim::openb::existing_data_dir().unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[test]

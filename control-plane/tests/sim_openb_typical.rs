@@ -4,25 +4,11 @@
 use std::collections::HashSet;
 use std::path::PathBuf;
 
-use coxswain_control_plane::sim::openb::DATA_DIR_ENV;
 use coxswain_control_plane::sim::openb::trace::read_pods;
 use coxswain_control_plane::sim::openb::typical::{PodKey, typical_pods};
 
 fn data_dir() -> PathBuf {
-    let dir = std::env::var_os(DATA_DIR_ENV)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../../shared/data/openb"
-            ))
-        });
-    assert!(
-        dir.join("PROTOCOL.md").exists(),
-        "openb data not found at {} (set {DATA_DIR_ENV})",
-        dir.display()
-    );
-    dir
+    coxswain_control_plane::sim::openb::existing_data_dir().unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[test]

@@ -41,6 +41,19 @@ pub fn data_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/openb")
 }
 
+/// [`data_dir`] when it holds the openb data, else a message saying where it was looked for.
+pub fn existing_data_dir() -> std::result::Result<PathBuf, String> {
+    let dir = data_dir();
+    if dir.join("PROTOCOL.md").exists() {
+        Ok(dir)
+    } else {
+        Err(format!(
+            "openb data not found at {} (set {DATA_DIR_ENV})",
+            dir.display()
+        ))
+    }
+}
+
 /// The trace name of a pod-list path: its file stem
 /// (`openb_pod_list_default`).
 pub fn trace_name(pods_csv: &Path) -> String {
