@@ -141,12 +141,34 @@ pub async fn write_update(
             .map_err(|e| store_error(ctx, e))?;
         return Ok((admitted.value, admitted.warnings));
     }
+    if is_no_op(&old_value, object) {
+        // As in Kubernetes, a write that changes nothing keeps the object's resourceVersion and
+        // wakes no watcher; managedFields timestamps alone are not a change.
+        return Ok((old_value, admitted.warnings));
+    }
     let revision = store
         .update(&old.key, to_store(object), Some(old.mod_revision))
         .await
         .map_err(|e| store_error(ctx, e))?;
     set_meta(object, "resourceVersion", json!(revision.to_string()));
     Ok((admitted.value, admitted.warnings))
+}
+
+/// Whether `new` equals `old` but for its resourceVersion and managedFields timestamps.
+fn is_no_op(old: &Value, new: &Value) -> bool {
+    fn bookkeeping_stripped(value: &Value) -> Value {
+        let mut value = value.clone();
+        if let Some(meta) = value.get_mut("metadata").and_then(Value::as_object_mut) {
+            meta.remove("resourceVersion");
+            if let Some(managers) = meta.get_mut("managedFields").and_then(Value::as_array_mut) {
+                for manager in managers.iter_mut().filter_map(Value::as_object_mut) {
+                    manager.remove("time");
+                }
+            }
+        }
+        value
+    }
+    bookkeeping_stripped(old) == bookkeeping_stripped(new)
 }
 
 /// Maps a write's store error to the API error Kubernetes returns for it.
