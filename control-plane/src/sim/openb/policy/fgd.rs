@@ -8,7 +8,7 @@
 
 use super::super::cluster::{Cluster, is_sharing};
 use super::super::go_rand::GoRand;
-use super::frag::FragMeasure;
+use super::frag::{FragMeasure, take_fitting};
 use super::{PodReq, Policy};
 
 /// A cached score: the node version it was computed at, score and device.
@@ -91,17 +91,7 @@ impl Fgd {
             }
         } else {
             if p.num_gpu > 0 && p.gpu_milli > 0 {
-                // Ascending free milli, stable by index, first k that fit.
-                let mut order: Vec<usize> = (0..g).collect();
-                order.sort_by_key(|&i| devices[i]);
-                let picked: Vec<usize> = order
-                    .into_iter()
-                    .filter(|&i| i64::from(devices[i]) >= p.gpu_milli)
-                    .take(p.num_gpu as usize)
-                    .collect();
-                for i in picked {
-                    devices[i] -= p.gpu_milli as u16;
-                }
+                take_fitting(&mut devices[..g], p.num_gpu, p.gpu_milli);
             }
             let score = to_score(before - self.frag.frag(n.model, cpu_after, &devices[..g]));
             Cached {

@@ -169,6 +169,22 @@ impl FragMeasure {
     }
 }
 
+/// Takes `gpu_milli` from each of the first `num_gpu` devices, in ascending order of free milli
+/// (stable by index), that still have `gpu_milli` free: FGD's hypothetical placement of a
+/// whole-GPU pod (PROTOCOL.md §5.6).
+pub(super) fn take_fitting(devices: &mut [u16], num_gpu: u32, gpu_milli: i64) {
+    let mut order: Vec<usize> = (0..devices.len()).collect();
+    order.sort_by_key(|&i| devices[i]);
+    let picked: Vec<usize> = order
+        .into_iter()
+        .filter(|&i| i64::from(devices[i]) >= gpu_milli)
+        .take(num_gpu as usize)
+        .collect();
+    for i in picked {
+        devices[i] -= gpu_milli as u16;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::super::typical::{PodKey, TypicalPod};
