@@ -29,32 +29,76 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<()> {
 async fn apply(args: ApplyArgs) -> anyhow::Result<()> {
     let client = ApiClient::new(&args.target)?;
     for document in manifest::read(&args.files)? {
-        let value = &document.value;
-        let (kind, name) =
-            identify(value).map_err(|e| anyhow::anyhow!("{}: {e}", document.origin))?;
-        let namespace = value["metadata"]["namespace"]
-            .as_str()
-            .unwrap_or(&client.namespace);
-        let path = format!(
-            "{}?fieldManager=cox&force=true&fieldValidation=Strict",
-            resource_path(kind, Some(namespace), Some(name))
+        let applied = apply_value(&client, &document.value, &document.origin, "cox").await?;
+        println!(
+            "{}/{} {}",
+            kind_label(applied.kind),
+            applied.name,
+            applied.verb()
         );
-        let body = serde_json::to_vec(value)?;
-        let reply = client
-            .send(
-                Method::PATCH,
-                &path,
-                "application/json",
-                Some(("application/apply-patch+yaml", body)),
-            )
-            .await?;
-        match reply.status.as_u16() {
-            201 => println!("{}/{name} created", kind_label(kind)),
-            200 => println!("{}/{name} configured", kind_label(kind)),
-            _ => anyhow::bail!("{}: {}", document.origin, status_message(&reply)),
-        }
     }
     Ok(())
+}
+
+/// What a server-side apply did to one object.
+pub struct Applied {
+    /// The object's kind.
+    pub kind: &'static registry::KindInfo,
+    /// The object's name.
+    pub name: String,
+    /// Whether the object was created (else it was updated or left as it was).
+    pub created: bool,
+    /// The object as the server stored it.
+    pub object: Value,
+}
+
+impl Applied {
+    /// `created` or `configured`, as kubectl prints.
+    pub fn verb(&self) -> &'static str {
+        if self.created {
+            "created"
+        } else {
+            "configured"
+        }
+    }
+}
+
+/// Creates or updates `value` with server-side apply as field manager `manager`, forcing
+/// conflicts and refusing unknown fields; errors are prefixed with `origin`.
+pub async fn apply_value(
+    client: &ApiClient,
+    value: &Value,
+    origin: &str,
+    manager: &str,
+) -> anyhow::Result<Applied> {
+    let (kind, name) = identify(value).map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
+    let namespace = value["metadata"]["namespace"]
+        .as_str()
+        .unwrap_or(&client.namespace);
+    let path = format!(
+        "{}?fieldManager={manager}&force=true&fieldValidation=Strict",
+        resource_path(kind, Some(namespace), Some(name))
+    );
+    let body = serde_json::to_vec(value)?;
+    let reply = client
+        .send(
+            Method::PATCH,
+            &path,
+            "application/json",
+            Some(("application/apply-patch+yaml", body)),
+        )
+        .await?;
+    let created = match reply.status.as_u16() {
+        201 => true,
+        200 => false,
+        _ => anyhow::bail!("{origin}: {}", status_message(&reply)),
+    };
+    Ok(Applied {
+        kind,
+        name: name.to_string(),
+        created,
+        object: reply.body,
+    })
 }
 
 /// The kind and name of a manifest object.

@@ -24,7 +24,8 @@ use reqwest::Method;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use super::api_client::{ApiClient, Target, resource_path, status_message};
+use super::api_client::{ApiClient, Target, resource_path};
+use super::apply::apply_value;
 
 /// The example manifests, built into the binary so `cox demo` runs from anywhere.
 const EXAMPLES: &[(&str, &str)] = &[
@@ -136,33 +137,13 @@ async fn submit(client: &ApiClient, origin: &str, text: &str) -> anyhow::Result<
     let objects =
         coxswain_api::decode(text.as_bytes()).map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
     for object in objects {
-        let kind = object.kind_info();
-        let name = object.name().to_string();
-        let namespace = kind
-            .namespaced
-            .then(|| object.namespace().unwrap_or("default").to_string());
-        let path = format!(
-            "{}?fieldManager=cox-demo&force=true&fieldValidation=Strict",
-            resource_path(kind, namespace.as_deref(), Some(&name))
-        );
-        let body = serde_json::to_vec(&object.to_json_value()?)?;
-        let reply = client
-            .send(
-                Method::PATCH,
-                &path,
-                "application/json",
-                Some(("application/apply-patch+yaml", body)),
-            )
-            .await?;
-        let verb = match reply.status.as_u16() {
-            201 => "created",
-            200 => "configured",
-            _ => anyhow::bail!("{origin}: {}", status_message(&reply)),
-        };
+        let applied = apply_value(client, &object.to_json_value()?, origin, "cox-demo").await?;
         step(&format!(
-            "{}/{name} {verb} (resourceVersion {})",
-            kind.singular,
-            reply.body["metadata"]["resourceVersion"]
+            "{}/{} {} (resourceVersion {})",
+            applied.kind.singular,
+            applied.name,
+            applied.verb(),
+            applied.object["metadata"]["resourceVersion"]
                 .as_str()
                 .unwrap_or("?")
         ));
