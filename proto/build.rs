@@ -7,6 +7,7 @@ const PROTOS: &[&str] = &[
     "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1/api.proto",
     "coxswain/deviceplugin/v1alpha1/attributes.proto",
     "csi/v1/csi.proto",
+    "coxswain/node/v1alpha1/node.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

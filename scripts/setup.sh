@@ -7,6 +7,8 @@ set -euo pipefail
 # System packages, each with the issue that needs it.
 packages=(
     protobuf-compiler          # etcd-client generates its gRPC code with protoc
+    libprotobuf-dev            # ... and imports google/protobuf/*.proto (a Recommends only)
+    python3                    # the example trainer runs in `image: host` pods
     etcd-server                # the etcd store backend and its tests
     runc crun                  # OCI runtimes the node agent execs
     containernetworking-plugins # CNI plugins in /usr/lib/cni

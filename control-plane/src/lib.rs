@@ -7,6 +7,7 @@
 //! - [`sim`]: the placement simulator behind `cox sim`.
 
 pub mod apiserver;
+pub mod client;
 pub mod scheduler;
 pub mod sim;
 pub mod store;

@@ -11,7 +11,8 @@
 //!   (CSI spec v1.12.0), vendored verbatim so that `cox-csi` is a CSI driver
 //!   any container orchestrator can use and the agent can drive any CSI driver.
 //!
-//! The node service joins this crate with its issue.
+//! - [`node::v1alpha1`]: the node service between agents and the control plane
+//!   (`proto/coxswain/node/v1alpha1/node.proto`), and the agent's own log service.
 
 pub mod deviceplugin;
 
@@ -24,5 +25,14 @@ pub mod csi {
 
         /// The CSI spec release `csi.proto` was vendored from.
         pub const SPEC_VERSION: &str = "1.12.0";
+    }
+}
+
+/// The coxswain node service.
+pub mod node {
+    /// Package `coxswain.node.v1alpha1`.
+    #[allow(missing_docs, clippy::all)]
+    pub mod v1alpha1 {
+        tonic::include_proto!("coxswain.node.v1alpha1");
     }
 }
