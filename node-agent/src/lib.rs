@@ -12,6 +12,8 @@
 //! - [`images`]: root filesystems behind [`images::ImageStore`]: `host`, imported
 //!   OCI image layouts/archives, and rootfs directories (the busybox fixture).
 //! - [`volumes`]: emptyDir, hostPath, secret, configMap and downwardAPI.
+//! - [`network`]: pod networking (CNI), pod DNS files, the node-local DNS server,
+//!   host-gw routes.
 //! - [`worker`]: the pod worker, restart policies, back-off, status, re-adoption.
 //! - [`logs`]: the CRI log format.
 //!
@@ -23,6 +25,7 @@ pub mod config;
 pub mod images;
 pub mod logs;
 pub mod mounts;
+pub mod network;
 pub mod runtime;
 pub mod sandbox;
 pub mod shim;

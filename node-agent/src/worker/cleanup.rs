@@ -96,6 +96,7 @@ impl PodWorker {
             .volumes
             .teardown(&self.pod_dir())
             .map_err(|e| e.to_string())?;
+        self.teardown_network()?;
         self.deps
             .sandbox
             .remove(&self.uid)
@@ -141,6 +142,7 @@ pub fn remove_orphans(
         removed.insert(uid);
     }
     let mut uids = deps.sandbox.list().map_err(|e| e.to_string())?;
+    uids.extend(deps.network.attached().map_err(|e| e.to_string())?);
     if let Ok(entries) = std::fs::read_dir(deps.config.root.join("pods")) {
         uids.extend(
             entries
@@ -151,6 +153,7 @@ pub fn remove_orphans(
     for uid in uids.into_iter().filter(|u| !keep.contains(u)) {
         let pod_dir = deps.config.pod_dir(&uid);
         deps.volumes.teardown(&pod_dir).map_err(|e| e.to_string())?;
+        super::pod_network::teardown(deps, &uid)?;
         deps.sandbox.remove(&uid).map_err(|e| e.to_string())?;
         remove_dir(&pod_dir).map_err(|e| format!("{}: {e}", pod_dir.display()))?;
         removed.insert(uid);

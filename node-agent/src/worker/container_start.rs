@@ -146,6 +146,7 @@ impl PodWorker {
                 read_only: m.read_only.unwrap_or(false),
             });
         }
+        mounts.extend(self.dns_mounts(&mounts));
         let env = self.environment(c, &image)?;
         let pod_sc = self
             .pod

@@ -23,6 +23,7 @@ mod cleanup;
 mod container_start;
 mod environment;
 mod observe;
+mod pod_network;
 pub mod record;
 mod status;
 #[cfg(test)]
@@ -41,6 +42,7 @@ pub use record::{ContainerRecord, Current, Termination};
 use crate::AgentConfig;
 use crate::clock::Clock;
 use crate::images::ImageStore;
+use crate::network::{PodIps, PodNetwork, dns_files::PodDnsFiles};
 use crate::runtime::ContainerRuntime;
 use crate::sandbox::{PodSandbox, SandboxInfo, SandboxSpec, qos};
 use crate::volumes::{PodData, VolumeManager};
@@ -63,6 +65,8 @@ pub struct WorkerDeps {
     pub volumes: Arc<VolumeManager>,
     /// The clock.
     pub clock: Arc<dyn Clock>,
+    /// The pod network stage.
+    pub network: Arc<dyn PodNetwork>,
 }
 
 /// What the caller should do after a step.
@@ -102,6 +106,10 @@ pub struct PodWorker {
     start_time: Option<SystemTime>,
     /// A pod-level problem (sandbox or volume), as (reason, message).
     problem: Option<(String, String)>,
+    /// The pod's addresses, once its network is set up.
+    ips: Option<PodIps>,
+    /// The pod's resolv.conf and hosts files, when the network gives cluster DNS.
+    dns_files: Option<PodDnsFiles>,
 }
 
 impl PodWorker {
@@ -134,6 +142,8 @@ impl PodWorker {
             apps,
             start_time: None,
             problem: None,
+            ips: None,
+            dns_files: None,
         }
     }
 
@@ -238,6 +248,7 @@ impl PodWorker {
                     .volumes
                     .setup(&self.pod, &self.pod_dir(), &self.data)
                     .map_err(|e| ("VolumeSetupError".to_string(), e.to_string()))?;
+                self.setup_network(&info)?;
                 Ok((info, volumes))
             });
         match prepared {

@@ -6,7 +6,7 @@ use std::time::SystemTime;
 use coxswain_api::k8s::{PodStatus, Time};
 use k8s_openapi::api::core::v1::{
     ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting,
-    ContainerStatus, PodCondition,
+    ContainerStatus, HostIP, PodCondition, PodIP,
 };
 use k8s_openapi::jiff::Timestamp;
 
@@ -149,7 +149,18 @@ pub fn pod_status(w: &PodWorker) -> PodStatus {
         condition("ContainersReady", ready, Some(not_ready), now),
         condition("PodScheduled", true, None, now),
     ];
+    let ips = w.pod_ips().cloned().unwrap_or_default();
+    let host_ip = ips.host_ip.or(w.deps.network.host_ip());
     PodStatus {
+        pod_ip: ips.ips.first().map(ToString::to_string),
+        pod_ips: (!ips.ips.is_empty()).then(|| {
+            ips.ips
+                .iter()
+                .map(|ip| PodIP { ip: ip.to_string() })
+                .collect()
+        }),
+        host_ip: host_ip.map(|ip| ip.to_string()),
+        host_ips: host_ip.map(|ip| vec![HostIP { ip: ip.to_string() }]),
         phase: Some(phase(w).to_string()),
         conditions: Some(conditions),
         reason: w.problem.as_ref().map(|(r, _)| r.clone()),

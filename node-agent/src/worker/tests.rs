@@ -46,6 +46,7 @@ fn fixture() -> Fixture {
         images: Arc::new(images),
         volumes: Arc::new(VolumeManager::new(vec![], mounter)),
         clock: clock.clone(),
+        network: Arc::new(crate::network::NoNetwork),
     };
     Fixture {
         _dirs: vec![root, cg, rootfs],

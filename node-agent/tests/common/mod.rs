@@ -124,6 +124,7 @@ impl Harness {
             runtime: Arc::new(runtime),
             clock,
             config,
+            network: Arc::new(coxswain_node_agent::network::NoNetwork),
         }
     }
 
