@@ -316,16 +316,21 @@ fn teardown_after_an_agent_crash_uses_the_persisted_result() {
     assert_eq!(node.reservations().len(), 1);
     let restarted = node.network();
     assert_eq!(
-        restarted
-            .attached()
-            .unwrap()
-            .into_iter()
-            .collect::<Vec<_>>(),
-        [a.clone()]
+        restarted.attached().unwrap(),
+        std::collections::BTreeSet::from([a.clone()])
     );
     // A restarted agent re-adopts the attachment as it is...
     assert_eq!(restarted.setup(&pod(&a, Some(18082)), &na).unwrap(), ips);
     assert_eq!(node.reservations().len(), 1);
+    // A sandbox re-made after a reboot (the cached attachment's interface is gone)
+    // gets a fresh attachment, and the stale reservation is freed first.
+    node.remove_sandbox(&na);
+    let na = node.sandbox(&a);
+    let fresh = restarted.setup(&pod(&a, Some(18082)), &na).unwrap();
+    assert!(!fresh.ips.is_empty());
+    assert_eq!(node.reservations(), vec![v4(&fresh)]);
+    let (ok, text) = in_pod(&na, &["ip", "-o", "addr", "show", "dev", "eth0"]);
+    assert!(ok && text.contains(&v4(&fresh)), "{text}");
     // ...and tears it down from the cache, port mappings included.
     let again = node.network();
     again.teardown(&a, &na).unwrap();
@@ -461,14 +466,14 @@ fn host_gw_routes_are_synced_exactly_between_two_hosts() {
 
     let routes = HostRoutes::in_netns(&h1.name);
     let via: IpAddr = a2.parse().unwrap();
-    let (ok, _) = h1.exec(&["ping", "-c1", "-W1", &pod_ip]);
+    let (ok, _) = h1.exec(&[BUSYBOX, "ping", "-c1", "-W1", &pod_ip]);
     assert!(!ok, "reachable before any route");
     let stale = format!("10.252.{n}.0/24");
     let changes = routes
         .sync_routes(&[(pod_cidr.clone(), via), (stale.clone(), via)])
         .unwrap();
     assert_eq!(changes.added.len(), 2);
-    let (ok, text) = h1.exec(&["ping", "-c1", "-W5", &pod_ip]);
+    let (ok, text) = h1.exec(&[BUSYBOX, "ping", "-c1", "-W5", &pod_ip]);
     assert!(
         ok,
         "host 1 cannot reach host 2's pod through the route: {text}"

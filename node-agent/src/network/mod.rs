@@ -4,7 +4,8 @@
 //!
 //! - [`PodNetwork`]: the seam the pod worker calls (blocking) after the sandbox
 //!   exists and before it is removed. [`CniNetwork`] drives the CNI plugins through
-//!   `coxswain-cni`; [`NoNetwork`] keeps pods on loopback only (tests, hollow nodes).
+//!   `coxswain-cni`; [`NoNetwork`] keeps pods on loopback only (tests, hollow nodes);
+//!   [`FakeNetwork`] hands out addresses in memory (unit tests).
 //! - [`dns_files`]: a pod's `/etc/resolv.conf` and `/etc/hosts`.
 //! - [`dns`]: the node-local DNS server answering cluster names through a [`dns::Resolver`].
 //! - [`routes`]: host-gw routes, synced exactly, marked with their own route protocol.
@@ -12,6 +13,7 @@
 pub mod cni;
 pub mod dns;
 pub mod dns_files;
+pub mod fake;
 pub mod routes;
 
 use std::collections::BTreeSet;
@@ -22,6 +24,7 @@ use coxswain_api::k8s::Pod;
 
 pub use cni::{CniNetwork, CniNetworkConfig, NetworkSource};
 pub use dns_files::ClusterDns;
+pub use fake::FakeNetwork;
 
 /// Errors of the network stage.
 #[derive(Debug, thiserror::Error)]

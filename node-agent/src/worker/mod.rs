@@ -27,6 +27,8 @@ mod pod_network;
 pub mod record;
 mod status;
 #[cfg(test)]
+mod network_tests;
+#[cfg(test)]
 mod tests;
 
 use std::collections::BTreeMap;
