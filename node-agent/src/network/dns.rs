@@ -3,7 +3,8 @@
 //! [`Resolver`] (the agent daemon asks the control plane's Resolve RPC): A and AAAA
 //! records with a short TTL, NXDOMAIN for unknown names in the domain, and REFUSED
 //! for everything outside it: nothing is ever forwarded off the machine. Messages
-//! are decoded and encoded with `hickory-proto`; transport is UDP.
+//! are decoded and encoded with `hickory-proto`; transport is UDP, and TCP for
+//! clients retrying a truncated answer.
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -12,7 +13,8 @@ use std::sync::Arc;
 use hickory_proto::op::{Edns, Message, MessageType, Metadata, OpCode, ResponseCode};
 use hickory_proto::rr::rdata::{A, AAAA};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
-use tokio::net::UdpSocket;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
 
 /// TTL of every answer, in seconds: pods and services move; caches must follow.
 pub const DEFAULT_TTL: u32 = 5;
@@ -101,9 +103,14 @@ impl DnsServer {
         self
     }
 
-    /// The answer to one wire-format query; `None` when it is not worth one
+    /// The answer to one wire-format query received over UDP (truncated to 512
+    /// bytes, or the client's EDNS size); `None` when it is not worth one
     /// (unparseable header, or a response).
     pub async fn answer(&self, request: &[u8]) -> Option<Vec<u8>> {
+        self.respond(request, true).await
+    }
+
+    async fn respond(&self, request: &[u8], udp: bool) -> Option<Vec<u8>> {
         let request = match Message::from_vec(request) {
             Ok(m) => m,
             Err(_) => {
@@ -128,6 +135,7 @@ impl DnsServer {
         let code = self.fill(&request, &mut response).await;
         response.metadata.response_code = code;
         let limit = match &request.edns {
+            _ if !udp => usize::from(u16::MAX),
             Some(e) => usize::from(e.max_payload().clamp(512, EDNS_PAYLOAD)),
             None => 512,
         };
@@ -206,6 +214,61 @@ impl DnsServer {
             });
         }
     }
+}
+
+impl DnsServer {
+    /// Serves DNS over TCP (length-prefixed messages, RFC 7766) on `listener` until
+    /// `shutdown` completes; clients retry over TCP after a truncated UDP answer.
+    pub async fn serve_tcp(
+        self: Arc<Self>,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> std::io::Result<()> {
+        tokio::pin!(shutdown);
+        loop {
+            let (stream, peer) = tokio::select! {
+                () = &mut shutdown => return Ok(()),
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "DNS accept");
+                        continue;
+                    }
+                },
+            };
+            let server = self.clone();
+            tokio::spawn(async move {
+                if let Err(e) = server.serve_connection(stream).await {
+                    tracing::debug!(%peer, error = %e, "DNS over TCP");
+                }
+            });
+        }
+    }
+
+    async fn serve_connection(&self, mut stream: TcpStream) -> std::io::Result<()> {
+        loop {
+            let len = match stream.read_u16().await {
+                Ok(len) => usize::from(len),
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+                Err(e) => return Err(e),
+            };
+            let mut request = vec![0u8; len];
+            stream.read_exact(&mut request).await?;
+            let Some(reply) = self.respond(&request, false).await else {
+                return Ok(());
+            };
+            let len = u16::try_from(reply.len()).map_err(std::io::Error::other)?;
+            stream.write_u16(len).await?;
+            stream.write_all(&reply).await?;
+        }
+    }
+}
+
+/// Binds the server's TCP listener.
+pub async fn bind_tcp(addr: SocketAddr) -> Result<TcpListener, DnsError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| DnsError::Io { addr, source })
 }
 
 /// Binds the server's UDP socket.
@@ -332,6 +395,43 @@ mod tests {
         let (len, _) = client.recv_from(&mut buf).await.unwrap();
         let reply = Message::from_vec(&buf[..len]).unwrap();
         assert_eq!(reply.answers.len(), 1);
+        stop.send(()).unwrap();
+        task.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn serves_over_tcp_without_truncation() {
+        let many: Vec<IpAddr> = (1..=60u8).map(|i| IpAddr::from([10, 96, 1, i])).collect();
+        let names = BTreeMap::from([("big.svc.cluster.local".to_string(), many)]);
+        let server = Arc::new(DnsServer::new("cluster.local", Arc::new(Fixed(names))).unwrap());
+        let mut q = Message::query();
+        q.add_query(Query::query(
+            Name::from_ascii("big.svc.cluster.local.").unwrap(),
+            RecordType::A,
+        ));
+        let wire = q.to_vec().unwrap();
+        // Over UDP without EDNS, 60 records do not fit in 512 bytes.
+        let udp = Message::from_vec(&server.answer(&wire).await.unwrap()).unwrap();
+        assert!(udp.metadata.truncation);
+        assert!(udp.answers.is_empty());
+        let listener = bind_tcp("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(server.serve_tcp(listener, async {
+            let _ = stopped.await;
+        }));
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        for _ in 0..2 {
+            stream.write_u16(wire.len() as u16).await.unwrap();
+            stream.write_all(&wire).await.unwrap();
+            let len = stream.read_u16().await.unwrap();
+            let mut reply = vec![0u8; usize::from(len)];
+            stream.read_exact(&mut reply).await.unwrap();
+            let reply = Message::from_vec(&reply).unwrap();
+            assert!(!reply.metadata.truncation);
+            assert_eq!(reply.answers.len(), 60);
+        }
+        drop(stream);
         stop.send(()).unwrap();
         task.await.unwrap().unwrap();
     }
