@@ -331,6 +331,17 @@ fn teardown_after_an_agent_crash_uses_the_persisted_result() {
     assert_eq!(node.reservations(), vec![v4(&fresh)]);
     let (ok, text) = in_pod(&na, &["ip", "-o", "addr", "show", "dev", "eth0"]);
     assert!(ok && text.contains(&v4(&fresh)), "{text}");
+    // An agent killed inside ADD, after the plugins but before the cache write:
+    // the interface is there without a record; setup clears it and adds afresh.
+    let record = node
+        .config
+        .results_dir()
+        .join(format!("coxswain:{a}:eth0.json"));
+    std::fs::remove_file(&record).unwrap();
+    let redone = restarted.setup(&pod(&a, Some(18082)), &na).unwrap();
+    assert_eq!(node.reservations(), vec![v4(&redone)]);
+    assert_eq!(node.host.veths(), 1);
+    assert!(record.exists());
     // ...and tears it down from the cache, port mappings included.
     let again = node.network();
     again.teardown(&a, &na).unwrap();

@@ -171,26 +171,39 @@ impl CniNetwork {
         Attachment::new(uid, netns, ifname)
     }
 
-    /// The recorded addresses of `uid`, if its recorded interface still has them.
-    fn existing(&self, uid: &str, netns: &Path) -> Result<Option<Vec<IpAddr>>, NetworkError> {
+    /// What is there of `uid`'s attachment: the recorded addresses if its
+    /// interface still has them; else whether anything (a cache entry, an `eth0`)
+    /// is left that a DEL must clear before a fresh ADD.
+    fn existing(&self, uid: &str, netns: &Path) -> Result<Existing, NetworkError> {
         let cached = self
             .cni
             .cached_result(&self.net.name, uid, POD_IFNAME)
             .map_err(|e| cni_error(uid, "cache", e))?;
         let Some(cached) = cached else {
-            return Ok(None);
+            // An agent killed mid-ADD leaves no cache entry but may leave the veth.
+            return Ok(if interface_has(netns, POD_IFNAME, &[]) {
+                Existing::Stale
+            } else {
+                Existing::Absent
+            });
         };
-        let Ok(result) = coxswain_cni::CniResult::from_value(&cached.result) else {
-            return Ok(None);
-        };
-        let ips = pod_ips(&result);
+        let ips = coxswain_cni::CniResult::from_value(&cached.result)
+            .map(|r| pod_ips(&r))
+            .unwrap_or_default();
         // Debian's portmap fails CHECK for IPv4-only pods (see docs/cni.md), so the
         // attachment is verified by looking at the interface itself.
         if !ips.is_empty() && interface_has(netns, POD_IFNAME, &ips) {
-            return Ok(Some(ips));
+            return Ok(Existing::Attached(ips));
         }
-        Ok(None)
+        Ok(Existing::Stale)
     }
+}
+
+/// See [`CniNetwork::existing`].
+enum Existing {
+    Attached(Vec<IpAddr>),
+    Stale,
+    Absent,
 }
 
 impl PodNetwork for CniNetwork {
@@ -199,14 +212,17 @@ impl PodNetwork for CniNetwork {
         if uid.is_empty() {
             return Err(NetworkError::Config("pod has no metadata.uid".into()));
         }
-        if let Some(ips) = self.existing(&uid, netns)? {
-            return Ok(PodIps {
-                ips,
-                host_ip: self.config.node_ip,
-            });
+        match self.existing(&uid, netns)? {
+            Existing::Attached(ips) => {
+                return Ok(PodIps {
+                    ips,
+                    host_ip: self.config.node_ip,
+                });
+            }
+            // A stale or half-made attachment is removed before a fresh ADD.
+            Existing::Stale => self.teardown(&uid, netns)?,
+            Existing::Absent => {}
         }
-        // A stale or half-made attachment is removed before a fresh ADD.
-        self.teardown(&uid, netns)?;
         let lo = self.attachment(&uid, netns, "lo");
         self.cni
             .add(&self.loopback, &lo)
@@ -372,7 +388,7 @@ pub fn host_ports(pod: &Pod) -> Vec<PortMapping> {
         .collect()
 }
 
-/// Whether `ifname` in the namespace at `netns` carries every one of `ips`.
+/// Whether `ifname` exists in the namespace at `netns` and carries every one of `ips`.
 fn interface_has(netns: &Path, ifname: &str, ips: &[IpAddr]) -> bool {
     let out = Command::new("nsenter")
         .arg(format!("--net={}", netns.display()))
