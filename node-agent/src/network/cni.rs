@@ -129,12 +129,11 @@ impl CniNetwork {
                 let value = coxswain_conflist(cidr, bridge, &config.ipam_dir())?;
                 let path = config.conf_dir().join(CONFLIST_NAME);
                 write_atomically(&path, &value)?;
-                let net =
-                    NetworkConfigList::load_file(&path).map_err(|e| cni_error("", "load", e))?;
+                let net = NetworkConfigList::load_file(&path).map_err(config_error)?;
                 (net, Some(gateway))
             }
             NetworkSource::ConfDir(dir) => {
-                let net = NetworkConfigList::load_dir(dir).map_err(|e| cni_error("", "load", e))?;
+                let net = NetworkConfigList::load_dir(dir).map_err(config_error)?;
                 (net, None)
             }
         };
@@ -266,11 +265,7 @@ impl PodNetwork for CniNetwork {
     }
 
     fn attached(&self) -> Result<BTreeSet<String>, NetworkError> {
-        let entries = self
-            .cni
-            .cache()
-            .list()
-            .map_err(|e| cni_error("", "cache", e))?;
+        let entries = self.cni.cache().list().map_err(config_error)?;
         Ok(entries
             .into_iter()
             .filter(|e| e.network_name == self.net.name || e.network_name == self.loopback.name)
@@ -291,6 +286,10 @@ impl PodNetwork for CniNetwork {
     }
 }
 
+fn config_error(e: coxswain_cni::Error) -> NetworkError {
+    NetworkError::CniConfig(Box::new(e))
+}
+
 fn cni_error(uid: &str, op: &'static str, e: coxswain_cni::Error) -> NetworkError {
     NetworkError::Cni {
         uid: uid.to_string(),
@@ -308,7 +307,7 @@ pub fn coxswain_conflist(
 ) -> Result<serde_json::Value, NetworkError> {
     let mut net = DefaultNetwork::new(cidr, ipam_dir);
     net.bridge = bridge.to_string();
-    let mut value = net.render().map_err(|e| cni_error("", "config", e))?;
+    let mut value = net.render().map_err(config_error)?;
     value["plugins"][0]["ipMasq"] = serde_json::Value::Bool(false);
     Ok(value)
 }
@@ -502,5 +501,48 @@ mod tests {
         p.metadata.uid = None;
         let err = net.setup(&p, Path::new("/nope")).unwrap_err().to_string();
         assert!(err.contains("metadata.uid"), "{err}");
+    }
+
+    #[test]
+    fn an_operators_conflist_dir_is_used_as_it_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("net.d");
+        std::fs::create_dir_all(&conf).unwrap();
+        std::fs::write(
+            conf.join("05-ops.conflist"),
+            r#"{"cniVersion": "1.0.0", "name": "ops-net", "plugins": [{"type": "macvlan"}]}"#,
+        )
+        .unwrap();
+        let mut config = CniNetworkConfig::for_pod_cidr(dir.path(), "10.250.0.0/28");
+        config.source = NetworkSource::ConfDir(conf.clone());
+        let net = CniNetwork::with_exec(
+            config.clone(),
+            Arc::new(coxswain_cni::fake::ScriptedExec::default()),
+        )
+        .unwrap();
+        assert_eq!(net.config_list().name, "ops-net");
+        assert_eq!(net.gateway(), None);
+        // No gateway to point pods at: cluster DNS only with an explicit nameserver.
+        assert_eq!(net.cluster_dns(), None);
+        assert!(!dir.path().join("cni/net.d").join(CONFLIST_NAME).exists());
+        config.nameserver = Some("10.0.0.10".parse().unwrap());
+        let net = CniNetwork::with_exec(
+            config.clone(),
+            Arc::new(coxswain_cni::fake::ScriptedExec::default()),
+        )
+        .unwrap();
+        assert_eq!(
+            net.cluster_dns().unwrap().nameservers[0].to_string(),
+            "10.0.0.10"
+        );
+        config.source = NetworkSource::ConfDir(dir.path().join("empty"));
+        let err = CniNetwork::with_exec(
+            config,
+            Arc::new(coxswain_cni::fake::ScriptedExec::default()),
+        )
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(err.contains("empty"), "{err}");
     }
 }

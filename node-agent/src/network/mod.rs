@@ -40,6 +40,9 @@ pub enum NetworkError {
         #[source]
         source: Box<coxswain_cni::Error>,
     },
+    /// The CNI configuration or result cache is unusable.
+    #[error("CNI network config: {0}")]
+    CniConfig(#[source] Box<coxswain_cni::Error>),
     /// The network configuration is unusable.
     #[error("network config: {0}")]
     Config(String),
