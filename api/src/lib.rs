@@ -4,7 +4,8 @@
 //! the API group `coxswain.dev/v1alpha1`. This crate does no I/O: it owns
 //! types, validation, defaulting and resource quantities.
 //!
-//! - [`k8s`]: the Kubernetes kinds served, re-exported; [`coxswain`]: coxswain's kinds.
+//! - [`k8s`]: the Kubernetes kinds served, re-exported; [`coxswain`]: coxswain's kinds;
+//!   [`kubeflow`]: Kubeflow's `PyTorchJob` and its conversion to a `TrainingJob`.
 //! - [`registry`]: every kind's group, version, plural, scope and short names; store keys.
 //! - [`Object`] and [`decode()`]: typed objects from JSON or (multi-document) YAML.
 //! - [`quantity`] and [`resources`]: exact resource quantities and GPU resource rules;
@@ -19,6 +20,7 @@ pub mod coxswain;
 pub mod decode;
 pub mod defaulting;
 pub mod k8s;
+pub mod kubeflow;
 pub mod names;
 mod object;
 pub mod pod_resources;

@@ -11,6 +11,7 @@ use serde::{Serialize, Serializer};
 
 use crate::coxswain::{PodGroup, Queue, TrainingJob};
 use crate::k8s::*;
+use crate::kubeflow::PyTorchJob;
 use crate::names::NameRule;
 use crate::registry::KindInfo;
 
@@ -120,6 +121,7 @@ objects! {
     TrainingJob: "trainingjob" ["tj"] Dns1123Label;
     PodGroup: "podgroup" ["pg"] Dns1123Subdomain;
     Queue: "queue" ["q"] Dns1123Label;
+    PyTorchJob: "pytorchjob" [] Dns1035Label;
 }
 
 impl Object {

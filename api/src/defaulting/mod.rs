@@ -5,6 +5,7 @@
 
 mod pod;
 mod podgroup;
+mod pytorchjob;
 mod queue;
 mod trainingjob;
 
@@ -12,6 +13,7 @@ pub use pod::{
     DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS, default_container, default_pod, default_pod_spec,
 };
 pub use podgroup::{default_pod_group, pod_group_for};
+pub use pytorchjob::default_pytorch_job;
 pub use queue::default_queue;
 pub use trainingjob::{DEFAULT_BACKOFF_LIMIT, default_training_job};
 
@@ -24,6 +26,7 @@ pub fn apply_defaults(object: &mut Object) {
         Object::TrainingJob(job) => default_training_job(job),
         Object::PodGroup(group) => default_pod_group(group),
         Object::Queue(queue) => default_queue(queue),
+        Object::PyTorchJob(job) => default_pytorch_job(job),
         _ => {}
     }
 }

@@ -4,8 +4,8 @@
 //! (empty when the object is valid), formatted like Kubernetes' `field.ErrorList`:
 //! `spec.replicaGroups[1].replicas: must be greater than or equal to 1`.
 //!
-//! Coverage: metadata for every kind; full specs for `Pod`, `TrainingJob`, `PodGroup` and
-//! `Queue`; the pod templates of `Deployment`, `ReplicaSet`, `DaemonSet`, `Job` and
+//! Coverage: metadata for every kind; full specs for `Pod`, `TrainingJob`, `PodGroup`,
+//! `Queue` and `PyTorchJob`; the pod templates of `Deployment`, `ReplicaSet`, `DaemonSet`, `Job` and
 //! `CronJob`. The other Kubernetes kinds (Service, Node, ConfigMap, ...) and the rest of
 //! the workloads' specs are validated on their metadata only for now. Enumerated fields of coxswain's kinds (topology level and
 //! mode, restart and success policy types, pod group phase) are Rust enums, so a bad value
@@ -15,6 +15,7 @@ mod field;
 mod metadata;
 mod pod;
 mod podgroup;
+mod pytorchjob;
 mod queue;
 mod resources;
 mod trainingjob;
@@ -24,6 +25,7 @@ pub use field::{FieldError, FieldErrorType, FieldPath, ValidationError};
 pub use metadata::{MAX_ANNOTATIONS_BYTES, validate_object_meta};
 pub use pod::{PULL_POLICIES, RESTART_POLICIES, validate_pod, validate_pod_spec};
 pub use podgroup::validate_pod_group;
+pub use pytorchjob::validate_pytorch_job;
 pub use queue::validate_queue;
 pub use trainingjob::validate_training_job;
 pub use workloads::validate_workload_template;
@@ -38,6 +40,7 @@ pub fn validate(object: &Object) -> Vec<FieldError> {
         Object::TrainingJob(o) => Some((&o.api_version, &o.kind)),
         Object::PodGroup(o) => Some((&o.api_version, &o.kind)),
         Object::Queue(o) => Some((&o.api_version, &o.kind)),
+        Object::PyTorchJob(o) => Some((&o.api_version, &o.kind)),
         _ => None,
     };
     if let Some((api_version, kind)) = type_fields {
@@ -60,6 +63,7 @@ pub fn validate(object: &Object) -> Vec<FieldError> {
         Object::TrainingJob(job) => errors.extend(validate_training_job(job)),
         Object::PodGroup(group) => errors.extend(validate_pod_group(group)),
         Object::Queue(queue) => errors.extend(validate_queue(queue)),
+        Object::PyTorchJob(job) => errors.extend(validate_pytorch_job(job)),
         other => errors.extend(validate_workload_template(other)),
     }
     errors
