@@ -14,11 +14,13 @@
 //! - [`validation`]: every problem of an object, with its field path.
 //! - [`defaulting`]: the defaults the API server applies before validation.
 //! - [`conditions`]: `status.conditions` helpers.
+//! - [`devices`]: the GPU inventory as `resource.k8s.io/v1` ResourceSlices (driver `gpu.coxswain.dev`).
 
 pub mod conditions;
 pub mod coxswain;
 pub mod decode;
 pub mod defaulting;
+pub mod devices;
 pub mod k8s;
 pub mod kubeflow;
 pub mod names;

@@ -109,6 +109,7 @@ impl Scheduler {
             result: CycleResult::Skipped,
             bound: Vec::new(),
             released: Vec::new(),
+            failure: None,
         };
         let Some(pod) = self
             .snapshot

@@ -2,6 +2,7 @@
 //! gang's release of its waiting members), evicts victims, and parks the pod — and the
 //! untried members of its gang — until an event that may help.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::cycle_state::CycleState;
@@ -19,6 +20,7 @@ impl Scheduler {
         now: Duration,
         report: &mut CycleReport,
     ) -> CycleResult {
+        report.failure = Some(summarize(self.snapshot.nodes().len(), diagnosis));
         let mut cure = EventMask::default();
         let mut first: Option<Status> = diagnosis.pre_filter.clone();
         let mut seen: Vec<&'static str> = Vec::new();
@@ -93,5 +95,53 @@ impl Scheduler {
         for m in pending {
             self.queue.add_unschedulable(&m, cure, now);
         }
+    }
+}
+
+/// Kubernetes' `FitError` message: per-node reasons counted and sorted, or the
+/// PreFilter rejection that ruled out every node.
+fn summarize(nodes: usize, diagnosis: &Diagnosis) -> String {
+    if let Some(s) = &diagnosis.pre_filter {
+        return format!("0/{nodes} nodes are available: {}.", s.reason);
+    }
+    if nodes == 0 {
+        return "0/0 nodes are available: no nodes in the cluster.".to_string();
+    }
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for (_, s) in &diagnosis.rejected {
+        *counts.entry(s.reason.as_ref()).or_default() += 1;
+    }
+    let mut reasons: Vec<String> = counts.iter().map(|(r, n)| format!("{n} {r}")).collect();
+    reasons.sort();
+    format!("0/{nodes} nodes are available: {}.", reasons.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_counts_and_sorts_reasons() {
+        let gpu = Status::unschedulable("GpuAllocation", "Insufficient nvidia.com/gpu");
+        let cordon = Status::unresolvable("NodeUnschedulable", "node(s) were unschedulable");
+        let diagnosis = Diagnosis {
+            rejected: vec![(0, gpu.clone()), (1, cordon), (2, gpu)],
+            pre_filter: None,
+        };
+        assert_eq!(
+            summarize(3, &diagnosis),
+            "0/3 nodes are available: 1 node(s) were unschedulable, 2 Insufficient nvidia.com/gpu."
+        );
+        let gang = Diagnosis {
+            rejected: Vec::new(),
+            pre_filter: Some(Status::unresolvable(
+                "Gang",
+                "pod group ns/g has 2 of 3 pods",
+            )),
+        };
+        assert_eq!(
+            summarize(2, &gang),
+            "0/2 nodes are available: pod group ns/g has 2 of 3 pods."
+        );
     }
 }

@@ -70,6 +70,9 @@ pub struct CycleReport {
     pub bound: Vec<Binding>,
     /// Reserved pods released in this cycle (rejected gang members).
     pub released: Vec<PodKey>,
+    /// Why no node fit, Kubernetes-style (`0/3 nodes are available: 2 Insufficient
+    /// nvidia.com/gpu, 1 node(s) were unschedulable.`), when the pod's filters failed.
+    pub failure: Option<String>,
 }
 
 /// The scheduler.

@@ -10,6 +10,7 @@
 //! - [`binder`]: the Bind step and the GPU-devices annotation.
 //! - [`convert`]: Kubernetes Pods, Nodes and PodGroups into the model (for the watch).
 //! - [`Scheduler`]: the engine that runs cycles ([`Scheduler::schedule_one`]).
+//! - [`runner`]: the engine run against the API (watches, [`runner::ApiBinder`], status).
 //! - [`bench`]: hollow-node throughput benchmark behind `cox sim bench`.
 
 pub mod bench;
@@ -24,6 +25,7 @@ pub mod framework;
 pub mod model;
 pub mod plugins;
 pub mod queue;
+pub mod runner;
 pub mod snapshot;
 mod status;
 

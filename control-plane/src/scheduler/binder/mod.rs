@@ -1,7 +1,7 @@
 //! Bind: writing a decision back. A [`Binder`] sets the pod's node and records the
 //! allocated GPU IDs in the [`GPU_DEVICES_ANNOTATION`]; it also evicts preemption victims.
 //!
-//! The store-backed binder (later) writes `spec.nodeName` and the annotation in one
+//! The API binder ([`super::runner::ApiBinder`]) writes `spec.nodeName` and the annotation in one
 //! compare-and-swap update at the pod's `resourceVersion`; a conflict comes back as
 //! [`BindError::Conflict`] and the scheduler re-queues the pod with back-off.
 

@@ -43,7 +43,7 @@ impl FilterPlugin for NodeAffinity {
             if node.labels.get(k) != Some(v) {
                 return Status::unresolvable(
                     self.name(),
-                    format!("node does not match nodeSelector {k}={v}"),
+                    format!("node(s) didn't match Pod's node selector {k}={v}"),
                 );
             }
         }
@@ -55,7 +55,7 @@ impl FilterPlugin for NodeAffinity {
         {
             Status::success()
         } else {
-            Status::unresolvable(self.name(), "node does not match required node affinity")
+            Status::unresolvable(self.name(), "node(s) didn't match Pod's node affinity")
         }
     }
 }

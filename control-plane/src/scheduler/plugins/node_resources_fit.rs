@@ -32,10 +32,10 @@ impl FilterPlugin for NodeResourcesFit {
             None => Status::success(),
             Some(name) => {
                 let reason: std::borrow::Cow<'static, str> = match name.as_str() {
-                    "cpu" => "insufficient cpu".into(),
-                    "memory" => "insufficient memory".into(),
-                    "pods" => "too many pods".into(),
-                    other => format!("insufficient {other}").into(),
+                    "cpu" => "Insufficient cpu".into(),
+                    "memory" => "Insufficient memory".into(),
+                    "pods" => "Too many pods".into(),
+                    other => format!("Insufficient {other}").into(),
                 };
                 let mut s = Status::unschedulable(self.name(), reason);
                 // Asking more than the whole node has cannot be cured by preemption.
@@ -71,7 +71,7 @@ mod tests {
         let s = NodeResourcesFit.filter(&snap, &state, &pod, &node);
         assert_eq!(
             (s.code, s.reason.as_ref()),
-            (Code::Unschedulable, "insufficient cpu")
+            (Code::Unschedulable, "Insufficient cpu")
         );
         let huge = PodInfo::new("ns/h", 8000, 0, 0);
         let s = NodeResourcesFit.filter(&snap, &state, &huge, &node);

@@ -42,7 +42,7 @@ impl FilterPlugin for NodeUnschedulable {
         if tolerated {
             Status::success()
         } else {
-            Status::unresolvable(self.name(), "node is cordoned (unschedulable)")
+            Status::unresolvable(self.name(), "node(s) were unschedulable")
         }
     }
 }

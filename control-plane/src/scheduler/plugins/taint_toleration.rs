@@ -48,7 +48,7 @@ impl FilterPlugin for TaintToleration {
             Some(t) => Status::unresolvable(
                 self.name(),
                 format!(
-                    "node has taint {}={}:{:?} the pod does not tolerate",
+                    "node(s) had untolerated taint {{{}: {}}} ({:?})",
                     t.key, t.value, t.effect
                 ),
             ),

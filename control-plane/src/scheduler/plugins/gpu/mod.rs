@@ -105,9 +105,9 @@ impl FilterPlugin for GpuAllocation {
         };
         if healthy < need {
             let reason = if pod.gpu_models.is_empty() {
-                "node has too few GPUs for the pod"
+                "node(s) had too few GPUs for the pod"
             } else {
-                "node has too few GPUs of the requested model"
+                "node(s) had too few GPUs of the requested model"
             };
             return Status::unresolvable(NAME, reason);
         }
@@ -115,16 +115,22 @@ impl FilterPlugin for GpuAllocation {
             return if max_free >= pod.gpu_milli {
                 Status::success()
             } else {
-                Status::unschedulable(NAME, "no GPU with enough free milli for the share")
+                Status::unschedulable(
+                    NAME,
+                    "node(s) had no GPU with enough free coxswain.dev/gpu-milli",
+                )
             };
         }
         if idle < need {
-            return Status::unschedulable(NAME, "insufficient idle nvidia.com/gpu");
+            return Status::unschedulable(NAME, "Insufficient nvidia.com/gpu");
         }
         // Until relaxed, only nodes with an island that holds the whole pod pass, so an
         // aligned placement anywhere in the cluster beats a spread one.
         if need > 1 && !state.is_relaxed(RELAX_ISLAND) && largest_idle_island < need {
-            return Status::unschedulable(NAME, "no NVLink island with enough idle GPUs");
+            return Status::unschedulable(
+                NAME,
+                "node(s) had no NVLink island with enough idle GPUs",
+            );
         }
         Status::success()
     }
