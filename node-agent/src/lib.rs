@@ -12,6 +12,8 @@
 //! - [`images`]: root filesystems behind [`images::ImageStore`]: `host`, imported
 //!   OCI image layouts/archives, and rootfs directories (the busybox fixture).
 //! - [`volumes`]: emptyDir, hostPath, secret, configMap and downwardAPI.
+//! - [`devices`]: the device-plugin API `v1beta1` (registration server, plugin
+//!   sessions, inventory, allocation into the OCI spec, checkpoint).
 //! - [`worker`]: the pod worker, restart policies, back-off, status, re-adoption.
 //! - [`logs`]: the CRI log format.
 //!
@@ -20,6 +22,7 @@
 
 pub mod clock;
 pub mod config;
+pub mod devices;
 pub mod images;
 pub mod logs;
 pub mod mounts;

@@ -40,6 +40,7 @@ pub use record::{ContainerRecord, Current, Termination};
 
 use crate::AgentConfig;
 use crate::clock::Clock;
+use crate::devices::DeviceStage;
 use crate::images::ImageStore;
 use crate::runtime::ContainerRuntime;
 use crate::sandbox::{PodSandbox, SandboxInfo, SandboxSpec, qos};
@@ -63,6 +64,9 @@ pub struct WorkerDeps {
     pub volumes: Arc<VolumeManager>,
     /// The clock.
     pub clock: Arc<dyn Clock>,
+    /// The device stage ([`crate::devices::DeviceManager`], or
+    /// [`crate::devices::NoDevices`] on a node without device plugins).
+    pub devices: Arc<dyn DeviceStage>,
 }
 
 /// What the caller should do after a step.

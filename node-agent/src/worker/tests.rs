@@ -46,6 +46,7 @@ fn fixture() -> Fixture {
         images: Arc::new(images),
         volumes: Arc::new(VolumeManager::new(vec![], mounter)),
         clock: clock.clone(),
+        devices: Arc::new(crate::devices::NoDevices),
     };
     Fixture {
         _dirs: vec![root, cg, rootfs],

@@ -124,6 +124,7 @@ impl Harness {
             runtime: Arc::new(runtime),
             clock,
             config,
+            devices: Arc::new(coxswain_node_agent::devices::NoDevices),
         }
     }
 
