@@ -89,7 +89,7 @@ impl Shared {
     pub(super) fn register(self: &Arc<Self>, req: &RegisterRequest) -> Result<(), Status> {
         let dir = &self.config.plugin_dir;
         let resource = req.resource_name.clone();
-        let generation = self.update(|state| {
+        let (generation, cancel) = self.update(|state| {
             if let Some(existing) = state.plugins.get(&resource) {
                 let other_live = existing.session_running
                     && existing.endpoint != req.endpoint
@@ -106,6 +106,7 @@ impl Shared {
             }
             state.next_generation += 1;
             let generation = state.next_generation;
+            let cancel = self.cancel.child_token();
             state.plugins.insert(
                 resource.clone(),
                 PluginEntry {
@@ -117,12 +118,11 @@ impl Shared {
                     channel: None,
                     devices: BTreeMap::new(),
                     attributes: BTreeMap::new(),
-                    cancel: self.cancel.child_token(),
+                    cancel: cancel.clone(),
                 },
             );
-            Ok(generation)
+            Ok((generation, cancel))
         })?;
-        let cancel = self.lock().plugins[&resource].cancel.clone();
         let target = SessionTarget {
             resource,
             socket: dir.join(&req.endpoint),
@@ -341,7 +341,11 @@ impl DeviceManager {
                             let Some(p) = c.pods.get_mut(&uid) else {
                                 return false;
                             };
-                            p.containers.remove(&container.name).is_some()
+                            let removed = p.containers.remove(&container.name).is_some();
+                            if p.containers.is_empty() {
+                                c.pods.remove(&uid);
+                            }
+                            removed
                         });
                         return Err(e);
                     }

@@ -42,6 +42,7 @@ pub(super) fn validate(req: &RegisterRequest) -> Result<(), Status> {
     let (domain, kind) = req.resource_name.split_once('/').ok_or_else(bad_name)?;
     let domain_ok = domain.contains('.')
         && valid_name_part(domain, &['.'])
+        && !domain.chars().any(|c| c.is_ascii_uppercase())
         && domain != "kubernetes.io"
         && !domain.ends_with(".kubernetes.io");
     if !domain_ok || !valid_name_part(kind, &['.', '_']) {
