@@ -576,3 +576,43 @@ async fn a_runc_container_sees_its_gpu_node_and_env_and_is_denied_the_others() {
     );
     s.cancel.cancel();
 }
+
+fn share_pod(uid: &str, annotation: &str, milli: u32) -> (Pod, Container) {
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": uid, "uid": uid,
+                     "annotations": {"coxswain.dev/gpu-devices": annotation}},
+        "spec": {"containers": [{
+            "name": "infer", "image": "busybox",
+            "resources": {"limits": {"coxswain.dev/gpu-milli": milli.to_string()}},
+        }]},
+    }))
+    .unwrap();
+    let container = pod.spec.as_ref().unwrap().containers[0].clone();
+    (pod, container)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn gpu_shares_fit_within_one_gpu_and_keep_a_whole_pod_off_it() {
+    let s = Setup::new().await;
+    let _plugin = Plugin::spawn(s.root(), "pcie-4x");
+    let inventory = wait_inventory(&s.manager, "4 GPUs", |i| gpus(i) == 4).await;
+    let g0 = uuid(&inventory, 0);
+    let (a, ca) = share_pod("share-a", &format!("[\"{g0}:250\"]"), 250);
+    let (b, cb) = share_pod("share-b", &format!("[\"{g0}:750\"]"), 750);
+    for (pod, c) in [(&a, &ca), (&b, &cb)] {
+        let spec = prepare(&s.manager, pod, c).await.unwrap();
+        assert_eq!(env(&spec, "NVIDIA_VISIBLE_DEVICES"), Some(g0.clone()));
+        assert_eq!(nodes_and_rules(&spec).1, vec![(195, 0), (195, 255)]);
+    }
+    let (c3, cc) = share_pod("share-c", &format!("[\"{g0}:100\"]"), 100);
+    let err = prepare(&s.manager, &c3, &cc).await.unwrap_err().to_string();
+    assert_eq!(
+        err,
+        format!("device {g0} is already allocated to pod share-a")
+    );
+    let (whole, cw) = gpu_pod("whole", 1, Some(vec![g0.clone()]));
+    assert!(prepare(&s.manager, &whole, &cw).await.is_err());
+    s.manager.release_pod("share-b");
+    prepare(&s.manager, &c3, &cc).await.unwrap();
+    s.cancel.cancel();
+}
