@@ -20,8 +20,8 @@ use coxswain_node_agent::devices::{
     DeviceInventory, DeviceManager, DeviceManagerConfig, DeviceStage, Error,
 };
 use coxswain_node_agent::runtime::{ContainerConfig, build_spec};
-use coxswain_proto::deviceplugin::v1alpha1::InjectXidRequest;
 use coxswain_proto::deviceplugin::v1alpha1::simulated_gpu_control_client::SimulatedGpuControlClient;
+use coxswain_proto::deviceplugin::v1alpha1::{InjectXidRequest, RecoverRequest};
 use hyper_util::rt::TokioIo;
 use oci_spec::runtime::Spec;
 use tokio::sync::watch;
@@ -513,6 +513,17 @@ async fn an_injected_xid_drops_allocatable_and_reports_the_pods_holding_the_gpu(
         .unwrap_err()
         .to_string();
     assert_eq!(err, format!("device {g4} of nvidia.com/gpu: unhealthy"));
+    // Recovered (the plugin re-checks it after --recheck-secs): back in service.
+    let socket = s.root().join("device-plugins/nvidia-gpu.sock");
+    SimulatedGpuControlClient::new(connect(socket).await)
+        .recover(RecoverRequest {
+            device_id: g4.clone(),
+        })
+        .await
+        .unwrap();
+    wait_inventory(&s.manager, "allocatable 8 again", |i| gpus(i) == 8).await;
+    assert!(s.manager.pods_on_unhealthy_devices().is_empty());
+    prepare(&s.manager, &next, &nc).await.unwrap();
     s.cancel.cancel();
 }
 
