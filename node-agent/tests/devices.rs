@@ -31,8 +31,14 @@ use tonic::transport::{Channel, Endpoint};
 /// Bound on every wait: a hang fails the test instead of blocking CI.
 const WAIT: Duration = Duration::from_secs(30);
 
-/// The plugin binary: next to this test binary (`target/<profile>/`), else built.
+/// The plugin binary: next to this test binary (`target/<profile>/`), else built
+/// (once for all the tests of this binary).
 fn plugin_binary() -> PathBuf {
+    static BINARY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BINARY.get_or_init(find_or_build_plugin).clone()
+}
+
+fn find_or_build_plugin() -> PathBuf {
     let find = || {
         std::env::current_exe()
             .ok()?
