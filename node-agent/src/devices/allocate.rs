@@ -1,233 +1,315 @@
-//! Which devices a container gets: the extended resources it requests, matched to
-//! the entries of the pod's `coxswain.dev/gpu-devices` annotation, and the rule that
-//! a device is never held by two pods beyond its whole (1000 thousandths).
-//!
-//! Whole GPUs (`nvidia.com/gpu: N`): app containers take the annotation's whole
-//! entries in order, N each; an init container (they run one at a time, before the
-//! apps) takes from the start. A share (`coxswain.dev/gpu-milli`): the scheduler
-//! gives a pod one share, so every container asking for one gets the annotation's
-//! share entry, allocated from the `nvidia.com/gpu` plugin by its device ID.
+//! Allocation at container start: reuse a container's recorded devices, or pick
+//! them (the annotation's, else the plugin's preferred among the free healthy
+//! ones), reserve them, ask the plugin to `Allocate` (and `PreStartContainer` when
+//! its options say so), record the answer in the checkpoint, and apply it to the
+//! OCI spec through the [`DeviceStage`] the pod worker calls.
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 
-use coxswain_api::ParsedQuantity;
 use coxswain_api::k8s::{Container, Pod};
-use coxswain_api::resources::{GPU_MILLI, NVIDIA_GPU};
+use coxswain_proto::deviceplugin::v1beta1::device_plugin_client::DevicePluginClient;
+use coxswain_proto::deviceplugin::v1beta1::{
+    self as v1beta1, AllocateRequest, ContainerAllocateRequest, ContainerAllocateResponse,
+    ContainerPreferredAllocationRequest, PreStartContainerRequest, PreferredAllocationRequest,
+};
+use oci_spec::runtime::Spec;
+use tonic::Status;
+use tonic::transport::Channel;
 
-use super::Error;
-use super::annotation::{self, AnnotatedDevice, GPU_DEVICES_ANNOTATION};
-use super::checkpoint::HeldDevice;
+use super::apply::{ContainerEdits, apply_edits};
+use super::checkpoint::{Checkpoint, ContainerAllocation};
+use super::plan::{self, ResourceRequest};
+use super::{DeviceManager, DeviceStage, Error};
 
-/// Whether `name` is an extended resource (domain-qualified, outside `kubernetes.io`).
-pub fn is_extended(name: &str) -> bool {
-    match name.split_once('/') {
-        Some((domain, _)) => domain != "kubernetes.io" && !domain.ends_with(".kubernetes.io"),
-        None => false,
+impl DeviceManager {
+    fn save_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), Error> {
+        checkpoint.save(&self.shared.checkpoint_path())
     }
-}
 
-/// The extended resources `c` requests, with their (whole) amounts: limits, or
-/// requests where a resource has no limit.
-pub fn extended_requests(c: &Container) -> BTreeMap<String, i64> {
-    let mut wanted = BTreeMap::new();
-    let Some(resources) = c.resources.as_ref() else {
-        return wanted;
-    };
-    for map in [&resources.requests, &resources.limits]
-        .into_iter()
-        .flatten()
-    {
-        for (name, quantity) in map {
-            if !is_extended(name) {
-                continue;
-            }
-            let amount = ParsedQuantity::parse(&quantity.0)
-                .map(|q| (q.millis() / 1000) as i64)
-                .unwrap_or(0);
-            if amount > 0 {
-                wanted.insert(name.clone(), amount);
-            } else {
-                wanted.remove(name);
-            }
+    fn release(&self, change: impl FnOnce(&mut Checkpoint) -> bool) {
+        let saved = self.shared.update(|state| {
+            change(&mut state.checkpoint).then(|| self.save_checkpoint(&state.checkpoint))
+        });
+        if let Some(Err(e)) = saved {
+            tracing::error!(error = %e, "saving the device checkpoint failed");
         }
     }
-    wanted
-}
 
-/// What one container needs of one resource.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ResourceRequest {
-    /// The resource the container requests.
-    pub resource: String,
-    /// The plugin's resource to ask (`nvidia.com/gpu` for GPU shares).
-    pub plugin_resource: String,
-    /// How many devices.
-    pub count: usize,
-    /// Thousandths held of each device (1000: whole devices).
-    pub milli: u16,
-    /// The devices the scheduler chose; `None` when the pod has no annotation.
-    pub chosen: Option<Vec<String>>,
-}
-
-fn container_position(pod: &Pod, name: &str) -> Option<(bool, usize)> {
-    let spec = pod.spec.as_ref()?;
-    if let Some(i) = spec.containers.iter().position(|c| c.name == name) {
-        return Some((false, i));
-    }
-    let init = spec.init_containers.as_ref()?;
-    init.iter().position(|c| c.name == name).map(|i| (true, i))
-}
-
-/// The pod's annotated devices, if the scheduler recorded any.
-pub fn annotated(pod: &Pod) -> Result<Option<Vec<AnnotatedDevice>>, Error> {
-    pod.metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(GPU_DEVICES_ANNOTATION))
-        .map(|value| annotation::parse(value))
-        .transpose()
-}
-
-/// What `container` of `pod` needs, resource by resource.
-pub fn plan(pod: &Pod, container: &Container) -> Result<Vec<ResourceRequest>, Error> {
-    let wanted = extended_requests(container);
-    if wanted.is_empty() {
-        return Ok(Vec::new());
-    }
-    let annotated = annotated(pod)?;
-    let mut requests = Vec::new();
-    for (resource, amount) in wanted {
-        let request = match (resource.as_str(), annotated.as_deref()) {
-            (NVIDIA_GPU, Some(entries)) => {
-                let whole: Vec<&AnnotatedDevice> =
-                    entries.iter().filter(|d| !d.is_share()).collect();
-                let offset = match container_position(pod, &container.name) {
-                    Some((false, i)) => pod
-                        .spec
-                        .iter()
-                        .flat_map(|s| s.containers.iter().take(i))
-                        .map(|c| extended_requests(c).get(NVIDIA_GPU).copied().unwrap_or(0))
-                        .sum::<i64>() as usize,
-                    _ => 0,
-                };
-                let count = amount as usize;
-                let ids: Vec<String> = whole
-                    .iter()
-                    .skip(offset)
-                    .take(count)
-                    .map(|d| d.id.clone())
-                    .collect();
-                if ids.len() < count {
-                    return Err(Error::Annotation(format!(
-                        "lists {} whole device(s) but container {:?} needs {count} from position {offset}",
-                        whole.len(),
-                        container.name
-                    )));
-                }
-                ResourceRequest {
-                    plugin_resource: resource.clone(),
-                    resource,
-                    count,
-                    milli: 1000,
-                    chosen: Some(ids),
-                }
-            }
-            (GPU_MILLI, Some(entries)) => {
-                let share = entries
-                    .iter()
-                    .find(|d| d.is_share())
-                    .or(entries.first())
-                    .ok_or_else(|| {
-                        Error::Annotation(format!(
-                            "lists no device but container {:?} requests {GPU_MILLI}",
-                            container.name
-                        ))
-                    })?;
-                ResourceRequest {
-                    resource,
-                    plugin_resource: NVIDIA_GPU.to_string(),
-                    count: 1,
-                    milli: share.milli,
-                    chosen: Some(vec![share.id.clone()]),
-                }
-            }
-            (GPU_MILLI, None) => ResourceRequest {
-                resource,
-                plugin_resource: NVIDIA_GPU.to_string(),
-                count: 1,
-                milli: amount.clamp(1, 1000) as u16,
-                chosen: None,
-            },
-            _ => ResourceRequest {
-                plugin_resource: resource.clone(),
-                resource,
-                count: amount as usize,
-                milli: 1000,
-                chosen: None,
-            },
+    /// The devices for `container` of `pod`: reuses the checkpointed allocation
+    /// (a restarted container), else asks the plugins to `Allocate` and records it.
+    pub async fn allocate(
+        &self,
+        pod: &Pod,
+        container: &Container,
+    ) -> Result<ContainerEdits, Error> {
+        let requests = plan::plan(pod, container)?;
+        if requests.is_empty() {
+            return Ok(ContainerEdits::default());
+        }
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let recorded = {
+            let state = self.shared.lock();
+            state
+                .checkpoint
+                .pods
+                .get(&uid)
+                .and_then(|p| p.containers.get(&container.name))
+                .cloned()
+                .unwrap_or_default()
         };
-        requests.push(request);
+        let covered = requests.iter().all(|r| {
+            recorded
+                .iter()
+                .any(|a| a.resource == r.resource && !a.devices.is_empty())
+        });
+        let allocations = if covered {
+            recorded
+        } else {
+            let mut done = Vec::new();
+            for request in &requests {
+                match self.allocate_resource(&uid, &container.name, request).await {
+                    Ok(a) => done.push(a),
+                    Err(e) => {
+                        self.release(|c| {
+                            let Some(p) = c.pods.get_mut(&uid) else {
+                                return false;
+                            };
+                            let removed = p.containers.remove(&container.name).is_some();
+                            if p.containers.is_empty() {
+                                c.pods.remove(&uid);
+                            }
+                            removed
+                        });
+                        return Err(e);
+                    }
+                }
+            }
+            done
+        };
+        let mut edits = ContainerEdits::default();
+        for allocation in &allocations {
+            let response = ContainerAllocateResponse::from(&allocation.response);
+            edits.extend(ContainerEdits::from_response(&response));
+            for cdi in &response.cdi_devices {
+                edits.extend(self.cdi.resolve(&cdi.name)?);
+            }
+        }
+        Ok(edits)
     }
-    Ok(requests)
-}
 
-/// Thousandths of device `id` held by pods other than `uid`.
-pub fn held_by_others(
-    holders: &BTreeMap<String, BTreeMap<String, u16>>,
-    id: &str,
-    uid: &str,
-) -> (u32, Option<String>) {
-    let Some(pods) = holders.get(id) else {
-        return (0, None);
-    };
-    let mut total = 0u32;
-    let mut first = None;
-    for (pod, milli) in pods.iter().filter(|(pod, _)| pod.as_str() != uid) {
-        total += u32::from(*milli);
-        first.get_or_insert_with(|| pod.clone());
+    /// Picks (or checks) the devices of one request and reserves them, so that a
+    /// concurrent allocation cannot take them while the plugin is being asked.
+    fn reserve(
+        &self,
+        uid: &str,
+        container: &str,
+        request: &ResourceRequest,
+        ids: &[String],
+    ) -> Result<(), Error> {
+        self.shared.update(|state| {
+            let plugin = state
+                .plugins
+                .get(&request.plugin_resource)
+                .filter(|p| p.streaming)
+                .ok_or_else(|| Error::NoPlugin {
+                    resource: request.plugin_resource.clone(),
+                })?;
+            for id in ids {
+                match plugin.devices.get(id) {
+                    None => {
+                        return Err(Error::DeviceUnavailable {
+                            id: id.clone(),
+                            resource: request.plugin_resource.clone(),
+                            reason: "not advertised by the plugin".into(),
+                        });
+                    }
+                    Some(d) if !d.healthy => {
+                        return Err(Error::DeviceUnavailable {
+                            id: id.clone(),
+                            resource: request.plugin_resource.clone(),
+                            reason: "unhealthy".into(),
+                        });
+                    }
+                    Some(_) => {}
+                }
+            }
+            plan::check_free(&state.checkpoint.holders(), ids, request.milli, uid)?;
+            let pod = state.checkpoint.pods.entry(uid.to_string()).or_default();
+            let list = pod.containers.entry(container.to_string()).or_default();
+            list.retain(|a| a.resource != request.resource);
+            list.push(ContainerAllocation {
+                resource: request.resource.clone(),
+                plugin_resource: request.plugin_resource.clone(),
+                devices: plan::held(ids, request.milli),
+                response: Default::default(),
+            });
+            Ok(())
+        })
     }
-    (total, first)
-}
 
-/// Checks that `uid` may take `milli` of each of `ids`; errors name the holder.
-pub fn check_free(
-    holders: &BTreeMap<String, BTreeMap<String, u16>>,
-    ids: &[String],
-    milli: u16,
-    uid: &str,
-) -> Result<(), Error> {
-    for id in ids {
-        let (held, holder) = held_by_others(holders, id, uid);
-        if held + u32::from(milli) > 1000 {
-            return Err(Error::AlreadyAllocated {
-                id: id.clone(),
-                pod: holder.unwrap_or_default(),
+    fn plugin_client(
+        &self,
+        resource: &str,
+    ) -> Result<(DevicePluginClient<Channel>, v1beta1::DevicePluginOptions), Error> {
+        let state = self.shared.lock();
+        state
+            .plugins
+            .get(resource)
+            .filter(|p| p.streaming)
+            .and_then(|p| Some((DevicePluginClient::new(p.channel.clone()?), p.options)))
+            .ok_or_else(|| Error::NoPlugin {
+                resource: resource.to_string(),
+            })
+    }
+
+    async fn choose(
+        &self,
+        uid: &str,
+        request: &ResourceRequest,
+        client: &mut DevicePluginClient<Channel>,
+        options: &v1beta1::DevicePluginOptions,
+    ) -> Result<Vec<String>, Error> {
+        if let Some(ids) = &request.chosen {
+            return Ok(ids.clone());
+        }
+        let free = {
+            let state = self.shared.lock();
+            let healthy = state
+                .plugins
+                .get(&request.plugin_resource)
+                .map(|p| p.healthy_ids())
+                .unwrap_or_default();
+            plan::free_devices(&state.checkpoint.holders(), &healthy, request.milli, uid)
+        };
+        if free.len() < request.count {
+            return Err(Error::NotEnoughDevices {
+                resource: request.plugin_resource.clone(),
+                wanted: request.count,
+                free: free.len(),
             });
         }
+        if options.get_preferred_allocation_available && request.count > 0 {
+            let preferred = client
+                .get_preferred_allocation(PreferredAllocationRequest {
+                    container_requests: vec![ContainerPreferredAllocationRequest {
+                        available_device_i_ds: free.clone(),
+                        must_include_device_i_ds: Vec::new(),
+                        allocation_size: request.count as i32,
+                    }],
+                })
+                .await;
+            match preferred {
+                Ok(r) => {
+                    let ids = r
+                        .into_inner()
+                        .container_responses
+                        .into_iter()
+                        .next()
+                        .map(|c| c.device_i_ds)
+                        .unwrap_or_default();
+                    if ids.len() == request.count && ids.iter().all(|id| free.contains(id)) {
+                        return Ok(ids);
+                    }
+                    tracing::warn!(resource = %request.plugin_resource, "preferred allocation unusable; taking the first free devices");
+                }
+                Err(status) => {
+                    tracing::warn!(resource = %request.plugin_resource, error = %status.message(), "GetPreferredAllocation failed; taking the first free devices");
+                }
+            }
+        }
+        Ok(free.into_iter().take(request.count).collect())
     }
-    Ok(())
+
+    async fn allocate_resource(
+        &self,
+        uid: &str,
+        container: &str,
+        request: &ResourceRequest,
+    ) -> Result<ContainerAllocation, Error> {
+        let (mut client, options) = self.plugin_client(&request.plugin_resource)?;
+        let ids = self.choose(uid, request, &mut client, &options).await?;
+        self.reserve(uid, container, request, &ids)?;
+        let rpc = |call: &'static str| {
+            let resource = request.plugin_resource.clone();
+            move |status: Status| Error::Rpc {
+                resource,
+                call,
+                status: Box::new(status),
+            }
+        };
+        let response = client
+            .allocate(AllocateRequest {
+                container_requests: vec![ContainerAllocateRequest {
+                    devices_ids: ids.clone(),
+                }],
+            })
+            .await
+            .map_err(rpc("Allocate"))?
+            .into_inner()
+            .container_responses
+            .into_iter()
+            .next()
+            .unwrap_or_default();
+        if options.pre_start_required {
+            client
+                .pre_start_container(PreStartContainerRequest {
+                    devices_ids: ids.clone(),
+                })
+                .await
+                .map_err(rpc("PreStartContainer"))?;
+        }
+        let allocation = ContainerAllocation {
+            resource: request.resource.clone(),
+            plugin_resource: request.plugin_resource.clone(),
+            devices: plan::held(&ids, request.milli),
+            response: (&response).into(),
+        };
+        self.shared.update(|state| {
+            let list = state
+                .checkpoint
+                .pods
+                .entry(uid.to_string())
+                .or_default()
+                .containers
+                .entry(container.to_string())
+                .or_default();
+            list.retain(|a| a.resource != request.resource);
+            list.push(allocation.clone());
+            self.save_checkpoint(&state.checkpoint)
+        })?;
+        Ok(allocation)
+    }
+
+    /// Runs `allocate` on the manager's runtime from a blocking thread.
+    fn allocate_blocking(&self, pod: &Pod, container: &Container) -> Result<ContainerEdits, Error> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (manager, pod, container) = (self.clone(), pod.clone(), container.clone());
+        self.runtime.spawn(async move {
+            let _ = tx.send(manager.allocate(&pod, &container).await);
+        });
+        rx.recv().map_err(|_| Error::Stopped)?
+    }
 }
 
-/// The devices among `healthy` that `uid` could take `milli` of.
-pub fn free_devices(
-    holders: &BTreeMap<String, BTreeMap<String, u16>>,
-    healthy: &[String],
-    milli: u16,
-    uid: &str,
-) -> Vec<String> {
-    healthy
-        .iter()
-        .filter(|id| held_by_others(holders, id, uid).0 + u32::from(milli) <= 1000)
-        .cloned()
-        .collect()
-}
+impl DeviceStage for DeviceManager {
+    fn prepare_container(
+        &self,
+        pod: &Pod,
+        container: &Container,
+        spec: &mut Spec,
+    ) -> Result<(), Error> {
+        if plan::extended_requests(container).is_empty() {
+            return Ok(());
+        }
+        let edits = self.allocate_blocking(pod, container)?;
+        apply_edits(spec, &edits, self.nodes.as_ref())
+    }
 
-/// The held-device records of `ids`.
-pub fn held(ids: &[String], milli: u16) -> Vec<HeldDevice> {
-    ids.iter()
-        .map(|id| HeldDevice {
-            id: id.clone(),
-            milli,
-        })
-        .collect()
+    fn release_pod(&self, uid: &str) {
+        self.release(|c| c.pods.remove(uid).is_some());
+    }
+
+    fn retain_pods(&self, live: &BTreeSet<String>) {
+        self.release(|c| c.retain_pods(live));
+    }
 }

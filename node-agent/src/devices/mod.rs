@@ -13,13 +13,14 @@
 //! and applies the plugin's answer (device nodes with device-cgroup rules, env,
 //! mounts, annotations, CDI devices) to the OCI spec ([`apply`], [`cdi`]).
 
-pub mod allocate;
+mod allocate;
 pub mod annotation;
 pub mod apply;
 pub mod cdi;
 pub mod checkpoint;
 mod error;
 mod manager;
+pub mod plan;
 mod registration;
 mod session;
 pub mod slices;
@@ -81,7 +82,7 @@ impl DeviceStage for NoDevices {
         container: &Container,
         _spec: &mut Spec,
     ) -> Result<(), Error> {
-        match allocate::extended_requests(container).into_iter().next() {
+        match plan::extended_requests(container).into_iter().next() {
             Some((resource, _)) => Err(Error::NoDeviceManager {
                 container: container.name.clone(),
                 resource,

@@ -11,10 +11,10 @@ use coxswain_proto::deviceplugin::v1beta1::{
 };
 use oci_spec::runtime::Spec;
 
-use super::allocate::{check_free, free_devices, plan};
 use super::apply::{NodeInfo, NodeStat, apply_edits};
 use super::cdi::CdiResolver;
 use super::checkpoint::{Checkpoint, ContainerAllocation, HeldDevice, PodDevices};
+use super::plan::{check_free, free_devices, plan};
 use super::registration::validate;
 use super::*;
 use crate::runtime::{ContainerConfig, build_spec};
