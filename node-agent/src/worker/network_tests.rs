@@ -48,6 +48,7 @@ fn fixture() -> Fixture {
         images: Arc::new(images),
         volumes: Arc::new(VolumeManager::new(vec![], mounter)),
         clock: Arc::new(ManualClock::default()),
+        devices: Arc::new(crate::devices::NoDevices),
         network: network.clone(),
     };
     Fixture {
