@@ -12,6 +12,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use coxswain_control_plane::apiserver::{ApiServer, check_listen_address, kubeconfig};
+use coxswain_control_plane::controllers;
 use coxswain_control_plane::store::{EmbeddedStore, EtcdStore, Store};
 use tokio_util::sync::CancellationToken;
 
@@ -93,6 +94,11 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         kubeconfig_path.display()
     );
     tokio::spawn(watch_signals(shutdown.clone()));
+    tokio::spawn(controllers::run_all(
+        coxswain_control_plane::client::in_process(&server),
+        Default::default(),
+        shutdown.clone(),
+    ));
     let mut served = tokio::spawn(server.serve(listener));
     tokio::select! {
         result = &mut served => {

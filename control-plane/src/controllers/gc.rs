@@ -17,6 +17,7 @@
 //! every `gc_resync`.
 
 use std::collections::{HashMap, HashSet};
+use std::time::Duration;
 
 use coxswain_api::registry::{self, KINDS, KindInfo};
 use futures::{FutureExt, StreamExt};
@@ -45,6 +46,16 @@ pub struct SweepReport {
     pub orphaned: Vec<String>,
     /// Owners whose `orphan` or `foregroundDeletion` finalizer was removed.
     pub released: Vec<String>,
+    /// Owners still waiting: dependents that block them are terminating, or a write lost a
+    /// race; another sweep follows soon.
+    pub unfinished: usize,
+}
+
+impl SweepReport {
+    /// Whether the sweep changed anything.
+    pub fn has_changes(&self) -> bool {
+        !(self.deleted.is_empty() && self.orphaned.is_empty() && self.released.is_empty())
+    }
 }
 
 /// Runs the garbage collector until `shutdown` is cancelled.
@@ -68,8 +79,11 @@ pub async fn run(client: kube::Client, config: ControllersConfig, shutdown: Canc
             .boxed()
     });
     let mut events = futures::stream::select_all(streams);
-    let mut resync = tokio::time::interval(config.gc_resync);
+    // While an owner still waits (on terminating dependents, or after a lost race), sweep
+    // again soon, backing off towards the resync period.
+    let mut retry: Option<Duration> = None;
     loop {
+        let wait = retry.unwrap_or(config.gc_resync);
         tokio::select! {
             _ = shutdown.cancelled() => return,
             event = events.next() => match event {
@@ -77,19 +91,33 @@ pub async fn run(client: kube::Client, config: ControllersConfig, shutdown: Canc
                 Some(false) => continue,
                 None => return,
             },
-            _ = resync.tick() => {}
+            _ = tokio::time::sleep(wait) => {}
         }
         // Whatever else arrived meanwhile is covered by this sweep.
         while let Some(Some(_)) = events.next().now_or_never() {}
-        match collector.sweep().await {
-            Ok(report) if report != SweepReport::default() => {
-                tracing::info!(?report, "garbage collector sweep");
+        let swept = collector.sweep().await;
+        let unfinished = match swept {
+            Ok(report) => {
+                if report.has_changes() {
+                    tracing::info!(?report, "garbage collector sweep");
+                }
+                report.unfinished > 0
             }
-            Ok(_) => {}
-            Err(error) => tracing::warn!(%error, "garbage collector sweep failed"),
-        }
+            Err(error) => {
+                tracing::warn!(%error, "garbage collector sweep failed");
+                true
+            }
+        };
+        retry = unfinished.then(|| {
+            retry
+                .map_or(RETRY_FIRST, |r| r.saturating_mul(2))
+                .min(config.gc_resync)
+        });
     }
 }
+
+/// The first quick re-sweep while work is unfinished.
+const RETRY_FIRST: Duration = Duration::from_millis(100);
 
 /// The kube `ApiResource` of a registered kind.
 pub fn api_resource(kind: &KindInfo) -> ApiResource {
@@ -258,26 +286,25 @@ impl GarbageCollector {
         deps: &[&Node],
         report: &mut SweepReport,
     ) -> Result<(), Error> {
+        let mut all_done = true;
         for dep in deps {
-            let remaining: Vec<&OwnerReference> = dep
-                .owners()
-                .iter()
-                .filter(|o| o.uid != owner.uid())
-                .collect();
-            let refs = if remaining.is_empty() {
-                json!(null)
-            } else {
-                json!(remaining)
-            };
             let patch = json!({"metadata": {
-                "ownerReferences": refs,
-                "resourceVersion": dep.meta.resource_version,
+                "ownerReferences": [{"$patch": "delete", "uid": owner.uid()}],
             }});
-            if self.patch(dep, patch).await? {
-                report.orphaned.push(dep.describe());
+            match self.patch(dep, patch).await? {
+                Outcome::Done => report.orphaned.push(dep.describe()),
+                Outcome::Gone => {}
+                Outcome::Conflict => all_done = false,
             }
         }
-        self.release(owner, ORPHAN_FINALIZER, report).await
+        // The owner goes only once no dependent points at it any more; otherwise the
+        // dependents would look ownerless and be collected.
+        if all_done {
+            self.release(owner, ORPHAN_FINALIZER, report).await
+        } else {
+            report.unfinished += 1;
+            Ok(())
+        }
     }
 
     async fn delete_in_foreground(
@@ -303,6 +330,8 @@ impl GarbageCollector {
         }
         if blocking == 0 {
             self.release(owner, FOREGROUND_FINALIZER, report).await?;
+        } else {
+            report.unfinished += 1;
         }
         Ok(())
     }
@@ -314,34 +343,42 @@ impl GarbageCollector {
         finalizer: &str,
         report: &mut SweepReport,
     ) -> Result<(), Error> {
-        let rest: Vec<&String> = owner
-            .meta
-            .finalizers
-            .iter()
-            .flatten()
-            .filter(|f| *f != finalizer)
-            .collect();
         let patch = json!({"metadata": {
-            "finalizers": rest,
-            "resourceVersion": owner.meta.resource_version,
+            "$deleteFromPrimitiveList/finalizers": [finalizer],
         }});
-        if self.patch(owner, patch).await? {
-            report.released.push(owner.describe());
+        match self.patch(owner, patch).await? {
+            Outcome::Done => report.released.push(owner.describe()),
+            Outcome::Gone => {}
+            Outcome::Conflict => report.unfinished += 1,
         }
         Ok(())
     }
 
-    /// A merge patch pinned to the object's resourceVersion; false on a conflict or when
-    /// the object is gone (the next sweep sees the new state).
-    async fn patch(&self, node: &Node, patch: serde_json::Value) -> Result<bool, Error> {
+    /// A strategic merge patch that removes one entry, so it needs no resourceVersion pin
+    /// and cannot undo a concurrent change to the rest of the list.
+    async fn patch(&self, node: &Node, patch: serde_json::Value) -> Result<Outcome, Error> {
         match self
             .api(node.kind, node.meta.namespace.as_deref())
-            .patch(node.name(), &PatchParams::default(), &Patch::Merge(patch))
+            .patch(
+                node.name(),
+                &PatchParams::default(),
+                &Patch::Strategic(patch),
+            )
             .await
         {
-            Ok(_) => Ok(true),
-            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(false),
+            Ok(_) => Ok(Outcome::Done),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(Outcome::Gone),
+            Err(kube::Error::Api(s)) if s.code == 409 => Ok(Outcome::Conflict),
             Err(e) => Err(Error::api(format!("updating {}", node.describe()))(e)),
         }
     }
+}
+
+/// How a pinned write ended.
+enum Outcome {
+    Done,
+    /// The object is gone.
+    Gone,
+    /// The write was refused as conflicting; the next sweep sees the new state.
+    Conflict,
 }

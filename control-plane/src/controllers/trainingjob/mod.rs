@@ -18,9 +18,11 @@ use std::time::Duration;
 
 use coxswain_api::coxswain::{PodGroup, TrainingJob};
 use futures::StreamExt;
+use k8s_openapi::Resource as _;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
 use kube::api::{Api, DeleteParams, ListParams, PostParams, Preconditions, PropagationPolicy};
 use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
@@ -57,9 +59,12 @@ pub async fn run(client: kube::Client, config: ControllersConfig, shutdown: Canc
     let pods = Api::<Pod>::all(client.clone());
     let context = Arc::new(Context::new(client, config));
     Controller::new(jobs, watcher::Config::default())
-        .owns(
+        // Not `owns`: it lists with `as=PartialObjectMetadataList`, which the API server
+        // does not serve yet; a full watch of the job's pods maps each to its controller.
+        .watches(
             pods,
             watcher::Config::default().labels(TrainingJob::JOB_NAME_LABEL),
+            controlling_job,
         )
         .graceful_shutdown_on(async move { shutdown.cancelled().await })
         .run(reconcile, error_policy, context)
@@ -69,6 +74,21 @@ pub async fn run(client: kube::Client, config: ControllersConfig, shutdown: Canc
             }
         })
         .await;
+}
+
+/// The training job that controls `pod`, if any.
+fn controlling_job(pod: Pod) -> Option<ObjectRef<TrainingJob>> {
+    let owner = pod
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|o| o.controller == Some(true) && o.kind == TrainingJob::KIND)?;
+    let job = ObjectRef::new(&owner.name);
+    Some(match pod.metadata.namespace.as_deref() {
+        Some(ns) => job.within(ns),
+        None => job,
+    })
 }
 
 fn key(job: &TrainingJob) -> String {
@@ -100,12 +120,23 @@ pub fn error_policy(job: Arc<TrainingJob>, error: &Error, ctx: Arc<Context>) -> 
     Action::requeue(wait)
 }
 
-async fn reconcile_job(job: &TrainingJob, ctx: &Context) -> Result<Action, Error> {
+async fn reconcile_job(cached: &TrainingJob, ctx: &Context) -> Result<Action, Error> {
+    let ns = cached.namespace().unwrap_or_else(|| "default".to_string());
+    let name = cached.name_any();
+    // The watch cache may lag behind our own last status write; decisions (a restart, a
+    // recreation) are made on the job as it is now.
+    let jobs = Api::<TrainingJob>::namespaced(ctx.client.clone(), &ns);
+    let Some(job) = jobs
+        .get_opt(&name)
+        .await
+        .map_err(Error::api(format!("reading training job {ns}/{name}")))?
+    else {
+        return Ok(Action::await_change());
+    };
+    let job = &job;
     if job.metadata.deletion_timestamp.is_some() || job.metadata.uid.is_none() {
         return Ok(Action::await_change());
     }
-    let ns = job.namespace().unwrap_or_else(|| "default".to_string());
-    let name = job.name_any();
     let finished = job.status.as_ref().is_some_and(|s| {
         conditions::is_true(
             s,
