@@ -332,10 +332,15 @@ async fn suspend_stops_the_gang_and_resume_recreates_it() {
 async fn deleting_the_job_removes_its_children() {
     let f = submit(job_from(JOB)).await;
     f.pods_when(2).await;
-    f.jobs
-        .delete("ddp", &DeleteParams::default())
-        .await
-        .unwrap();
+    // The API server answers 409 when the controller's status write races the delete.
+    wait_for("the delete to be accepted", || async {
+        match f.jobs.delete("ddp", &DeleteParams::default()).await {
+            Ok(_) => Some(()),
+            Err(kube::Error::Api(s)) if s.code == 409 => None,
+            Err(e) => panic!("deleting the job: {e}"),
+        }
+    })
+    .await;
     let client = f.cluster.client.clone();
     wait_for("the children to go", || async {
         let pods = f
@@ -377,4 +382,53 @@ async fn a_finished_job_is_deleted_after_its_ttl() {
         f.jobs.get_opt("ddp").await.unwrap().is_none().then_some(())
     })
     .await;
+}
+
+#[tokio::test]
+async fn the_example_job_ranks_its_master_first() {
+    let example = include_str!("../../examples/trainingjob.yaml");
+    let cluster = start(fast_config()).await;
+    let jobs: Api<TrainingJob> = Api::namespaced(cluster.client.clone(), "default");
+    let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), "default");
+    jobs.create(&PostParams::default(), &job_from(example))
+        .await
+        .unwrap();
+    let all = wait_for("the example's 4 pods", || async {
+        let list = pods
+            .list(&ListParams::default().labels("coxswain.dev/job-name=resnet"))
+            .await
+            .unwrap();
+        (list.items.len() == 4).then_some(list.items)
+    })
+    .await;
+    let ranks: BTreeMap<String, (String, String, String)> = all
+        .iter()
+        .map(|p| {
+            let env = env(p);
+            (
+                p.metadata.name.clone().unwrap(),
+                (
+                    env["RANK"].clone(),
+                    env["PET_NPROC_PER_NODE"].clone(),
+                    env["CHECKPOINT_DIR"].clone(),
+                ),
+            )
+        })
+        .collect();
+    let expect = |rank: &str| {
+        (
+            rank.to_string(),
+            "8".to_string(),
+            "/checkpoints".to_string(),
+        )
+    };
+    assert_eq!(ranks["resnet-master-0"], expect("0"));
+    assert_eq!(ranks["resnet-worker-0"], expect("1"));
+    assert_eq!(ranks["resnet-worker-2"], expect("3"));
+    assert_eq!(
+        env(&all[0])["MASTER_ADDR"],
+        "resnet-master-0.resnet.default.svc.cluster.local"
+    );
+    let groups: Api<PodGroup> = Api::namespaced(cluster.client.clone(), "default");
+    assert_eq!(groups.get("resnet").await.unwrap().spec.min_member, 4);
 }
