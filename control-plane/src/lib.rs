@@ -1,6 +1,8 @@
 //! The coxswain control plane.
 //!
 //! - [`apiserver`]: the Kubernetes-compatible REST API.
+//! - [`controllers`]: level-triggered controllers (training jobs, garbage collector) over a
+//!   `kube::Client`.
 //! - [`store`]: the `Store` trait and its two backends (embedded redb, etcd).
 //! - [`scheduler`]: the scheduler framework, plugins (GPU devices, gangs, topology,
 //!   preemption) and its hollow-node benchmark.
@@ -11,6 +13,7 @@
 pub mod apiserver;
 pub mod client;
 pub mod nodeservice;
+pub mod controllers;
 pub mod scheduler;
 pub mod serve;
 pub mod sim;

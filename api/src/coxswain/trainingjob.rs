@@ -61,6 +61,18 @@ pub struct TrainingJobSpec {
     /// across restarts so training resumes from the last checkpoint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoint_volume: Option<String>,
+    /// Where the checkpoint volume is mounted in every container that does not mount it
+    /// already (default [`TrainingJob::DEFAULT_CHECKPOINT_PATH`]); `CHECKPOINT_DIR` names it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint_path: Option<String>,
+    /// Pods of the gang that must be placed together before any is bound (default: all
+    /// replicas of all groups).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_member: Option<i32>,
+    /// The port of the rendezvous on the master's pod 0, as `MASTER_PORT` (default
+    /// [`TrainingJob::DEFAULT_MASTER_PORT`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub master_port: Option<i32>,
 }
 
 /// A group of identical pods within a training job.
@@ -157,9 +169,12 @@ pub struct TrainingJobStatus {
     /// When the job succeeded or failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completion_time: Option<Time>,
-    /// Why the job is in its state, in words a person can act on.
+    /// Why the job is in its state: the reason of its latest condition (`BackoffLimitExceeded`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// What happened, in words a person can act on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// Pod counters of one replica group.
@@ -214,6 +229,35 @@ impl TrainingJobConditionType {
 }
 
 impl TrainingJob {
+    /// The label naming the training job a pod, service or config map belongs to.
+    pub const JOB_NAME_LABEL: &'static str = "coxswain.dev/job-name";
+    /// The label naming a pod's replica group.
+    pub const REPLICA_GROUP_LABEL: &'static str = "coxswain.dev/replica-group";
+    /// The label holding a pod's index within its replica group.
+    pub const REPLICA_INDEX_LABEL: &'static str = "coxswain.dev/replica-index";
+    /// The rendezvous port when `spec.masterPort` is unset (torch.distributed's default).
+    pub const DEFAULT_MASTER_PORT: i32 = 29500;
+    /// Where the checkpoint volume is mounted when `spec.checkpointPath` is unset.
+    pub const DEFAULT_CHECKPOINT_PATH: &'static str = "/checkpoints";
+    /// The group whose pod 0 is the rendezvous master: the group named `master`, else the
+    /// first group.
+    pub fn master_group(&self) -> Option<&ReplicaGroup> {
+        let groups = &self.spec.replica_groups;
+        groups
+            .iter()
+            .find(|g| g.name == "master")
+            .or_else(|| groups.first())
+    }
+
+    /// The groups in rank order: the master group first, then the others as listed.
+    pub fn groups_in_rank_order(&self) -> Vec<&ReplicaGroup> {
+        let master = self.master_group().map(|g| g.name.as_str());
+        let groups = &self.spec.replica_groups;
+        let first = groups.iter().filter(|g| Some(g.name.as_str()) == master);
+        let rest = groups.iter().filter(|g| Some(g.name.as_str()) != master);
+        first.chain(rest).collect()
+    }
+
     /// Total pods across all replica groups (negative counts count as zero).
     pub fn total_replicas(&self) -> i64 {
         self.spec

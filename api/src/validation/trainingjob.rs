@@ -89,7 +89,50 @@ pub fn validate_training_job(job: &TrainingJob) -> Vec<FieldError> {
             }
         }
     }
+    validate_gang_fields(job, &path, &mut errors);
     errors
+}
+
+/// `minMember`, `masterPort` and `checkpointPath`.
+fn validate_gang_fields(job: &TrainingJob, path: &FieldPath, errors: &mut Vec<FieldError>) {
+    let spec = &job.spec;
+    if let Some(min) = spec.min_member {
+        let total = job.total_replicas();
+        if min < 1 {
+            errors.push(FieldError::invalid(
+                &path.child("minMember"),
+                "must be greater than or equal to 1",
+            ));
+        } else if i64::from(min) > total && total > 0 {
+            errors.push(FieldError::invalid(
+                &path.child("minMember"),
+                format!("must be at most the job's total replicas ({total})"),
+            ));
+        }
+    }
+    if let Some(port) = spec.master_port
+        && !(1..=65535).contains(&port)
+    {
+        errors.push(FieldError::invalid(
+            &path.child("masterPort"),
+            "must be between 1 and 65535, inclusive",
+        ));
+    }
+    if let Some(dir) = &spec.checkpoint_path {
+        let dir_path = path.child("checkpointPath");
+        if spec.checkpoint_volume.is_none() {
+            errors.push(FieldError::forbidden(
+                &dir_path,
+                "may only be set together with spec.checkpointVolume",
+            ));
+        }
+        if !dir.starts_with('/') || dir.split('/').any(|part| part == "..") {
+            errors.push(FieldError::invalid(
+                &dir_path,
+                format!("{dir:?}: must be an absolute path without \"..\""),
+            ));
+        }
+    }
 }
 
 fn validate_group(

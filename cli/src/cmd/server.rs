@@ -16,6 +16,7 @@ use coxswain_control_plane::apiserver::{ApiServer, check_listen_address, kubecon
 use coxswain_control_plane::nodeservice::cidr::Ipv4Cidr;
 use coxswain_control_plane::nodeservice::{NodeService, NodeServiceConfig, lifecycle};
 use coxswain_control_plane::scheduler::runner::{self as scheduler, RunnerConfig};
+use coxswain_control_plane::controllers;
 use coxswain_control_plane::store::{EmbeddedStore, EtcdStore, Store};
 use tokio_util::sync::CancellationToken;
 
@@ -149,6 +150,10 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         listener,
         shutdown.clone(),
     ));
+    tokio::spawn(controllers::run_all(
+        coxswain_control_plane::client::in_process(&server),
+        Default::default(),
+    let mut served = tokio::spawn(server.serve(listener));
     tokio::select! {
         result = &mut served => {
             result.context("the server task failed")??;

@@ -258,6 +258,9 @@ pub fn extra_schemas(kind: &KindInfo) -> Vec<(String, Value)> {
                 ("runPolicy", reference(&format!("{CX}.RunPolicy"), "Limits on the job's lifetime and retries.")),
                 ("successPolicy", reference(&format!("{CX}.SuccessPolicy"), "When the job counts as succeeded (default: every pod succeeded).")),
                 ("checkpointVolume", string("Name of a volume in every group's template where checkpoints are written; kept across restarts.")),
+                ("checkpointPath", string("Where the checkpoint volume is mounted when a container does not mount it (default /checkpoints); exported as CHECKPOINT_DIR.")),
+                ("minMember", integer("Pods that must be placed together before any is bound (default: all replicas).")),
+                ("masterPort", integer("The rendezvous port on the master's pod 0, exported as MASTER_PORT (default 29500).")),
             ])),
             (format!("{CX}.ReplicaGroup"), object("A group of identical pods within a training job.", &["name", "replicas"], &[
                 ("name", string("The group's name, a DNS-1123 label; part of its pods' names.")),
@@ -284,6 +287,7 @@ pub fn extra_schemas(kind: &KindInfo) -> Vec<(String, Value)> {
                 ("startTime", string("When the job's pods were first scheduled.")),
                 ("completionTime", string("When the job succeeded or failed.")),
                 ("reason", string("Why the job is in its state.")),
+                ("message", string("What happened, in words a person can act on.")),
             ])),
             topology,
         ],

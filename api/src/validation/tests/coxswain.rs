@@ -137,6 +137,58 @@ fn training_job_rules() {
 }
 
 #[test]
+fn training_job_gang_fields() {
+    let mut job = training_job();
+    job.spec.min_member = Some(0);
+    assert_one(
+        Object::TrainingJob(job),
+        "spec.minMember",
+        "greater than or equal to 1",
+    );
+
+    let mut job = training_job();
+    job.spec.min_member = Some(i32::try_from(job.total_replicas()).unwrap() + 1);
+    assert_one(
+        Object::TrainingJob(job),
+        "spec.minMember",
+        "at most the job's total replicas",
+    );
+
+    let mut job = training_job();
+    job.spec.master_port = Some(70000);
+    assert_one(
+        Object::TrainingJob(job),
+        "spec.masterPort",
+        "between 1 and 65535",
+    );
+
+    let mut job = training_job();
+    job.spec.checkpoint_path = Some("relative/dir".into());
+    let found = errors(Object::TrainingJob(job));
+    assert!(
+        found
+            .iter()
+            .any(|e| e
+                .starts_with("spec.checkpointPath: \"relative/dir\": must be an absolute path")),
+        "{found:#?}"
+    );
+
+    let mut job = training_job();
+    job.spec.checkpoint_volume = None;
+    job.spec.checkpoint_path = Some("/ckpt".into());
+    assert_one(
+        Object::TrainingJob(job),
+        "spec.checkpointPath",
+        "together with spec.checkpointVolume",
+    );
+
+    let mut job = training_job();
+    job.spec.min_member = Some(1);
+    job.spec.master_port = Some(23456);
+    assert_eq!(validate(&Object::TrainingJob(job)), vec![]);
+}
+
+#[test]
 fn pod_group_rules() {
     let mut group = PodGroup::new("gang", Default::default());
     assert_one(

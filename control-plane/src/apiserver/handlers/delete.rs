@@ -141,9 +141,30 @@ pub async fn delete(ctx: &Ctx<'_>, body: Body) -> Result<Response, ApiError> {
             }
         }
     }
-    let (status, object) = delete_object(ctx.state, kind, &kv, &options)
-        .await
-        .map_err(|e| store_error(ctx, e))?;
+    // A write that lands between the read and the delete (a controller's status update) is
+    // retried on the new revision, as Kubernetes does, unless the client pinned a
+    // resourceVersion.
+    let mut kv = kv;
+    let mut attempts = 0;
+    let (status, object) = loop {
+        match delete_object(ctx.state, kind, &kv, &options).await {
+            Err(StoreError::Conflict { .. })
+                if options.precondition_resource_version.is_none() && attempts < 5 =>
+            {
+                attempts += 1;
+                kv = ctx.load().await?;
+                if let Some(expected) = &options.precondition_uid
+                    && meta_str(&from_store(&kv)?, "uid") != Some(expected.as_str())
+                {
+                    return Err(precondition(
+                        ctx,
+                        format!("UID in precondition: {expected}, UID in object meta: changed"),
+                    ));
+                }
+            }
+            other => break other.map_err(|e| store_error(ctx, e))?,
+        }
+    };
     Ok(respond(status, ctx.format_for_write(), &object, &[]))
 }
 

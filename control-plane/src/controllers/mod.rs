@@ -1,0 +1,126 @@
+//! The control plane's controllers: level-triggered loops over a [`kube::Client`].
+//!
+//! Each controller reads and writes only through the API (the in-process client in the
+//! server), so admission, validation and watches apply to what it does, as they would to
+//! kubectl. They follow kube-runtime's shape: `reconcile(object, ctx) -> Result<Action,
+//! Error>` is idempotent and computes what to do from what it observes, never from the event
+//! that woke it; an error policy backs off per object.
+//!
+//! - [`trainingjob`]: a `TrainingJob` runs as a gang of pods with a `PodGroup`, a headless
+//!   `Service`, an MPI hostfile and rendezvous env; it restarts the whole gang on failure.
+//! - [`gc`]: the garbage collector deletes dependents whose owners are gone and completes
+//!   `Foreground` and `Orphan` deletions.
+
+pub mod clock;
+pub mod gc;
+pub mod trainingjob;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+pub use clock::{Clock, SystemClock, TokioClock};
+
+/// Settings shared by the controllers; tests shorten the delays or use a [`TokioClock`]
+/// under `tokio::time::pause`.
+#[derive(Debug, Clone)]
+pub struct ControllersConfig {
+    /// Wait before the first gang restart; doubled for each restart after it.
+    pub restart_backoff_base: Duration,
+    /// The longest wait before a gang restart.
+    pub restart_backoff_max: Duration,
+    /// Wait before retrying an object whose reconcile failed; doubled per failure in a row.
+    pub error_backoff_base: Duration,
+    /// The longest wait before retrying a failed reconcile.
+    pub error_backoff_max: Duration,
+    /// How often the garbage collector sweeps even when nothing changed.
+    pub gc_resync: Duration,
+    /// Where the controllers read the time (conditions, TTLs, back-off).
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Default for ControllersConfig {
+    fn default() -> Self {
+        Self {
+            restart_backoff_base: Duration::from_secs(10),
+            restart_backoff_max: Duration::from_secs(300),
+            error_backoff_base: Duration::from_millis(500),
+            error_backoff_max: Duration::from_secs(60),
+            gc_resync: Duration::from_secs(60),
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+impl ControllersConfig {
+    /// The wait before gang restart number `restarts_done + 1`: `base * 2^restarts_done`,
+    /// capped at `restart_backoff_max`.
+    pub fn restart_backoff(&self, restarts_done: i32) -> Duration {
+        exponential(
+            self.restart_backoff_base,
+            self.restart_backoff_max,
+            restarts_done,
+        )
+    }
+
+    /// The wait before retrying after `failures` failed reconciles in a row (at least 1).
+    pub fn error_backoff(&self, failures: u32) -> Duration {
+        let exponent = i32::try_from(failures.saturating_sub(1)).unwrap_or(i32::MAX);
+        exponential(self.error_backoff_base, self.error_backoff_max, exponent)
+    }
+}
+
+fn exponential(base: Duration, max: Duration, exponent: i32) -> Duration {
+    let factor = 2u32.saturating_pow(u32::try_from(exponent.clamp(0, 31)).unwrap_or(31));
+    base.saturating_mul(factor).min(max)
+}
+
+/// An error of a controller's reconcile: an API call that failed, with what it was doing.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A request to the API failed.
+    #[error("{action}: {source}")]
+    Api {
+        /// What the controller was doing (`creating pod default/llm-worker-0`).
+        action: String,
+        /// The client's error.
+        #[source]
+        source: Box<kube::Error>,
+    },
+}
+
+impl Error {
+    pub(crate) fn api(action: impl Into<String>) -> impl FnOnce(kube::Error) -> Self {
+        let action = action.into();
+        move |source| Self::Api {
+            action,
+            source: Box::new(source),
+        }
+    }
+}
+
+/// Runs every controller until `shutdown` is cancelled.
+pub async fn run_all(client: kube::Client, config: ControllersConfig, shutdown: CancellationToken) {
+    tokio::join!(
+        trainingjob::run(client.clone(), config.clone(), shutdown.clone()),
+        gc::run(client, config, shutdown),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restart_backoff_doubles_and_caps() {
+        let config = ControllersConfig::default();
+        let waits: Vec<u64> = (0..8)
+            .map(|n| config.restart_backoff(n).as_secs())
+            .collect();
+        assert_eq!(waits, vec![10, 20, 40, 80, 160, 300, 300, 300]);
+        assert_eq!(config.restart_backoff(i32::MAX).as_secs(), 300);
+        assert_eq!(config.error_backoff(1), Duration::from_millis(500));
+        assert_eq!(config.error_backoff(3), Duration::from_secs(2));
+    }
+}

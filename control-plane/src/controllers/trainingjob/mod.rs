@@ -1,0 +1,289 @@
+//! The `TrainingJob` controller: runs a job as a gang of pods and restarts the whole gang
+//! when one of them fails.
+//!
+//! For each job it keeps a `PodGroup` (the scheduler's gang), a headless `Service` (stable
+//! pod DNS names), a `<job>-hostfile` config map (the MPI hostfile) and one pod per replica,
+//! all owned by the job (deleting the job removes them through the garbage collector).
+//! [`plan`] decides; this module observes through the API and carries the plan out.
+
+pub mod conditions;
+pub mod observe;
+pub mod plan;
+pub mod render;
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use coxswain_api::coxswain::{PodGroup, TrainingJob};
+use futures::StreamExt;
+use k8s_openapi::Resource as _;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
+use kube::api::{Api, DeleteParams, ListParams, PostParams, Preconditions, PropagationPolicy};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio_util::sync::CancellationToken;
+
+use self::observe::ObservedPod;
+use self::plan::Plan;
+use super::{ControllersConfig, Error};
+
+/// What every reconcile shares.
+pub struct Context {
+    client: kube::Client,
+    config: ControllersConfig,
+    /// Failed reconciles in a row per job (`namespace/name`), for the error back-off.
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Context {
+    /// A context over `client` with `config`.
+    pub fn new(client: kube::Client, config: ControllersConfig) -> Self {
+        Self {
+            client,
+            config,
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+/// Runs the controller until `shutdown` is cancelled: it watches training jobs and the
+/// pods they own.
+pub async fn run(client: kube::Client, config: ControllersConfig, shutdown: CancellationToken) {
+    let jobs = Api::<TrainingJob>::all(client.clone());
+    let pods = Api::<Pod>::all(client.clone());
+    let context = Arc::new(Context::new(client, config));
+    Controller::new(jobs, watcher::Config::default())
+        // Not `owns`: it lists with `as=PartialObjectMetadataList`, which the API server
+        // does not serve yet; a full watch of the job's pods maps each to its controller.
+        .watches(
+            pods,
+            watcher::Config::default().labels(TrainingJob::JOB_NAME_LABEL),
+            controlling_job,
+        )
+        .graceful_shutdown_on(async move { shutdown.cancelled().await })
+        .run(reconcile, error_policy, context)
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::debug!(%error, "trainingjob controller");
+            }
+        })
+        .await;
+}
+
+/// The training job that controls `pod`, if any.
+fn controlling_job(pod: Pod) -> Option<ObjectRef<TrainingJob>> {
+    let owner = pod
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|o| o.controller == Some(true) && o.kind == TrainingJob::KIND)?;
+    let job = ObjectRef::new(&owner.name);
+    Some(match pod.metadata.namespace.as_deref() {
+        Some(ns) => job.within(ns),
+        None => job,
+    })
+}
+
+fn key(job: &TrainingJob) -> String {
+    format!("{}/{}", job.namespace().unwrap_or_default(), job.name_any())
+}
+
+/// Brings one job's children and status in line with its spec.
+pub async fn reconcile(job: Arc<TrainingJob>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let result = reconcile_job(&job, &ctx).await;
+    if result.is_ok() {
+        ctx.failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&key(&job));
+    }
+    result
+}
+
+/// Retries a job whose reconcile failed after a back-off that doubles per failure in a row.
+pub fn error_policy(job: Arc<TrainingJob>, error: &Error, ctx: Arc<Context>) -> Action {
+    let failures = {
+        let mut map = ctx.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let count = map.entry(key(&job)).or_insert(0);
+        *count += 1;
+        *count
+    };
+    let wait = ctx.config.error_backoff(failures);
+    tracing::warn!(job = %key(&job), %error, retry_in = ?wait, "reconciling training job failed");
+    Action::requeue(wait)
+}
+
+async fn reconcile_job(cached: &TrainingJob, ctx: &Context) -> Result<Action, Error> {
+    let ns = cached.namespace().unwrap_or_else(|| "default".to_string());
+    let name = cached.name_any();
+    // The watch cache may lag behind our own last status write; decisions (a restart, a
+    // recreation) are made on the job as it is now.
+    let jobs = Api::<TrainingJob>::namespaced(ctx.client.clone(), &ns);
+    let Some(job) = jobs
+        .get_opt(&name)
+        .await
+        .map_err(Error::api(format!("reading training job {ns}/{name}")))?
+    else {
+        return Ok(Action::await_change());
+    };
+    let job = &job;
+    if job.metadata.deletion_timestamp.is_some() || job.metadata.uid.is_none() {
+        return Ok(Action::await_change());
+    }
+    let finished = job.status.as_ref().is_some_and(|s| {
+        conditions::is_true(
+            s,
+            coxswain_api::coxswain::TrainingJobConditionType::Succeeded,
+        ) || conditions::is_true(s, coxswain_api::coxswain::TrainingJobConditionType::Failed)
+    });
+    if !finished {
+        let client = &ctx.client;
+        ensure(
+            Api::<PodGroup>::namespaced(client.clone(), &ns),
+            render::pod_group(job),
+        )
+        .await?;
+        ensure(
+            Api::<Service>::namespaced(client.clone(), &ns),
+            render::headless_service(job),
+        )
+        .await?;
+        ensure(
+            Api::<ConfigMap>::namespaced(client.clone(), &ns),
+            render::hostfile_config_map(job),
+        )
+        .await?;
+    }
+    let pods_api = Api::<Pod>::namespaced(ctx.client.clone(), &ns);
+    let selector = format!("{}={name}", TrainingJob::JOB_NAME_LABEL);
+    let pods = pods_api
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(Error::api(format!(
+            "listing the pods of training job {ns}/{name}"
+        )))?;
+    let observed: Vec<ObservedPod> = pods
+        .items
+        .iter()
+        .filter(|p| ObservedPod::is_owned_by(p, job))
+        .map(ObservedPod::from_pod)
+        .collect();
+    let plan = plan::plan(job, &observed, ctx.config.clock.now(), &ctx.config);
+    carry_out(job, &ns, &plan, ctx).await
+}
+
+async fn carry_out(
+    job: &TrainingJob,
+    ns: &str,
+    plan: &Plan,
+    ctx: &Context,
+) -> Result<Action, Error> {
+    let name = job.name_any();
+    let pods_api = Api::<Pod>::namespaced(ctx.client.clone(), ns);
+    for deletion in &plan.delete {
+        let params = DeleteParams {
+            grace_period_seconds: deletion.immediately.then_some(0),
+            preconditions: Some(Preconditions {
+                uid: Some(deletion.uid.clone()),
+                resource_version: None,
+            }),
+            ..Default::default()
+        };
+        match pods_api.delete(&deletion.name, &params).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
+            Err(e) => {
+                return Err(Error::api(format!("deleting pod {ns}/{}", deletion.name))(
+                    e,
+                ));
+            }
+        }
+    }
+    let replicas = render::replicas(job);
+    for (group, index) in &plan.create {
+        let Some(replica) = replicas
+            .iter()
+            .find(|r| &r.group.name == group && r.index == *index)
+        else {
+            continue;
+        };
+        let pod = render::pod(job, replica);
+        match pods_api.create(&PostParams::default(), &pod).await {
+            Ok(_) => {}
+            // A pod of this name is still terminating; its deletion wakes us again.
+            Err(kube::Error::Api(s)) if s.code == 409 => {}
+            Err(e) => {
+                let pod_name = job.pod_name(group, *index);
+                return Err(Error::api(format!("creating pod {ns}/{pod_name}"))(e));
+            }
+        }
+    }
+    if job.status.as_ref() != Some(&plan.status) {
+        write_status(job, ns, &plan.status, ctx).await?;
+    }
+    if plan.delete_job {
+        let jobs = Api::<TrainingJob>::namespaced(ctx.client.clone(), ns);
+        let params = DeleteParams {
+            propagation_policy: Some(PropagationPolicy::Background),
+            preconditions: Some(Preconditions {
+                uid: job.metadata.uid.clone(),
+                resource_version: None,
+            }),
+            ..Default::default()
+        };
+        match jobs.delete(&name, &params).await {
+            Ok(_) => {
+                tracing::info!(job = %key(job), "deleted finished training job (ttlSecondsAfterFinished)")
+            }
+            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
+            Err(e) => return Err(Error::api(format!("deleting training job {ns}/{name}"))(e)),
+        }
+        return Ok(Action::await_change());
+    }
+    Ok(match plan.requeue_after {
+        Some(wait) => Action::requeue(wait.max(Duration::from_millis(1))),
+        None => Action::await_change(),
+    })
+}
+
+async fn write_status(
+    job: &TrainingJob,
+    ns: &str,
+    status: &coxswain_api::coxswain::TrainingJobStatus,
+    ctx: &Context,
+) -> Result<(), Error> {
+    let name = job.name_any();
+    let jobs = Api::<TrainingJob>::namespaced(ctx.client.clone(), ns);
+    let mut updated = job.clone();
+    updated.status = Some(status.clone());
+    jobs.replace_status(&name, &PostParams::default(), &updated)
+        .await
+        .map_err(Error::api(format!(
+            "writing the status of training job {ns}/{name}"
+        )))?;
+    Ok(())
+}
+
+/// Creates `object` unless one of its name exists already.
+async fn ensure<K>(api: Api<K>, object: K) -> Result<(), Error>
+where
+    K: Resource + Clone + Serialize + DeserializeOwned + Debug,
+    K::DynamicType: Default,
+{
+    let name = object.meta().name.clone().unwrap_or_default();
+    match api.create(&PostParams::default(), &object).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+        Err(e) => Err(Error::api(format!(
+            "creating {} {name}",
+            K::kind(&Default::default())
+        ))(e)),
+    }
+}
