@@ -217,13 +217,10 @@ async fn replicaset_replaces_deleted_pods_and_scales_down_unready_first() {
         .delete(pods[2].metadata.name.as_ref().unwrap(), &Default::default())
         .await
         .unwrap();
+    let deleted = pods[2].metadata.uid.clone();
     wait_for("a replacement", || async {
-        let pods = live_pods(client, "app=rs").await;
-        (pods.len() == 3
-            && pods
-                .iter()
-                .any(|p| p.metadata.uid != pods[2].metadata.uid && phase(p) == "Pending"))
-        .then_some(())
+        let now = live_pods(client, "app=rs").await;
+        (now.len() == 3 && now.iter().all(|p| p.metadata.uid != deleted)).then_some(())
     })
     .await;
     rss.patch(

@@ -137,3 +137,23 @@ where
 pub(crate) fn background() -> DeleteParams {
     DeleteParams::background()
 }
+
+/// `obj` read again from the API (`None` once deleted).
+///
+/// Reconciles start from kube-runtime's cache, which may not yet hold the controller's own
+/// last status write; a controller whose decisions depend on its own status (conditions,
+/// start times, revisions) reads the object fresh instead of writing a stale status back.
+pub(crate) async fn fresh<C>(client: &kube::Client, obj: &C) -> Result<Option<C>, Error>
+where
+    C: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug,
+{
+    let namespace = obj.meta().namespace.as_deref().unwrap_or("default");
+    let name = obj.meta().name.as_deref().unwrap_or_default();
+    Api::<C>::namespaced(client.clone(), namespace)
+        .get_opt(name)
+        .await
+        .ctx(|| format!("reading {} {namespace}/{name}", C::kind(&())))
+}

@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::error::{ApiContext, is_already_exists};
 use super::job::status::{finished_at, has_condition, is_finished};
-use super::owned::{background, delete, list_owned, owner_ref};
+use super::owned::{background, delete, fresh, list_owned, owner_ref};
 use super::runner::{controller_of, drive};
 use super::{Context, Error};
 use plan::{MAX_MISSED_WARNING, decide, schedule_of};
@@ -65,6 +65,9 @@ fn started(job: &Job) -> Option<Timestamp> {
 
 /// One step of a CronJob: history clean-up, at most one run started, the status.
 pub async fn reconcile(cj: Arc<CronJob>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let Some(cj) = fresh(&ctx.client, cj.as_ref()).await? else {
+        return Ok(Action::await_change());
+    };
     if cj.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
@@ -92,7 +95,14 @@ pub async fn reconcile(cj: Arc<CronJob>, ctx: Arc<Context>) -> Result<Action, Er
         }
     }
     let old = cj.status.clone().unwrap_or_default();
-    let mut last_schedule = old.last_schedule_time.as_ref().map(|t| t.0);
+    // The newest scheduled time of the Jobs themselves too: the cached CronJob may predate
+    // the status write that recorded it.
+    let mut last_schedule = jobs
+        .iter()
+        .filter_map(|j| j.metadata.annotations.as_ref()?.get(SCHEDULED_TIMESTAMP))
+        .filter_map(|t| t.parse::<Timestamp>().ok())
+        .chain(old.last_schedule_time.as_ref().map(|t| t.0))
+        .max();
     let last_success = jobs
         .iter()
         .filter(|j| has_condition(j, "Complete"))
@@ -132,7 +142,7 @@ pub async fn reconcile(cj: Arc<CronJob>, ctx: Arc<Context>) -> Result<Action, Er
                 if let Some((job_name, at)) = decision.start {
                     let job = create_job(&cj, &ctx, &job_name, at).await?;
                     active.push(reference(&job));
-                    last_schedule = Some(at);
+                    last_schedule = last_schedule.max(Some(at));
                 }
                 requeue = decision.next.map(|next| {
                     crate::workloads::job::until(now, next) + Duration::from_millis(100)

@@ -29,7 +29,7 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use super::error::{ApiContext, is_already_exists};
-use super::owned::{background, delete, is_controlled_by, list_owned, owner_ref};
+use super::owned::{background, delete, fresh, is_controlled_by, list_owned, owner_ref};
 use super::runner::{controller_of, drive};
 use super::selector::{self, is_active, is_available, is_ready};
 use super::{Context, Error};
@@ -75,6 +75,9 @@ fn rs_uid(rs: &ReplicaSet) -> &str {
 
 /// One step of a Deployment's rollout, then its status.
 pub async fn reconcile(deploy: Arc<Deployment>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let Some(deploy) = fresh(&ctx.client, deploy.as_ref()).await? else {
+        return Ok(Action::await_change());
+    };
     if deploy.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }

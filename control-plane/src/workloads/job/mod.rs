@@ -28,7 +28,7 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use super::error::ApiContext;
-use super::owned::{background, create_pod, delete, list_owned};
+use super::owned::{background, create_pod, delete, fresh, list_owned};
 use super::runner::{backoff, controller_of, drive};
 use super::selector::{self, is_active, is_ready};
 use super::{Context, Error};
@@ -67,6 +67,9 @@ fn min_requeue(a: Option<Duration>, b: Duration) -> Option<Duration> {
 
 /// One step of a Job towards its desired state.
 pub async fn reconcile(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let Some(job) = fresh(&ctx.client, job.as_ref()).await? else {
+        return Ok(Action::await_change());
+    };
     if job.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
