@@ -347,3 +347,25 @@ async fn suspend_deletes_pods_and_resume_recreates_them() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ttl_after_finished_deletes_the_job() {
+    let cluster = start(fast_config()).await;
+    let client = &cluster.client;
+    let jobs: Api<Job> = Api::namespaced(client.clone(), "default");
+    jobs.create(
+        &PostParams::default(),
+        &job("brief", serde_json::json!({"ttlSecondsAfterFinished": 0})),
+    )
+    .await
+    .unwrap();
+    let pod = wait_for("a pod", || async {
+        live_pods(client, "job-name=brief").await.into_iter().next()
+    })
+    .await;
+    set_phase(client, &pod, "Succeeded", 0).await;
+    wait_for("the job to be deleted", || async {
+        jobs.get_opt("brief").await.unwrap().is_none().then_some(())
+    })
+    .await;
+}
