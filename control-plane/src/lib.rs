@@ -9,6 +9,7 @@
 //! - [`sim`]: the placement simulator behind `cox sim`.
 //! - [`nodeservice`]: the gRPC service node agents call, and the node lifecycle loop.
 //! - [`serve`]: the one listener serving the API and the node service.
+//! - [`workloads`]: the Job, CronJob, ReplicaSet, Deployment and DaemonSet controllers.
 
 pub mod apiserver;
 pub mod client;
@@ -18,3 +19,4 @@ pub mod scheduler;
 pub mod serve;
 pub mod sim;
 pub mod store;
+pub mod workloads;
