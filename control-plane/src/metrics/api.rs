@@ -49,7 +49,14 @@ pub struct ApiMetrics {
 
 impl ApiMetrics {
     pub(super) fn register(registry: &Registry) -> ApiMetrics {
-        let labels = ["verb", "group", "version", "resource", "subresource", "scope"];
+        let labels = [
+            "verb",
+            "group",
+            "version",
+            "resource",
+            "subresource",
+            "scope",
+        ];
         let mut with_code = labels.to_vec();
         with_code.push("code");
         ApiMetrics {
@@ -128,7 +135,12 @@ impl RequestLabels {
             (Method::PATCH, _) => "PATCH",
             (Method::DELETE, true) => "DELETE",
             (Method::DELETE, false) => "DELETECOLLECTION",
-            (other, _) => return Self::unknown_verb(other),
+            (other, _) => {
+                return RequestLabels {
+                    verb: non_resource_verb(&other),
+                    ..RequestLabels::default()
+                };
+            }
         };
         let scope = if named {
             "resource"
@@ -144,13 +156,6 @@ impl RequestLabels {
             resource: resource.kind.plural.to_string(),
             subresource: resource.subresource.unwrap_or_default(),
             scope: scope.to_string(),
-        }
-    }
-
-    fn unknown_verb(method: Method) -> RequestLabels {
-        RequestLabels {
-            verb: non_resource_verb(&method),
-            ..RequestLabels::default()
         }
     }
 
@@ -236,7 +241,11 @@ where
         if request.uri().path() == METRICS_PATH {
             return Box::pin(async move { Ok(scrape(&metrics, request.method())) });
         }
-        let labels = RequestLabels::of(request.method(), request.uri().path(), request.uri().query());
+        let labels = RequestLabels::of(
+            request.method(),
+            request.uri().path(),
+            request.uri().query(),
+        );
         Box::pin(async move {
             let start = Instant::now();
             let response = inner.call(request).await?;
@@ -256,7 +265,12 @@ fn scrape(metrics: &Metrics, method: &Method) -> Response {
     ([(header::CONTENT_TYPE, TEXT_FORMAT)], metrics.encode()).into_response()
 }
 
-fn record(metrics: &Arc<Metrics>, labels: RequestLabels, start: Instant, response: Response) -> Response {
+fn record(
+    metrics: &Arc<Metrics>,
+    labels: RequestLabels,
+    start: Instant,
+    response: Response,
+) -> Response {
     let api = &metrics.api;
     let code = response.status().as_u16().to_string();
     let values = labels.values();
@@ -272,7 +286,9 @@ fn record(metrics: &Arc<Metrics>, labels: RequestLabels, start: Instant, respons
     if !response.status().is_success() {
         return response;
     }
-    let gauge = api.longrunning.with_label_values(&["WATCH", &labels.resource]);
+    let gauge = api
+        .longrunning
+        .with_label_values(&["WATCH", &labels.resource]);
     let open = OpenWatch::new(gauge);
     let (parts, body) = response.into_parts();
     // The guard lives as long as the body stream: the watch is open until the client goes or
@@ -339,15 +355,25 @@ mod tests {
         assert_eq!(labels(Method::GET, "/api/v1/pods", None).scope, "cluster");
         assert_eq!(labels(Method::GET, "/api/v1/nodes", None).scope, "cluster");
         let jobs = labels(Method::GET, "/apis/batch/v1/namespaces/ns/jobs", None);
-        assert_eq!((jobs.group.as_str(), jobs.scope.as_str()), ("batch", "namespace"));
+        assert_eq!(
+            (jobs.group.as_str(), jobs.scope.as_str()),
+            ("batch", "namespace")
+        );
     }
 
     #[test]
     fn unknown_paths_carry_no_resource_labels() {
         for path in ["/api/v1/namespaces/ns/widgets", "/no/such/path", "/healthz"] {
             let l = labels(Method::GET, path, None);
-            assert_eq!((l.verb.as_str(), l.resource.as_str(), l.scope.as_str()), ("GET", "", ""), "{path}");
+            assert_eq!(
+                (l.verb.as_str(), l.resource.as_str(), l.scope.as_str()),
+                ("GET", "", ""),
+                "{path}"
+            );
         }
-        assert_eq!(labels(Method::from_bytes(b"BREW").unwrap(), "/x", None).verb, "OTHER");
+        assert_eq!(
+            labels(Method::from_bytes(b"BREW").unwrap(), "/x", None).verb,
+            "OTHER"
+        );
     }
 }

@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use coxswain_api::pod_resources::pod_requests;
-use coxswain_api::resources::{GPU_MILLI, NVIDIA_GPU};
 use coxswain_api::quantity::parse_quantity;
+use coxswain_api::resources::{GPU_MILLI, NVIDIA_GPU};
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Node, Pod};
@@ -196,8 +196,12 @@ impl ClusterState {
             *state.pods.entry(phase).or_default() += 1;
             let Some(spec) = &pod.spec else { continue };
             let requests = pod_requests(spec);
-            let gpus = requests.get(NVIDIA_GPU).map_or(0, |q| saturate(q.millis() / 1000));
-            let milli = requests.get(GPU_MILLI).map_or(0, |q| saturate(q.millis() / 1000));
+            let gpus = requests
+                .get(NVIDIA_GPU)
+                .map_or(0, |q| saturate(q.millis() / 1000));
+            let milli = requests
+                .get(GPU_MILLI)
+                .map_or(0, |q| saturate(q.millis() / 1000));
             match spec.node_name.as_deref() {
                 None | Some("") => {
                     if phase == "Pending" {
@@ -233,14 +237,23 @@ impl ClusterState {
     /// Sets the gauges to this state; nodes that are gone lose their series.
     pub fn publish(&self, metrics: &ClusterMetrics) {
         for (status, count) in &self.ready {
-            metrics.nodes.with_label_values(&["Ready", status]).set(*count);
+            metrics
+                .nodes
+                .with_label_values(&["Ready", status])
+                .set(*count);
         }
         metrics.gpus_allocatable.reset();
         metrics.gpus_allocated.reset();
         metrics.gpu_milli_allocated.reset();
         for (node, gpus) in &self.gpus {
-            metrics.gpus_allocatable.with_label_values(&[node]).set(gpus.allocatable);
-            metrics.gpus_allocated.with_label_values(&[node]).set(gpus.allocated);
+            metrics
+                .gpus_allocatable
+                .with_label_values(&[node])
+                .set(gpus.allocatable);
+            metrics
+                .gpus_allocated
+                .with_label_values(&[node])
+                .set(gpus.allocated);
             metrics
                 .gpu_milli_allocated
                 .with_label_values(&[node])
@@ -252,7 +265,10 @@ impl ClusterState {
         }
         metrics.unscheduled.set(self.unscheduled);
         for (job_state, count) in &self.trainingjobs {
-            metrics.trainingjobs.with_label_values(&[job_state]).set(*count);
+            metrics
+                .trainingjobs
+                .with_label_values(&[job_state])
+                .set(*count);
         }
     }
 }
@@ -306,7 +322,10 @@ fn pod_phase(pod: &Pod) -> &'static str {
 }
 
 fn job_state(job: &DynamicObject) -> &'static str {
-    let conditions = job.data.pointer("/status/conditions").and_then(|c| c.as_array());
+    let conditions = job
+        .data
+        .pointer("/status/conditions")
+        .and_then(|c| c.as_array());
     let is_true = |wanted: &str| {
         conditions.into_iter().flatten().any(|c| {
             c.get("type").and_then(|t| t.as_str()) == Some(wanted)
@@ -354,7 +373,10 @@ pub async fn run_cluster_collector(
         )),
         events(reflector::reflector(
             job_writer,
-            watcher(Api::<DynamicObject>::all_with(client, &training_jobs()), config()),
+            watcher(
+                Api::<DynamicObject>::all_with(client, &training_jobs()),
+                config(),
+            ),
         )),
     ];
     let changed = Notify::new();

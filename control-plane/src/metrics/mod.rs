@@ -64,7 +64,10 @@ impl Metrics {
 
 /// Registers `collector` with `registry`; the names are fixed, so a failure is a programming
 /// error caught by every test that builds a [`Metrics`].
-fn register<C: prometheus::core::Collector + Clone + 'static>(registry: &Registry, collector: C) -> C {
+fn register<C: prometheus::core::Collector + Clone + 'static>(
+    registry: &Registry,
+    collector: C,
+) -> C {
     registry
         .register(Box::new(collector.clone()))
         .expect("metric names are unique and valid");

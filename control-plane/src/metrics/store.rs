@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry};
+use prometheus::{
+    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+};
 use tokio_util::sync::CancellationToken;
 
 use super::{Metrics, register};
@@ -114,7 +116,11 @@ pub struct MeteredStore {
 
 impl MeteredStore {
     /// Wraps `inner`; `backend` names it in the `backend` label (`embedded`, `etcd`).
-    pub fn new(inner: Arc<dyn Store>, backend: &'static str, metrics: Arc<Metrics>) -> MeteredStore {
+    pub fn new(
+        inner: Arc<dyn Store>,
+        backend: &'static str,
+        metrics: Arc<Metrics>,
+    ) -> MeteredStore {
         MeteredStore {
             inner,
             backend,
@@ -233,7 +239,12 @@ impl Store for MeteredStore {
         result
     }
 
-    async fn update(&self, key: &str, value: Bytes, expected: Option<Revision>) -> Result<Revision> {
+    async fn update(
+        &self,
+        key: &str,
+        value: Bytes,
+        expected: Option<Revision>,
+    ) -> Result<Revision> {
         let start = Instant::now();
         let result = self.inner.update(key, value, expected).await;
         self.observe("update", start, &result);
@@ -281,7 +292,10 @@ mod tests {
     fn resource_labels_follow_kubernetes() {
         assert_eq!(resource_of("/registry/core/pods/default/p"), "pods");
         assert_eq!(resource_of("/registry/core/nodes/n1"), "nodes");
-        assert_eq!(resource_of("/registry/apps/deployments/ns/d"), "deployments.apps");
+        assert_eq!(
+            resource_of("/registry/apps/deployments/ns/d"),
+            "deployments.apps"
+        );
         assert_eq!(resource_of("/registry/x"), "other");
     }
 }

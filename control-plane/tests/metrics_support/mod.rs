@@ -1,5 +1,7 @@
 //! Shared helpers of the metrics tests: reading samples out of a scrape and running promtool.
 
+#![allow(dead_code, reason = "each test binary uses part of the support module")]
+
 use std::io::Write;
 use std::process::{Command, Stdio};
 
@@ -7,22 +9,25 @@ use std::process::{Command, Stdio};
 pub fn sample(scrape: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     let mut wanted: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
     wanted.sort();
-    scrape.lines().filter(|l| !l.starts_with('#')).find_map(|line| {
-        let (series, value) = line.rsplit_once(' ')?;
-        let (metric, mut found) = match series.split_once('{') {
-            Some((metric, rest)) => (
-                metric,
-                rest.trim_end_matches('}')
-                    .split(',')
-                    .filter(|p| !p.is_empty())
-                    .map(str::to_string)
-                    .collect::<Vec<_>>(),
-            ),
-            None => (series, Vec::new()),
-        };
-        found.sort();
-        (metric == name && found == wanted).then(|| value.parse().ok())?
-    })
+    scrape
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (metric, mut found) = match series.split_once('{') {
+                Some((metric, rest)) => (
+                    metric,
+                    rest.trim_end_matches('}')
+                        .split(',')
+                        .filter(|p| !p.is_empty())
+                        .map(str::to_string)
+                        .collect::<Vec<_>>(),
+                ),
+                None => (series, Vec::new()),
+            };
+            found.sort();
+            (metric == name && found == wanted).then(|| value.parse().ok())?
+        })
 }
 
 /// Whether any sample of `name` carries the label pair `key="value"`.
