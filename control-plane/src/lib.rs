@@ -13,8 +13,9 @@
 
 pub mod apiserver;
 pub mod client;
-pub mod nodeservice;
 pub mod controllers;
+pub mod metrics;
+pub mod nodeservice;
 pub mod scheduler;
 pub mod serve;
 pub mod sim;

@@ -177,6 +177,9 @@ pub fn to_training_job(job: &PyTorchJob) -> Result<TrainingJob, ValidationError>
                 }
             }),
             checkpoint_volume: None,
+            checkpoint_path: None,
+            min_member: None,
+            master_port: Some(master_port),
         },
     );
     training_job.metadata = ObjectMeta {

@@ -13,11 +13,12 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use coxswain_control_plane::apiserver::{ApiServer, check_listen_address, kubeconfig};
+use coxswain_control_plane::metrics::{MeteredStore, Metrics, run_cluster_collector};
 use coxswain_control_plane::nodeservice::cidr::Ipv4Cidr;
 use coxswain_control_plane::nodeservice::{NodeService, NodeServiceConfig, lifecycle};
 use coxswain_control_plane::scheduler::runner::{self as scheduler, RunnerConfig};
-use coxswain_control_plane::controllers;
 use coxswain_control_plane::store::{EmbeddedStore, EtcdStore, Store};
+use coxswain_control_plane::{controllers, workloads};
 use tokio_util::sync::CancellationToken;
 
 /// How long open requests and watches get to finish after the first signal.
@@ -100,7 +101,17 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         )
     };
     let shutdown = CancellationToken::new();
-    let server = ApiServer::new(store, shutdown.clone()).await?;
+    let metrics = Metrics::new();
+    let backend_label = if args.etcd_endpoints.is_empty() {
+        "embedded"
+    } else {
+        "etcd"
+    };
+    let metered = Arc::new(MeteredStore::new(store, backend_label, metrics.clone()));
+    tokio::spawn(metered.clone().run_object_counter(shutdown.clone()));
+    let server = ApiServer::new(metered, shutdown.clone())
+        .await?
+        .with_metrics(metrics.clone());
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| {
@@ -127,10 +138,26 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         kubeconfig_path.display()
     );
     tokio::spawn(watch_signals(shutdown.clone()));
+    // Everything but the API reads and writes through the API, in-process.
     let client = coxswain_control_plane::client::in_process(&server);
     tokio::spawn(scheduler::run(
         client.clone(),
         RunnerConfig::default(),
+        shutdown.clone(),
+    ));
+    tokio::spawn(controllers::run_all(
+        client.clone(),
+        Default::default(),
+        shutdown.clone(),
+    ));
+    tokio::spawn(workloads::run(
+        client.clone(),
+        Default::default(),
+        shutdown.clone(),
+    ));
+    tokio::spawn(run_cluster_collector(
+        client.clone(),
+        metrics.clone(),
         shutdown.clone(),
     ));
     let node_config = NodeServiceConfig {
@@ -143,17 +170,13 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         node_config.lease_grace,
         shutdown.clone(),
     ));
-    let node_service = NodeService::new(client.clone(), node_config);
+    let node_service = NodeService::new(client, node_config);
     let mut served = tokio::spawn(coxswain_control_plane::serve::serve(
         server,
         node_service,
         listener,
         shutdown.clone(),
     ));
-    tokio::spawn(controllers::run_all(
-        coxswain_control_plane::client::in_process(&server),
-        Default::default(),
-    let mut served = tokio::spawn(server.serve(listener));
     tokio::select! {
         result = &mut served => {
             result.context("the server task failed")??;

@@ -48,6 +48,8 @@ pub struct ApiState {
     pub shutdown: CancellationToken,
     /// Decoded objects and encoded event lines shared by all watches.
     pub watch_cache: Arc<handlers::watch_cache::WatchCache>,
+    /// Where requests are metered and `/metrics` is served from, when set.
+    pub metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 /// Why the server could not start or stopped.
@@ -121,8 +123,16 @@ impl ApiServer {
                 store,
                 shutdown,
                 watch_cache: Arc::default(),
+                metrics: None,
             },
         })
+    }
+
+    /// Meters every request into `metrics` and serves them at `/metrics` (see
+    /// [`crate::metrics`]); routers and in-process clients made afterwards are metered.
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
+        self.state.metrics = Some(metrics);
+        self
     }
 
     /// The HTTP service, to serve or to test with.

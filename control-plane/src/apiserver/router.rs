@@ -20,7 +20,10 @@ use super::status_error::ApiError;
 
 /// The API's router.
 pub fn router(state: ApiState) -> Router {
-    Router::new().fallback(dispatch).with_state(state)
+    Router::new()
+        .fallback(dispatch)
+        .layer(crate::metrics::router_layer(state.metrics.clone()))
+        .with_state(state)
 }
 
 async fn dispatch(State(state): State<ApiState>, request: Request) -> Response {
