@@ -1,60 +1,63 @@
-//! `cox demo`: the main job on one machine, as far as coxswain is built today.
+//! `cox demo`: the main job. It brings up a one-machine cluster — `cox server` (API, node
+//! service, scheduler, controllers) on the embedded store, the NVIDIA device plugin (real GPUs
+//! through NVML when a driver is loaded, otherwise simulated GPUs, said plainly), and
+//! `cox agent` running pods with runc and the CNI plugins — then submits the example
+//! TrainingJob (`examples/trainingjob-trainer.yaml`: two workers, one GPU each, a TCP
+//! all-reduce in plain Python) and follows it: phases, the loss lines of rank 0, the result.
 //!
-//! It starts the control plane on the embedded store, submits the example `Queue`, `PodGroup` and
-//! `TrainingJob` through the REST API (validated and defaulted like any client's), shows what the
-//! server stored, replays the public openb GPU-cluster trace through the placement simulator to
-//! show the scheduler's packing, and leaves the API running for kubectl and `cox get` until
-//! Ctrl-C (`--exit` stops instead). What is not built yet is said plainly, not faked: no node
-//! agent connects to the control plane yet, so the training job's pods do not run.
+//! The cluster keeps running afterwards until Ctrl-C; `--exit` stops it after the job and
+//! exits 0 only if the job succeeded. Running it twice is safe: the second run replaces the
+//! previous job. Each daemon is a child process with its log in `<data-dir>/logs/`.
 
+use std::fs::File;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Instant;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use clap::Args;
-use coxswain_control_plane::apiserver::{ApiServer, kubeconfig};
 use coxswain_control_plane::sim::openb::{
     self, PolicyKind, RunSummary, Workload, replay,
     trace::{read_nodes, read_pods},
 };
-use coxswain_control_plane::store::{EmbeddedStore, Store};
 use reqwest::Method;
-use serde_json::Value;
-use tokio_util::sync::CancellationToken;
+use serde_json::{Value, json};
 
-use super::api_client::{ApiClient, Target, resource_path};
+use super::api_client::{ApiClient, Target};
 use super::apply::apply_value;
 
-/// The example manifests, built into the binary so `cox demo` runs from anywhere.
-const EXAMPLES: &[(&str, &str)] = &[
-    (
-        "examples/queue.yaml",
-        include_str!("../../../examples/queue.yaml"),
-    ),
-    (
-        "examples/podgroup.yaml",
-        include_str!("../../../examples/podgroup.yaml"),
-    ),
-    (
-        "examples/trainingjob.yaml",
-        include_str!("../../../examples/trainingjob.yaml"),
-    ),
-];
+/// The trainer the example job runs, delivered to its pods in a ConfigMap.
+const TRAINER_PY: &str = include_str!("../../../examples/trainer/train.py");
+/// The example TrainingJob.
+const TRAINING_JOB: &str = include_str!("../../../examples/trainingjob-trainer.yaml");
+/// Its name and namespace, as the manifest has them.
+const JOB: &str = "trainer";
+const NAMESPACE: &str = "default";
+/// Where the example job keeps its checkpoints (a hostPath the agent is allowed to mount).
+const CHECKPOINTS: &str = "/var/lib/coxswain/checkpoints";
 
 /// Arguments of `cox demo`.
 #[derive(Args)]
 pub struct DemoArgs {
-    /// Directory for the demo cluster's store and kubeconfig.
+    /// Directory for the demo cluster: store, agent state, kubeconfig, daemon logs.
     #[arg(long, default_value = "/var/lib/coxswain/demo")]
     pub data_dir: PathBuf,
     /// Address of the API; a free loopback port is used when this one is taken.
     #[arg(long, default_value = "127.0.0.1:6443")]
     pub listen: SocketAddr,
-    /// Stop after the demo instead of serving until Ctrl-C.
+    /// Simulated GPU topology served when no NVIDIA driver is found.
+    #[arg(long, default_value = "dgx-h100")]
+    pub simulate: String,
+    /// OCI runtime for the agent (runc or crun; detected when absent).
+    #[arg(long)]
+    pub runtime: Option<String>,
+    /// Stop after the job instead of serving until Ctrl-C; exit 0 only if it succeeded.
     #[arg(long)]
     pub exit: bool,
+    /// Give up on the job after this many seconds.
+    #[arg(long, default_value_t = 600)]
+    pub timeout: u64,
 }
 
 /// Runs `cox demo`.
@@ -64,80 +67,332 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
 }
 
 async fn demo(args: DemoArgs) -> anyhow::Result<()> {
-    println!("coxswain demo: a one-machine cluster\n");
+    println!("coxswain demo: a one-machine GPU cluster running a distributed training job\n");
+    let logs = args.data_dir.join("logs");
+    std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
+    let mut daemons = Daemons::default();
 
     // 1. The control plane.
-    std::fs::create_dir_all(&args.data_dir)
-        .with_context(|| format!("creating {}", args.data_dir.display()))?;
-    let store_dir = args.data_dir.join("store");
-    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(&store_dir).with_context(|| {
-        format!(
-            "opening the demo store in {} (is another `cox demo` running? stop it or pass \
-             --data-dir)",
-            store_dir.display()
-        )
-    })?);
-    let shutdown = CancellationToken::new();
-    let server = ApiServer::new(store, shutdown.clone()).await?;
-    let listener = match tokio::net::TcpListener::bind(args.listen).await {
-        Ok(listener) => listener,
-        Err(_) => tokio::net::TcpListener::bind((args.listen.ip(), 0))
-            .await
-            .with_context(|| format!("listening on {}", args.listen.ip()))?,
-    };
-    let url = format!("http://{}", listener.local_addr()?);
-    let kubeconfig_path = args.data_dir.join("kubeconfig");
-    kubeconfig::write(&kubeconfig_path, &url)
-        .with_context(|| format!("writing {}", kubeconfig_path.display()))?;
-    let served = tokio::spawn(server.serve(listener));
+    let listen = free_or(args.listen);
+    let url = format!("http://{listen}");
+    let server_dir = args.data_dir.join("server");
+    daemons.start(
+        "server",
+        Command::new(cox_binary()?)
+            .arg("server")
+            .arg("--data-dir")
+            .arg(&server_dir)
+            .arg("--listen")
+            .arg(listen.to_string()),
+        &logs,
+    )?;
+    let kubeconfig = server_dir.join("kubeconfig");
+    let client = wait_for_api(&kubeconfig, &mut daemons).await?;
     step(&format!(
-        "control plane: API on {url}, embedded store in {}",
-        store_dir.display()
+        "control plane: API and node service on {url}, embedded store in {}",
+        server_dir.join("store").display()
     ));
 
-    // 2. The example training job, through the REST API like any client.
-    let client = ApiClient::new(&Target {
-        kubeconfig: Some(kubeconfig_path.clone()),
-        namespace: None,
-    })?;
-    for (origin, text) in EXAMPLES {
-        submit(&client, origin, text).await?;
+    // 2. The GPUs: real ones when the NVIDIA driver answers, simulated ones otherwise.
+    let agent_root = args.data_dir.join("agent");
+    let plugin_dir = agent_root.join("device-plugins");
+    std::fs::create_dir_all(&plugin_dir)?;
+    let plugin = sibling_binary("cox-nvidia-plugin")?;
+    let real_gpus = Command::new(&plugin)
+        .arg("--list")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    let mut plugin_cmd = Command::new(&plugin);
+    plugin_cmd.arg("--plugin-dir").arg(&plugin_dir);
+    if real_gpus {
+        step("GPUs: NVIDIA driver found, serving the real GPUs through NVML");
+    } else {
+        plugin_cmd.arg("--simulate").arg(&args.simulate);
+        step(&format!(
+            "GPUs: no NVIDIA driver here, so the device plugin serves SIMULATED GPUs \
+             ({} topology); they go through the same device-plugin, scheduler and agent paths",
+            args.simulate
+        ));
     }
-    show_training_jobs(&client).await?;
-    println!(
-        "  not built yet: no node agent connects to the control plane (issue 4) and the \
-         TrainingJob controller (issue 8) is missing, so the job stays pending; nothing runs."
-    );
+    daemons.start("nvidia-plugin", &mut plugin_cmd, &logs)?;
 
-    // 3. The scheduler's packing on a real cluster trace.
-    replay_trace(&openb::data_dir())?;
+    // 3. The node agent.
+    let node = "demo-node";
+    let mut agent_cmd = Command::new(cox_binary()?);
+    agent_cmd
+        .arg("agent")
+        .args(["--server", &url, "--node-name", node])
+        .arg("--root")
+        .arg(&agent_root)
+        .args(["--allow-host-path", CHECKPOINTS]);
+    if let Some(runtime) = &args.runtime {
+        agent_cmd.args(["--runtime", runtime]);
+    }
+    daemons.start("agent", &mut agent_cmd, &logs)?;
+    let gpus = wait_for_node(&client, node, &mut daemons).await?;
+    step(&format!(
+        "node {node}: Ready, {gpus} GPUs allocatable (agent root {})",
+        agent_root.display()
+    ));
 
-    // 4. Leave the cluster up.
+    // 4. The training job.
+    submit_job(&client).await?;
+    let succeeded = follow_job(&client, &mut daemons, Duration::from_secs(args.timeout)).await?;
+    show_pods(&client).await?;
+
+    // 5. The scheduler's packing on a real cluster trace.
+    if !args.exit {
+        replay_trace(&openb::data_dir())?;
+    }
+
     println!("\nreach the cluster:");
-    println!("  export KUBECONFIG={}", kubeconfig_path.display());
-    println!("  cox get trainingjobs      # or: kubectl get tj");
-    println!("  cox describe trainingjob <name>");
+    println!("  export KUBECONFIG={}", kubeconfig.display());
+    println!("  cox get tj                    # or: kubectl get trainingjobs");
+    println!("  cox describe tj {JOB}");
+    println!("  kubectl logs {JOB}-worker-0");
+    println!("  daemon logs: {}", logs.display());
     if args.exit {
-        shutdown.cancel();
-        served.await.context("the API server task failed")??;
-        println!("\ncox demo: done (--exit)");
-        return Ok(());
+        daemons.stop();
+        if succeeded {
+            println!("\ncox demo: the training job succeeded (--exit)");
+            return Ok(());
+        }
+        bail!("the training job did not succeed; see `{}`", logs.display());
     }
-    println!("\nserving until Ctrl-C");
-    tokio::signal::ctrl_c()
-        .await
-        .context("waiting for Ctrl-C")?;
-    shutdown.cancel();
-    served.await.context("the API server task failed")??;
+    println!("\nthe cluster keeps running until Ctrl-C");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        name = daemons.exited() => println!("cox demo: the {name} daemon exited; stopping"),
+    }
+    daemons.stop();
     Ok(())
 }
 
-/// Applies every object of one manifest (server-side apply, so a second run updates).
-async fn submit(client: &ApiClient, origin: &str, text: &str) -> anyhow::Result<()> {
-    let objects =
-        coxswain_api::decode(text.as_bytes()).map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
-    for object in objects {
-        let applied = apply_value(client, &object.to_json_value()?, origin, "cox-demo").await?;
+/// The daemons of the demo cluster, stopped (SIGTERM, then SIGKILL) when dropped.
+#[derive(Default)]
+struct Daemons {
+    children: Vec<(&'static str, Child, PathBuf)>,
+}
+
+impl Daemons {
+    fn start(&mut self, name: &'static str, cmd: &mut Command, logs: &Path) -> anyhow::Result<()> {
+        let log = logs.join(format!("{name}.log"));
+        let out = File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .spawn()
+            .with_context(|| format!("starting the {name} daemon"))?;
+        self.children.push((name, child, log));
+        Ok(())
+    }
+
+    /// Fails with the last lines of its log when a daemon has exited.
+    fn check(&mut self) -> anyhow::Result<()> {
+        for (name, child, log) in &mut self.children {
+            if let Ok(Some(status)) = child.try_wait() {
+                let text = std::fs::read_to_string(&*log).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(8).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                bail!(
+                    "the {name} daemon exited ({status}); the end of {}:\n  {}",
+                    log.display(),
+                    tail.join("\n  ")
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits until some daemon exits and names it.
+    async fn exited(&mut self) -> &'static str {
+        loop {
+            for (name, child, _) in &mut self.children {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return name;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// Stops the daemons in reverse order: SIGTERM, up to 10 s, then SIGKILL. The agent
+    /// leaves pods as they are when it stops, as a kubelet does.
+    fn stop(&mut self) {
+        while let Some((_, mut child, _)) = self.children.pop() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Daemons {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// This `cox` binary.
+fn cox_binary() -> anyhow::Result<PathBuf> {
+    std::env::current_exe().context("finding the cox binary")
+}
+
+/// A binary built beside `cox` (the release build puts them in one directory).
+fn sibling_binary(name: &str) -> anyhow::Result<PathBuf> {
+    let exe = cox_binary()?;
+    let path = exe.with_file_name(name);
+    if path.exists() {
+        return Ok(path);
+    }
+    bail!(
+        "{} not found beside {}: build it with `cargo build --release -p coxswain-nvidia-plugin` \
+         (scripts/demo.sh does)",
+        name,
+        exe.display()
+    )
+}
+
+/// `preferred` when its port is free, else a free port on the same address.
+fn free_or(preferred: SocketAddr) -> SocketAddr {
+    if std::net::TcpListener::bind(preferred).is_ok() {
+        return preferred;
+    }
+    std::net::TcpListener::bind((preferred.ip(), 0))
+        .and_then(|l| l.local_addr())
+        .unwrap_or(preferred)
+}
+
+/// Waits for the server's kubeconfig and a successful `GET /api`.
+async fn wait_for_api(kubeconfig: &Path, daemons: &mut Daemons) -> anyhow::Result<ApiClient> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        daemons.check()?;
+        if kubeconfig.exists() {
+            let client = ApiClient::new(&Target {
+                kubeconfig: Some(kubeconfig.to_path_buf()),
+                namespace: Some(NAMESPACE.into()),
+            })?;
+            if client
+                .send(Method::GET, "/api", "application/json", None)
+                .await
+                .is_ok_and(|r| r.status.is_success())
+            {
+                return Ok(client);
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("the API server did not answer within 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Waits until the node is Ready with GPUs allocatable; returns how many.
+async fn wait_for_node(
+    client: &ApiClient,
+    node: &str,
+    daemons: &mut Daemons,
+) -> anyhow::Result<i64> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let path = format!("/api/v1/nodes/{node}");
+    loop {
+        daemons.check()?;
+        if let Ok(reply) = client
+            .send(Method::GET, &path, "application/json", None)
+            .await
+            && reply.status.is_success()
+        {
+            let ready = reply.body["status"]["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True");
+            let gpus = reply.body["status"]["allocatable"]["nvidia.com/gpu"]
+                .as_str()
+                .and_then(|q| q.parse::<i64>().ok())
+                .unwrap_or(0);
+            if ready && gpus > 0 {
+                return Ok(gpus);
+            }
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "node {node} did not become Ready with GPUs within 60 s (see the agent and nvidia-plugin logs)"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// Replaces any previous run's job and submits the trainer ConfigMap and the TrainingJob.
+async fn submit_job(client: &ApiClient) -> anyhow::Result<()> {
+    let job_path = format!("/apis/coxswain.dev/v1alpha1/namespaces/{NAMESPACE}/trainingjobs/{JOB}");
+    let previous = client
+        .send(Method::GET, &job_path, "application/json", None)
+        .await?;
+    if previous.status.is_success() {
+        client
+            .send(
+                Method::DELETE,
+                &job_path,
+                "application/json",
+                Some((
+                    "application/json",
+                    serde_json::to_vec(&json!({"propagationPolicy": "Foreground"}))?,
+                )),
+            )
+            .await?;
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let job = client
+                .send(Method::GET, &job_path, "application/json", None)
+                .await?;
+            let pods = job_pods(client).await?;
+            if job.status == reqwest::StatusCode::NOT_FOUND && pods.is_empty() {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("the previous demo job did not go away within 90 s");
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        step("removed the previous run's job");
+    }
+    let checkpoints = Path::new(CHECKPOINTS).join(JOB);
+    if checkpoints.exists() {
+        std::fs::remove_dir_all(&checkpoints)
+            .with_context(|| format!("removing old checkpoints in {}", checkpoints.display()))?;
+    }
+    let config_map = json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "coxswain-trainer", "namespace": NAMESPACE},
+        "data": {"train.py": TRAINER_PY},
+    });
+    apply_value(client, &config_map, "examples/trainer/train.py", "cox-demo").await?;
+    for object in coxswain_api::decode(TRAINING_JOB.as_bytes())
+        .map_err(|e| anyhow::anyhow!("examples/trainingjob-trainer.yaml: {e}"))?
+    {
+        let applied = apply_value(
+            client,
+            &object.to_json_value()?,
+            "examples/trainingjob-trainer.yaml",
+            "cox-demo",
+        )
+        .await?;
         step(&format!(
             "{}/{} {} (resourceVersion {})",
             applied.kind.singular,
@@ -148,42 +403,153 @@ async fn submit(client: &ApiClient, origin: &str, text: &str) -> anyhow::Result<
                 .unwrap_or("?")
         ));
     }
+    step(&format!(
+        "submitted TrainingJob {NAMESPACE}/{JOB} (examples/trainingjob-trainer.yaml): 2 workers × 1 GPU, one gang"
+    ));
     Ok(())
 }
 
-/// Prints the server's table of training jobs, as `cox get tj` would.
-async fn show_training_jobs(client: &ApiClient) -> anyhow::Result<()> {
-    let kind = coxswain_api::registry::resolve("trainingjobs")
-        .context("trainingjobs missing from the registry")?;
-    let table = client
+/// The job's pods, by name.
+async fn job_pods(client: &ApiClient) -> anyhow::Result<Vec<Value>> {
+    let list = client
         .ok(
             Method::GET,
-            &resource_path(kind, None, None),
-            "application/json;as=Table;v=v1;g=meta.k8s.io",
+            &format!(
+                "/api/v1/namespaces/{NAMESPACE}/pods?labelSelector=coxswain.dev%2Fjob-name%3D{JOB}"
+            ),
+            "application/json",
             None,
         )
         .await?;
-    let columns: Vec<&str> = table["columnDefinitions"]
-        .as_array()
-        .map(|c| c.iter().filter_map(|d| d["name"].as_str()).collect())
-        .unwrap_or_default();
-    println!("\n  {}", columns.join("\t").to_uppercase());
-    for row in table["rows"].as_array().into_iter().flatten() {
-        let cells: Vec<String> = row["cells"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|cell| match cell {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            })
-            .collect();
-        println!("  {}", cells.join("\t"));
-    }
-    println!();
-    Ok(())
+    Ok(list["items"].as_array().cloned().unwrap_or_default())
 }
 
+/// Prints the job's condition changes and rank 0's output until it finishes; true when it
+/// succeeded.
+async fn follow_job(
+    client: &ApiClient,
+    daemons: &mut Daemons,
+    timeout: Duration,
+) -> anyhow::Result<bool> {
+    let job_path = format!("/apis/coxswain.dev/v1alpha1/namespaces/{NAMESPACE}/trainingjobs/{JOB}");
+    let deadline = Instant::now() + timeout;
+    let mut last_reason = String::new();
+    let mut following: Option<String> = None;
+    let (lines_tx, mut lines_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    loop {
+        daemons.check()?;
+        while let Ok(line) = lines_rx.try_recv() {
+            println!("    │ {line}");
+        }
+        let job = client
+            .ok(Method::GET, &job_path, "application/json", None)
+            .await?;
+        let status = &job["status"];
+        let (state, reason) = job_state(status);
+        if reason != last_reason {
+            step(&format!("job: {state} — {reason}"));
+            last_reason = reason;
+        }
+        match state.as_str() {
+            "Succeeded" | "Failed" => {
+                // Let the log stream deliver its last lines.
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                while let Ok(line) = lines_rx.try_recv() {
+                    println!("    │ {line}");
+                }
+                return Ok(state == "Succeeded");
+            }
+            _ => {}
+        }
+        // Follow rank 0's log once it runs (again after a gang restart: a new pod uid).
+        for pod in job_pods(client).await? {
+            let name = pod["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let uid = pod["metadata"]["uid"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let running =
+                pod["status"]["phase"] == "Running" || pod["status"]["phase"] == "Succeeded";
+            if name.ends_with("-0") && running && following.as_deref() != Some(uid.as_str()) {
+                following = Some(uid);
+                step(&format!("following the output of rank 0 ({name})"));
+                let stream = client
+                    .stream(
+                        &format!("/api/v1/namespaces/{NAMESPACE}/pods/{name}/log?follow=true"),
+                        "text/plain",
+                    )
+                    .await;
+                if let Ok(response) = stream {
+                    let tx = lines_tx.clone();
+                    tokio::spawn(async move {
+                        let mut response = response;
+                        let mut pending = String::new();
+                        while let Ok(Some(chunk)) = response.chunk().await {
+                            pending.push_str(&String::from_utf8_lossy(&chunk));
+                            while let Some(at) = pending.find('\n') {
+                                let line: String = pending.drain(..=at).collect();
+                                let _ = tx.send(line.trim_end().to_string());
+                            }
+                        }
+                    });
+                }
+            }
+        }
+        if Instant::now() > deadline {
+            println!("  the job did not finish within {} s", timeout.as_secs());
+            return Ok(false);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// The job's state (its newest true condition) and a human reason.
+fn job_state(status: &Value) -> (String, String) {
+    let newest = status["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| c["status"] == "True")
+        .max_by_key(|c| {
+            c["lastTransitionTime"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        });
+    match newest {
+        None => ("Pending".into(), "waiting for the controller".into()),
+        Some(c) => {
+            let state = c["type"].as_str().unwrap_or("Unknown").to_string();
+            let reason = c["message"]
+                .as_str()
+                .filter(|m| !m.is_empty())
+                .or_else(|| c["reason"].as_str())
+                .unwrap_or_default();
+            (state.clone(), format!("{state}: {reason}"))
+        }
+    }
+}
+
+/// Prints the job's pods with their node, GPUs and phase.
+async fn show_pods(client: &ApiClient) -> anyhow::Result<()> {
+    println!("\n  POD\tNODE\tGPUS\tPHASE\tIP");
+    for pod in job_pods(client).await? {
+        println!(
+            "  {}\t{}\t{}\t{}\t{}",
+            pod["metadata"]["name"].as_str().unwrap_or("?"),
+            pod["spec"]["nodeName"].as_str().unwrap_or("-"),
+            pod["metadata"]["annotations"]["coxswain.dev/gpu-devices"]
+                .as_str()
+                .unwrap_or("-"),
+            pod["status"]["phase"].as_str().unwrap_or("-"),
+            pod["status"]["podIP"].as_str().unwrap_or("-"),
+        );
+    }
+    Ok(())
+}
 /// Replays the openb default trace (seed 42) under BestFit and FGD.
 fn replay_trace(data: &Path) -> anyhow::Result<()> {
     let nodes_csv = data.join("csv/openb_node_list_gpu_node.csv");
