@@ -15,7 +15,9 @@ use tokio_util::sync::CancellationToken;
 async fn typed_create_list_and_watch_go_through_the_api() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
-    let server = ApiServer::new(store, CancellationToken::new()).await.unwrap();
+    let server = ApiServer::new(store, CancellationToken::new())
+        .await
+        .unwrap();
     let client = in_process(&server);
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     let pod: Pod = serde_json::from_value(serde_json::json!({
@@ -24,7 +26,10 @@ async fn typed_create_list_and_watch_go_through_the_api() {
     }))
     .unwrap();
     let created = pods.create(&PostParams::default(), &pod).await.unwrap();
-    assert!(created.metadata.uid.is_some(), "the API server assigns a uid");
+    assert!(
+        created.metadata.uid.is_some(),
+        "the API server assigns a uid"
+    );
     let mut events = watcher(pods.clone(), watcher::Config::default()).boxed();
     let mut seen = Vec::new();
     while let Some(event) = events.next().await {
@@ -36,5 +41,8 @@ async fn typed_create_list_and_watch_go_through_the_api() {
     }
     assert_eq!(seen, vec!["p1".to_string()]);
     let err = pods.create(&PostParams::default(), &pod).await.unwrap_err();
-    assert!(matches!(err, kube::Error::Api(ref s) if s.code == 409), "{err:?}");
+    assert!(
+        matches!(err, kube::Error::Api(ref s) if s.code == 409),
+        "{err:?}"
+    );
 }

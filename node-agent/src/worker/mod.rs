@@ -22,12 +22,12 @@
 mod cleanup;
 mod container_start;
 mod environment;
+#[cfg(test)]
+mod network_tests;
 mod observe;
 mod pod_network;
 pub mod record;
 mod status;
-#[cfg(test)]
-mod network_tests;
 #[cfg(test)]
 mod tests;
 
