@@ -77,8 +77,10 @@ pub fn parse_path(path: &str) -> Result<Option<ApiPath>, ApiError> {
     if namespace.is_some() && !kind.namespaced {
         return Err(ApiError::no_route(path));
     }
+    let is_pod_log = subresource == Some("log") && group.is_empty() && resource == "pods";
     if let Some(sub) = subresource
         && sub != "status"
+        && !is_pod_log
     {
         return Err(ApiError::NotFound {
             message: format!("{resource} has no subresource \"{sub}\" (only \"status\")"),

@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use super::ApiState;
 use super::discovery;
-use super::handlers::{Ctx, create, delete, get, list, patch, update, watch};
+use super::handlers::{Ctx, create, delete, get, list, log, patch, update, watch};
 use super::negotiate::{Format, accepted_format, respond};
 use super::openapi;
 use super::request::{ApiPath, Query, parse_path};
@@ -87,6 +87,14 @@ async fn route(state: &ApiState, request: Request) -> Result<Response, ApiError>
 
 async fn serve_resource(ctx: &Ctx<'_>, method: Method, body: Body) -> Result<Response, ApiError> {
     let named = ctx.path.name.is_some();
+    if ctx.path.subresource.as_deref() == Some("log") {
+        return match method {
+            Method::GET => log::log(ctx).await,
+            other => Err(ApiError::MethodNotAllowed(format!(
+                "{other} is not supported on the log of a pod (use GET)"
+            ))),
+        };
+    }
     match (method, named) {
         (Method::GET, false) if ctx.query.flag("watch")? => watch::watch(ctx).await,
         (Method::GET, false) => list::list(ctx).await,

@@ -78,6 +78,9 @@ pub enum ApiError {
     /// 500: the server failed.
     #[error("{0}")]
     Internal(String),
+    /// 503: a component the request needs (a node's agent) cannot be reached.
+    #[error("{0}")]
+    ServiceUnavailable(String),
 }
 
 fn join_causes(causes: &[FieldError]) -> String {
@@ -151,6 +154,7 @@ impl ApiError {
             ApiError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::ServiceUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -170,6 +174,7 @@ impl ApiError {
             ApiError::Invalid { .. } => "Invalid",
             ApiError::Timeout(_) => "Timeout",
             ApiError::Internal(_) => "InternalError",
+            ApiError::ServiceUnavailable(_) => "ServiceUnavailable",
         }
     }
 

@@ -4,6 +4,7 @@ pub mod create;
 pub mod delete;
 pub mod get;
 pub mod list;
+pub mod log;
 pub mod patch;
 pub mod update;
 pub mod watch;

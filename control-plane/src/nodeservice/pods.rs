@@ -1,0 +1,233 @@
+//! WatchPods: the pods bound to one node, each with the secrets and configMaps it references.
+//!
+//! A kube-runtime watcher over `spec.nodeName=<node>` feeds the stream: every pod of the
+//! initial list as ADDED, one SYNCED, then ADDED / MODIFIED / DELETED as pods are bound,
+//! change and go. When the watcher has to list again (its watch expired), the new list is
+//! diffed against what the agent was told, so the agent sees only real changes.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+use coxswain_proto::node::v1alpha1 as pb;
+use coxswain_proto::node::v1alpha1::pod_event::Type;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret};
+use kube::api::Api;
+use kube::runtime::{WatchStreamExt, watcher};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Status;
+
+use super::{EventStream, NodeService, require_node_name};
+
+/// How many events wait for a slow agent before the watcher pauses.
+const BUFFER: usize = 64;
+
+/// Serves WatchPods: the stream runs until the agent hangs up or the server shuts down.
+pub(crate) fn watch(
+    service: &NodeService,
+    request: pb::WatchPodsRequest,
+) -> Result<EventStream<pb::PodEvent>, Status> {
+    require_node_name(&request.node_name)?;
+    let (tx, rx) = mpsc::channel(BUFFER);
+    let client = service.client.clone();
+    let shutdown = service.shutdown.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = stream_pods(client, request.node_name, &tx) => {}
+            _ = shutdown.cancelled() => {}
+            _ = tx.closed() => {}
+        }
+    });
+    Ok(Box::pin(ReceiverStream::new(rx)))
+}
+
+/// What the agent has been told.
+#[derive(Default)]
+struct Sent {
+    pods: BTreeMap<String, Pod>,
+    synced: bool,
+}
+
+type Sender = mpsc::Sender<Result<pb::PodEvent, Status>>;
+
+async fn stream_pods(client: kube::Client, node: String, tx: &Sender) {
+    let pods: Api<Pod> = Api::all(client.clone());
+    let config = watcher::Config::default().fields(&format!("spec.nodeName={node}"));
+    let mut events = watcher(pods, config).default_backoff().boxed();
+    let mut sent = Sent::default();
+    let mut relisted: Option<HashSet<String>> = None;
+    while let Some(event) = events.next().await {
+        let event = match event {
+            Ok(event) => event,
+            Err(error) => {
+                tracing::warn!(%node, %error, "watching the node's pods");
+                continue;
+            }
+        };
+        let ok = match event {
+            watcher::Event::Init => {
+                relisted = Some(HashSet::new());
+                true
+            }
+            watcher::Event::InitApply(pod) => {
+                if let Some(seen) = relisted.as_mut() {
+                    seen.insert(key(&pod));
+                }
+                apply(&client, &mut sent, pod, tx).await
+            }
+            watcher::Event::InitDone => {
+                let seen = relisted.take().unwrap_or_default();
+                let gone: Vec<String> = sent
+                    .pods
+                    .keys()
+                    .filter(|k| !seen.contains(*k))
+                    .cloned()
+                    .collect();
+                let mut ok = true;
+                for key in gone {
+                    if let Some(pod) = sent.pods.remove(&key) {
+                        ok &= send(tx, Type::Deleted, Some(&pod), Vec::new(), Vec::new()).await;
+                    }
+                }
+                if !sent.synced {
+                    sent.synced = true;
+                    ok &= send(tx, Type::Synced, None, Vec::new(), Vec::new()).await;
+                }
+                ok
+            }
+            watcher::Event::Apply(pod) => apply(&client, &mut sent, pod, tx).await,
+            watcher::Event::Delete(pod) => {
+                sent.pods.remove(&key(&pod));
+                send(tx, Type::Deleted, Some(&pod), Vec::new(), Vec::new()).await
+            }
+        };
+        if !ok {
+            return;
+        }
+    }
+}
+
+fn key(pod: &Pod) -> String {
+    format!(
+        "{}/{}",
+        pod.metadata.namespace.as_deref().unwrap_or_default(),
+        pod.metadata.name.as_deref().unwrap_or_default()
+    )
+}
+
+async fn apply(client: &kube::Client, sent: &mut Sent, pod: Pod, tx: &Sender) -> bool {
+    let kind = match sent.pods.insert(key(&pod), pod.clone()) {
+        None => Type::Added,
+        Some(_) => Type::Modified,
+    };
+    let (secrets, config_maps) = attachments(client, &pod).await;
+    send(tx, kind, Some(&pod), secrets, config_maps).await
+}
+
+async fn send(
+    tx: &Sender,
+    kind: Type,
+    pod: Option<&Pod>,
+    secrets: Vec<Vec<u8>>,
+    config_maps: Vec<Vec<u8>>,
+) -> bool {
+    let pod = match pod.map(serde_json::to_vec).transpose() {
+        Ok(pod) => pod.unwrap_or_default(),
+        Err(e) => {
+            let _ = tx
+                .send(Err(Status::internal(format!("encoding a pod: {e}"))))
+                .await;
+            return false;
+        }
+    };
+    let event = pb::PodEvent {
+        r#type: kind as i32,
+        pod,
+        secrets,
+        config_maps,
+    };
+    tx.send(Ok(event)).await.is_ok()
+}
+
+/// The secrets and configMaps `pod` references, as JSON; missing ones are left out (the
+/// agent reports the pod's containers as waiting on them).
+async fn attachments(client: &kube::Client, pod: &Pod) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+    let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
+    let (secret_names, config_map_names) = references(pod);
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+    let mut out = (Vec::new(), Vec::new());
+    for name in secret_names {
+        match secrets.get_opt(&name).await {
+            Ok(Some(secret)) => out.0.extend(serde_json::to_vec(&secret).ok()),
+            Ok(None) => {}
+            Err(error) => tracing::warn!(%namespace, %name, %error, "reading a pod's secret"),
+        }
+    }
+    for name in config_map_names {
+        match config_maps.get_opt(&name).await {
+            Ok(Some(config_map)) => out.1.extend(serde_json::to_vec(&config_map).ok()),
+            Ok(None) => {}
+            Err(error) => tracing::warn!(%namespace, %name, %error, "reading a pod's configMap"),
+        }
+    }
+    out
+}
+
+/// The names of the secrets and configMaps `pod`'s volumes, env, envFrom and image pull
+/// secrets reference.
+pub fn references(pod: &Pod) -> (BTreeSet<String>, BTreeSet<String>) {
+    let mut secrets = BTreeSet::new();
+    let mut config_maps = BTreeSet::new();
+    let Some(spec) = pod.spec.as_ref() else {
+        return (secrets, config_maps);
+    };
+    for volume in spec.volumes.iter().flatten() {
+        if let Some(name) = volume.secret.as_ref().and_then(|s| s.secret_name.clone()) {
+            secrets.insert(name);
+        }
+        if let Some(config_map) = volume.config_map.as_ref() {
+            config_maps.insert(config_map.name.clone());
+        }
+        let sources = volume.projected.as_ref().and_then(|p| p.sources.as_ref());
+        for source in sources.into_iter().flatten() {
+            if let Some(secret) = source.secret.as_ref() {
+                secrets.insert(secret.name.clone());
+            }
+            if let Some(config_map) = source.config_map.as_ref() {
+                config_maps.insert(config_map.name.clone());
+            }
+        }
+    }
+    let containers: Vec<&Container> = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .chain(spec.containers.iter())
+        .collect();
+    for container in containers {
+        for env in container.env.iter().flatten() {
+            let source = env.value_from.as_ref();
+            if let Some(key) = source.and_then(|s| s.secret_key_ref.as_ref()) {
+                secrets.insert(key.name.clone());
+            }
+            if let Some(key) = source.and_then(|s| s.config_map_key_ref.as_ref()) {
+                config_maps.insert(key.name.clone());
+            }
+        }
+        for from in container.env_from.iter().flatten() {
+            if let Some(secret) = from.secret_ref.as_ref() {
+                secrets.insert(secret.name.clone());
+            }
+            if let Some(config_map) = from.config_map_ref.as_ref() {
+                config_maps.insert(config_map.name.clone());
+            }
+        }
+    }
+    for pull in spec.image_pull_secrets.iter().flatten() {
+        secrets.insert(pull.name.clone());
+    }
+    secrets.remove("");
+    config_maps.remove("");
+    (secrets, config_maps)
+}

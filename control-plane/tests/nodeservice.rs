@@ -1,0 +1,814 @@
+//! The node service over its real transport: a tonic client on the loopback listener that
+//! `serve` shares with the REST API, and a kube client checking what landed in the API.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use coxswain_control_plane::apiserver::ApiServer;
+use coxswain_control_plane::client::in_process;
+use coxswain_control_plane::nodeservice::{NodeService, NodeServiceConfig, lifecycle};
+use coxswain_control_plane::serve::serve;
+use coxswain_control_plane::store::EmbeddedStore;
+use coxswain_proto::node::v1alpha1 as pb;
+use coxswain_proto::node::v1alpha1::node_service_client::NodeServiceClient;
+use coxswain_proto::node::v1alpha1::pod_event::Type as PodEventType;
+use coxswain_proto::node::v1alpha1::route_event::Type as RouteEventType;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod, Secret, Service};
+use k8s_openapi::api::resource::v1::ResourceSlice;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+
+struct Cluster {
+    _dir: tempfile::TempDir,
+    addr: SocketAddr,
+    client: kube::Client,
+    grpc: NodeServiceClient<Channel>,
+    shutdown: CancellationToken,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+async fn start() -> Cluster {
+    start_with(NodeServiceConfig::default()).await
+}
+
+async fn start_with(config: NodeServiceConfig) -> Cluster {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
+    let shutdown = CancellationToken::new();
+    let api = ApiServer::new(store, shutdown.clone()).await.unwrap();
+    let client = in_process(&api);
+    let service = NodeService::new(client.clone(), config);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(serve(api, service, listener, shutdown.clone()));
+    let grpc = NodeServiceClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    Cluster {
+        _dir: dir,
+        addr,
+        client,
+        grpc,
+        shutdown,
+    }
+}
+
+fn node_json(name: &str, ip: &str) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
+        "status": {
+            "addresses": [{"type": "InternalIP", "address": ip}],
+            "capacity": {"cpu": "8", "memory": "16Gi", "pods": "110"},
+            "allocatable": {"cpu": "8", "memory": "16Gi", "pods": "110"},
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+        }
+    })
+}
+
+async fn register(cluster: &Cluster, name: &str, ip: &str) -> Node {
+    let response = cluster
+        .grpc
+        .clone()
+        .register(pb::RegisterRequest {
+            node: serde_json::to_vec(&node_json(name, ip)).unwrap(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(response.cluster_domain, "cluster.local");
+    assert!(response.lease_duration_seconds > 0);
+    serde_json::from_slice(&response.node).unwrap()
+}
+
+fn pod_cidr(node: &Node) -> String {
+    node.spec
+        .as_ref()
+        .and_then(|s| s.pod_cidr.clone())
+        .unwrap_or_default()
+}
+
+async fn stored_cidr(cluster: &Cluster, name: &str) -> String {
+    let nodes: Api<Node> = Api::all(cluster.client.clone());
+    pod_cidr(&nodes.get(name).await.unwrap())
+}
+
+fn ready_status(node: &Node) -> (String, Option<String>) {
+    let ready = node
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
+        .expect("a Ready condition");
+    (ready.status.clone(), ready.reason.clone())
+}
+
+fn pod_ready(pod: &Pod) -> Option<String> {
+    pod.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .map(|c| c.status.clone())
+}
+
+async fn create_pod(client: &kube::Client, pod: Value) -> Pod {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    pods.create(
+        &PostParams::default(),
+        &serde_json::from_value(pod).unwrap(),
+    )
+    .await
+    .unwrap()
+}
+
+fn pod_on(name: &str, node: &str) -> Value {
+    json!({
+        "metadata": {"name": name, "namespace": "default", "labels": {"app": name}},
+        "spec": {"nodeName": node, "containers": [{"name": "c", "image": "busybox"}]},
+    })
+}
+
+#[tokio::test]
+async fn register_assigns_the_lowest_free_pod_cidr_and_keeps_it() {
+    let cluster = start().await;
+    let first = register(&cluster, "n1", "10.0.0.1").await;
+    assert_eq!(pod_cidr(&first), "10.244.0.0/24");
+    assert_eq!(stored_cidr(&cluster, "n1").await, "10.244.0.0/24");
+    let second = register(&cluster, "n2", "10.0.0.2").await;
+    assert_eq!(pod_cidr(&second), "10.244.1.0/24");
+
+    let nodes: Api<Node> = Api::all(cluster.client.clone());
+    let stored = nodes.get("n1").await.unwrap();
+    assert_eq!(ready_status(&stored).0, "True");
+    assert_eq!(
+        stored.spec.as_ref().unwrap().pod_cidrs,
+        Some(vec!["10.244.0.0/24".to_string()])
+    );
+    let leases: Api<Lease> = Api::namespaced(cluster.client.clone(), "kube-node-lease");
+    let lease = leases.get("n1").await.unwrap();
+    assert!(lease.spec.unwrap().renew_time.is_some());
+
+    // An operator cordons and labels n1; registering again keeps both and the CIDR.
+    let patch = json!({
+        "metadata": {"labels": {"team": "ml"}},
+        "spec": {"unschedulable": true, "taints": [{"key": "gpu", "effect": "NoSchedule"}]},
+    });
+    nodes
+        .patch("n1", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    let again = register(&cluster, "n1", "10.0.0.1").await;
+    assert_eq!(pod_cidr(&again), "10.244.0.0/24");
+    let stored = nodes.get("n1").await.unwrap();
+    let spec = stored.spec.clone().unwrap();
+    assert_eq!(spec.unschedulable, Some(true));
+    assert_eq!(spec.taints.unwrap()[0].key, "gpu");
+    let labels = stored.metadata.labels.clone().unwrap();
+    assert_eq!(labels.get("team").map(String::as_str), Some("ml"));
+    assert_eq!(
+        labels.get("kubernetes.io/hostname").map(String::as_str),
+        Some("n1")
+    );
+}
+
+#[tokio::test]
+async fn register_refuses_bad_json_naming_the_field() {
+    let cluster = start().await;
+    let mut grpc = cluster.grpc.clone();
+    let error = grpc
+        .register(pb::RegisterRequest {
+            node: b"{not json".to_vec(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), tonic::Code::InvalidArgument);
+    assert!(error.message().starts_with("node:"), "{}", error.message());
+    let error = grpc
+        .register(pb::RegisterRequest {
+            node: serde_json::to_vec(&json!({"metadata": {}})).unwrap(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), tonic::Code::InvalidArgument);
+    assert!(
+        error.message().contains("metadata.name"),
+        "{}",
+        error.message()
+    );
+}
+
+#[tokio::test]
+async fn a_deleted_nodes_cidr_goes_to_the_next_node() {
+    let cluster = start().await;
+    for (name, ip) in [("a", "10.0.0.1"), ("b", "10.0.0.2"), ("c", "10.0.0.3")] {
+        register(&cluster, name, ip).await;
+    }
+    assert_eq!(stored_cidr(&cluster, "b").await, "10.244.1.0/24");
+    let nodes: Api<Node> = Api::all(cluster.client.clone());
+    nodes.delete("b", &DeleteParams::default()).await.unwrap();
+    let d = register(&cluster, "d", "10.0.0.4").await;
+    assert_eq!(pod_cidr(&d), "10.244.1.0/24");
+    let e = register(&cluster, "e", "10.0.0.5").await;
+    assert_eq!(pod_cidr(&e), "10.244.3.0/24");
+}
+
+#[tokio::test]
+async fn concurrent_registrations_never_share_a_cidr() {
+    let cluster = start().await;
+    let registrations = (0..5).map(|i| {
+        let cluster = &cluster;
+        async move { register(cluster, &format!("node-{i}"), &format!("10.0.0.{i}")).await }
+    });
+    let nodes = futures::future::join_all(registrations).await;
+    let cidrs: BTreeSet<String> = nodes.iter().map(pod_cidr).collect();
+    let expected: BTreeSet<String> = (0..5).map(|i| format!("10.244.{i}.0/24")).collect();
+    assert_eq!(cidrs, expected);
+    let mut stored = BTreeSet::new();
+    for i in 0..5 {
+        stored.insert(stored_cidr(&cluster, &format!("node-{i}")).await);
+    }
+    assert_eq!(stored, expected);
+}
+
+async fn next_pod_event(
+    stream: &mut tonic::Streaming<pb::PodEvent>,
+) -> (PodEventType, Option<Pod>, pb::PodEvent) {
+    let event = tokio::time::timeout(Duration::from_secs(10), stream.message())
+        .await
+        .expect("a pod event within 10 s")
+        .unwrap()
+        .expect("the stream stays open");
+    let kind = PodEventType::try_from(event.r#type).unwrap();
+    let pod = (!event.pod.is_empty()).then(|| serde_json::from_slice(&event.pod).unwrap());
+    (kind, pod, event)
+}
+
+#[tokio::test]
+async fn watch_pods_sends_the_bound_pods_then_synced_then_changes() {
+    let cluster = start().await;
+    register(&cluster, "n1", "10.0.0.1").await;
+    let secrets: Api<Secret> = Api::namespaced(cluster.client.clone(), "default");
+    let config_maps: Api<ConfigMap> = Api::namespaced(cluster.client.clone(), "default");
+    secrets
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(
+                json!({"metadata": {"name": "creds"}, "stringData": {"k": "v"}}),
+            )
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    config_maps
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "settings"}, "data": {"a": "b"}}))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    create_pod(
+        &cluster.client,
+        json!({
+            "metadata": {"name": "web", "namespace": "default"},
+            "spec": {
+                "nodeName": "n1",
+                "containers": [{
+                    "name": "c", "image": "busybox",
+                    "env": [{"name": "K", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "k"}}}],
+                    "envFrom": [{"secretRef": {"name": "missing"}}],
+                }],
+                "volumes": [{"name": "v", "configMap": {"name": "settings"}}],
+            }
+        }),
+    )
+    .await;
+    create_pod(&cluster.client, pod_on("elsewhere", "n2")).await;
+
+    let mut stream = cluster
+        .grpc
+        .clone()
+        .watch_pods(pb::WatchPodsRequest {
+            node_name: "n1".to_string(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let (kind, pod, event) = next_pod_event(&mut stream).await;
+    assert_eq!(kind, PodEventType::Added);
+    assert_eq!(pod.unwrap().metadata.name.as_deref(), Some("web"));
+    assert_eq!(event.secrets.len(), 1, "the missing secret is left out");
+    let secret: Secret = serde_json::from_slice(&event.secrets[0]).unwrap();
+    assert_eq!(secret.metadata.name.as_deref(), Some("creds"));
+    assert_eq!(event.config_maps.len(), 1);
+    let config_map: ConfigMap = serde_json::from_slice(&event.config_maps[0]).unwrap();
+    assert_eq!(config_map.metadata.name.as_deref(), Some("settings"));
+    let (kind, pod, _) = next_pod_event(&mut stream).await;
+    assert_eq!((kind, pod.is_none()), (PodEventType::Synced, true));
+
+    // A pod bound later arrives as ADDED; its deletion ends as DELETED.
+    create_pod(
+        &cluster.client,
+        json!({"metadata": {"name": "late"}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}}),
+    )
+    .await;
+    let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), "default");
+    pods.patch(
+        "late",
+        &PatchParams::default(),
+        &Patch::Merge(&json!({"spec": {"nodeName": "n1"}})),
+    )
+    .await
+    .unwrap();
+    let (kind, pod, _) = next_pod_event(&mut stream).await;
+    assert_eq!(kind, PodEventType::Added);
+    let late = pod.unwrap();
+    assert_eq!(late.metadata.name.as_deref(), Some("late"));
+
+    // Deleting a bound pod is graceful: MODIFIED with a deletionTimestamp, then the agent's
+    // PodTerminated removes it and the stream says DELETED.
+    pods.delete("late", &DeleteParams::default()).await.unwrap();
+    let (kind, pod, _) = next_pod_event(&mut stream).await;
+    assert_eq!(kind, PodEventType::Modified);
+    assert!(pod.unwrap().metadata.deletion_timestamp.is_some());
+    assert!(
+        pods.get_opt("late").await.unwrap().is_some(),
+        "still terminating"
+    );
+    let terminated = pb::PodTerminatedRequest {
+        node_name: "n1".to_string(),
+        namespace: "default".to_string(),
+        name: "late".to_string(),
+        uid: late.metadata.uid.clone().unwrap(),
+    };
+    cluster
+        .grpc
+        .clone()
+        .pod_terminated(terminated.clone())
+        .await
+        .unwrap();
+    let (kind, pod, _) = next_pod_event(&mut stream).await;
+    assert_eq!(kind, PodEventType::Deleted);
+    assert_eq!(pod.unwrap().metadata.name.as_deref(), Some("late"));
+    assert!(pods.get_opt("late").await.unwrap().is_none());
+    // Idempotent: the pod is gone, the call still succeeds.
+    cluster
+        .grpc
+        .clone()
+        .pod_terminated(terminated)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn update_pod_status_writes_only_the_nodes_own_pods() {
+    let cluster = start().await;
+    register(&cluster, "n1", "10.0.0.1").await;
+    let mine = create_pod(&cluster.client, pod_on("mine", "n1")).await;
+    let theirs = create_pod(&cluster.client, pod_on("theirs", "n2")).await;
+    let status = json!({
+        "phase": "Running",
+        "podIP": "10.244.0.5",
+        "conditions": [{"type": "Ready", "status": "True"}],
+    });
+    let request = |name: &str, uid: &str| pb::UpdatePodStatusRequest {
+        node_name: "n1".to_string(),
+        namespace: "default".to_string(),
+        name: name.to_string(),
+        uid: uid.to_string(),
+        status: serde_json::to_vec(&status).unwrap(),
+    };
+    let mut grpc = cluster.grpc.clone();
+    grpc.update_pod_status(request("mine", mine.metadata.uid.as_deref().unwrap()))
+        .await
+        .unwrap();
+    let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), "default");
+    let stored = pods.get("mine").await.unwrap();
+    let stored_status = stored.status.unwrap();
+    assert_eq!(stored_status.phase.as_deref(), Some("Running"));
+    assert_eq!(stored_status.pod_ip.as_deref(), Some("10.244.0.5"));
+
+    let error = grpc
+        .update_pod_status(request("theirs", theirs.metadata.uid.as_deref().unwrap()))
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), tonic::Code::FailedPrecondition);
+    assert!(
+        error.message().contains("bound to node n2"),
+        "{}",
+        error.message()
+    );
+    assert_ne!(
+        pods.get("theirs")
+            .await
+            .unwrap()
+            .status
+            .unwrap()
+            .phase
+            .as_deref(),
+        Some("Running")
+    );
+    let error = grpc
+        .update_pod_status(request("mine", "some-older-uid"))
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), tonic::Code::FailedPrecondition);
+    let error = grpc
+        .update_pod_status(request("nobody", "x"))
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), tonic::Code::NotFound);
+    let mut bad = request("mine", mine.metadata.uid.as_deref().unwrap());
+    bad.status = b"[1,2]".to_vec();
+    let error = grpc.update_pod_status(bad).await.unwrap_err();
+    assert_eq!(error.code(), tonic::Code::InvalidArgument);
+    assert!(
+        error.message().starts_with("status:"),
+        "{}",
+        error.message()
+    );
+}
+
+#[tokio::test]
+async fn an_expired_lease_marks_the_node_and_its_pods_not_ready_until_renewed() {
+    let grace = Duration::from_secs(40);
+    let cluster = start_with(NodeServiceConfig {
+        lease_grace: grace,
+        ..NodeServiceConfig::default()
+    })
+    .await;
+    register(&cluster, "n1", "10.0.0.1").await;
+    let pod = create_pod(&cluster.client, pod_on("worker", "n1")).await;
+    cluster
+        .grpc
+        .clone()
+        .update_pod_status(pb::UpdatePodStatusRequest {
+            node_name: "n1".to_string(),
+            namespace: "default".to_string(),
+            name: "worker".to_string(),
+            uid: pod.metadata.uid.clone().unwrap(),
+            status: serde_json::to_vec(&json!({
+                "phase": "Running",
+                "conditions": [{"type": "Ready", "status": "True"}],
+            }))
+            .unwrap(),
+        })
+        .await
+        .unwrap();
+    let nodes: Api<Node> = Api::all(cluster.client.clone());
+    let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), "default");
+
+    let now = k8s_openapi::jiff::Timestamp::now();
+    let expired = lifecycle::check_leases(&cluster.client, grace, now)
+        .await
+        .unwrap();
+    assert!(expired.is_empty(), "a fresh lease is alive: {expired:?}");
+    assert_eq!(ready_status(&nodes.get("n1").await.unwrap()).0, "True");
+
+    let later = now + k8s_openapi::jiff::SignedDuration::from_secs(41);
+    let expired = lifecycle::check_leases(&cluster.client, grace, later)
+        .await
+        .unwrap();
+    assert_eq!(expired, vec!["n1".to_string()]);
+    let node = nodes.get("n1").await.unwrap();
+    assert_eq!(
+        ready_status(&node),
+        ("Unknown".to_string(), Some("NodeStatusUnknown".to_string()))
+    );
+    assert_eq!(
+        pod_ready(&pods.get("worker").await.unwrap()).as_deref(),
+        Some("False")
+    );
+
+    let renewed = cluster
+        .grpc
+        .clone()
+        .renew_lease(pb::RenewLeaseRequest {
+            node_name: "n1".to_string(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(renewed.registered);
+    assert_eq!(ready_status(&nodes.get("n1").await.unwrap()).0, "True");
+
+    nodes.delete("n1", &DeleteParams::default()).await.unwrap();
+    let renewed = cluster
+        .grpc
+        .clone()
+        .renew_lease(pb::RenewLeaseRequest {
+            node_name: "n1".to_string(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!renewed.registered, "a deleted node must register again");
+}
+
+#[tokio::test]
+async fn the_lifecycle_loop_marks_a_node_with_a_stale_lease() {
+    let cluster = start().await;
+    register(&cluster, "n1", "10.0.0.1").await;
+    register(&cluster, "n2", "10.0.0.2").await;
+    // n1's agent last renewed a minute ago.
+    let leases: Api<Lease> = Api::namespaced(cluster.client.clone(), "kube-node-lease");
+    let stale =
+        k8s_openapi::jiff::Timestamp::now() - k8s_openapi::jiff::SignedDuration::from_secs(60);
+    leases
+        .patch(
+            "n1",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"renewTime": stale.to_string()}})),
+        )
+        .await
+        .unwrap();
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(lifecycle::run(
+        cluster.client.clone(),
+        Duration::from_secs(40),
+        shutdown.clone(),
+    ));
+    let nodes: Api<Node> = Api::all(cluster.client.clone());
+    let marked = async {
+        loop {
+            if ready_status(&nodes.get("n1").await.unwrap()).0 == "Unknown" {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), marked)
+        .await
+        .expect("the loop's first pass marks n1");
+    shutdown.cancel();
+    task.await.unwrap();
+    assert_eq!(ready_status(&nodes.get("n2").await.unwrap()).0, "True");
+}
+
+fn slice_json(name: &str, pool: &str) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "apiVersion": "resource.k8s.io/v1",
+        "kind": "ResourceSlice",
+        "metadata": {"name": name},
+        "spec": {
+            "driver": "gpu.coxswain.dev",
+            "nodeName": "someone-else",
+            "pool": {"name": pool, "generation": 1, "resourceSliceCount": 1},
+            "devices": [{"name": "gpu-0"}],
+        }
+    }))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn report_devices_replaces_slices_and_extended_resources() {
+    let cluster = start().await;
+    register(&cluster, "n1", "10.0.0.1").await;
+    let mut grpc = cluster.grpc.clone();
+    grpc.report_devices(pb::ReportDevicesRequest {
+        node_name: "n1".to_string(),
+        resource_slices: vec![
+            slice_json("n1-gpu", "n1-gpu"),
+            slice_json("n1-nic", "n1-nic"),
+        ],
+        capacity: [("nvidia.com/gpu".to_string(), 4)].into(),
+        allocatable: [("nvidia.com/gpu".to_string(), 3)].into(),
+    })
+    .await
+    .unwrap();
+    let slices: Api<ResourceSlice> = Api::all(cluster.client.clone());
+    let listed = slices.list(&ListParams::default()).await.unwrap();
+    let names: BTreeSet<String> = listed
+        .items
+        .iter()
+        .map(|s| s.metadata.name.clone().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        BTreeSet::from(["n1-gpu".to_string(), "n1-nic".to_string()])
+    );
+    for slice in &listed.items {
+        assert_eq!(slice.spec.node_name.as_deref(), Some("n1"));
+        let owner = &slice.metadata.owner_references.as_ref().unwrap()[0];
+        assert_eq!((owner.kind.as_str(), owner.name.as_str()), ("Node", "n1"));
+    }
+    let nodes: Api<Node> = Api::all(cluster.client.clone());
+    let status = nodes.get("n1").await.unwrap().status.unwrap();
+    assert_eq!(status.capacity.as_ref().unwrap()["nvidia.com/gpu"].0, "4");
+    assert_eq!(
+        status.allocatable.as_ref().unwrap()["nvidia.com/gpu"].0,
+        "3"
+    );
+    assert_eq!(status.capacity.as_ref().unwrap()["cpu"].0, "8");
+
+    grpc.report_devices(pb::ReportDevicesRequest {
+        node_name: "n1".to_string(),
+        resource_slices: vec![slice_json("n1-gpu", "n1-gpu")],
+        ..pb::ReportDevicesRequest::default()
+    })
+    .await
+    .unwrap();
+    let names: Vec<String> = slices
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|s| s.metadata.name.clone().unwrap())
+        .collect();
+    assert_eq!(names, vec!["n1-gpu".to_string()]);
+    let status = nodes.get("n1").await.unwrap().status.unwrap();
+    assert!(
+        !status
+            .capacity
+            .as_ref()
+            .unwrap()
+            .contains_key("nvidia.com/gpu")
+    );
+    assert!(
+        !status
+            .allocatable
+            .as_ref()
+            .unwrap()
+            .contains_key("nvidia.com/gpu")
+    );
+    assert_eq!(status.capacity.as_ref().unwrap()["cpu"].0, "8");
+}
+
+async fn next_route(
+    stream: &mut tonic::Streaming<pb::RouteEvent>,
+) -> (RouteEventType, String, String, String) {
+    let event = tokio::time::timeout(Duration::from_secs(10), stream.message())
+        .await
+        .expect("a route event within 10 s")
+        .unwrap()
+        .expect("the stream stays open");
+    (
+        RouteEventType::try_from(event.r#type).unwrap(),
+        event.node_name,
+        event.pod_cidr,
+        event.node_ip,
+    )
+}
+
+#[tokio::test]
+async fn watch_routes_sends_the_other_nodes_cidrs_and_ips() {
+    let cluster = start().await;
+    register(&cluster, "n1", "10.0.0.1").await;
+    register(&cluster, "n2", "10.0.0.2").await;
+    let mut stream = cluster
+        .grpc
+        .clone()
+        .watch_routes(pb::WatchRoutesRequest {
+            node_name: "n1".to_string(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let upsert = |name: &str, cidr: &str, ip: &str| {
+        (
+            RouteEventType::Upsert,
+            name.to_string(),
+            cidr.to_string(),
+            ip.to_string(),
+        )
+    };
+    assert_eq!(
+        next_route(&mut stream).await,
+        upsert("n2", "10.244.1.0/24", "10.0.0.2")
+    );
+    assert_eq!(next_route(&mut stream).await.0, RouteEventType::Synced);
+    register(&cluster, "n3", "10.0.0.3").await;
+    assert_eq!(
+        next_route(&mut stream).await,
+        upsert("n3", "10.244.2.0/24", "10.0.0.3")
+    );
+    let nodes: Api<Node> = Api::all(cluster.client.clone());
+    nodes.delete("n2", &DeleteParams::default()).await.unwrap();
+    let (kind, name, ..) = next_route(&mut stream).await;
+    assert_eq!((kind, name.as_str()), (RouteEventType::Delete, "n2"));
+}
+
+async fn set_pod_status(client: &kube::Client, name: &str, status: Value) {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    pods.patch_status(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(&json!({"status": status})),
+    )
+    .await
+    .unwrap();
+}
+
+async fn resolve(cluster: &Cluster, name: &str) -> (Vec<String>, bool) {
+    let answer = cluster
+        .grpc
+        .clone()
+        .resolve(pb::ResolveRequest {
+            name: name.to_string(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    (answer.addresses, answer.authoritative)
+}
+
+#[tokio::test]
+async fn resolve_answers_pod_hostnames_and_services() {
+    let cluster = start().await;
+    for (i, ready) in [(0, "True"), (1, "True"), (2, "False")] {
+        let name = format!("job-worker-{i}");
+        create_pod(
+            &cluster.client,
+            json!({
+                "metadata": {"name": name, "labels": {"job": "train"}},
+                "spec": {
+                    "hostname": name, "subdomain": "job", "nodeName": "n1",
+                    "containers": [{"name": "c", "image": "busybox"}],
+                }
+            }),
+        )
+        .await;
+        set_pod_status(
+            &cluster.client,
+            &name,
+            json!({"phase": "Running", "podIP": format!("10.244.0.{}", 10 + i),
+                   "conditions": [{"type": "Ready", "status": ready}]}),
+        )
+        .await;
+    }
+    let services: Api<Service> = Api::namespaced(cluster.client.clone(), "default");
+    for service in [
+        json!({"metadata": {"name": "job"}, "spec": {"clusterIP": "None", "selector": {"job": "train"}, "ports": [{"port": 80}]}}),
+        json!({"metadata": {"name": "web"}, "spec": {"clusterIP": "10.96.0.20", "selector": {"app": "web"}, "ports": [{"port": 80}]}}),
+    ] {
+        services
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(service).unwrap(),
+            )
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        resolve(&cluster, "job-worker-1.job.default.svc.cluster.local").await,
+        (vec!["10.244.0.11".to_string()], true)
+    );
+    assert_eq!(
+        resolve(&cluster, "JOB-WORKER-2.Job.Default.SVC.cluster.local.").await,
+        (vec!["10.244.0.12".to_string()], true),
+        "case-insensitive, trailing dot; a pod's own name resolves whether or not it is ready"
+    );
+    assert_eq!(
+        resolve(&cluster, "job.default.svc.cluster.local").await,
+        (
+            vec!["10.244.0.10".to_string(), "10.244.0.11".to_string()],
+            true
+        ),
+        "a headless service lists its ready pods"
+    );
+    let web = resolve(&cluster, "web.default.svc.cluster.local").await;
+    assert_eq!(web, (vec!["10.96.0.20".to_string()], true));
+    assert_eq!(
+        resolve(&cluster, "nothing.default.svc.cluster.local").await,
+        (Vec::new(), true)
+    );
+    assert_eq!(
+        resolve(&cluster, "job-worker-9.job.default.svc.cluster.local").await,
+        (Vec::new(), true)
+    );
+    assert_eq!(resolve(&cluster, "example.com").await, (Vec::new(), false));
+}
+
+#[tokio::test]
+async fn http1_rest_and_grpc_share_the_port() {
+    let cluster = start().await;
+    let response = reqwest::get(format!("http://{}/api", cluster.addr))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.version(), reqwest::Version::HTTP_11);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["kind"], "APIVersions");
+    // The same port answers gRPC (HTTP/2 prior knowledge).
+    let node = register(&cluster, "n1", "10.0.0.1").await;
+    assert_eq!(pod_cidr(&node), "10.244.0.0/24");
+    let response = reqwest::get(format!("http://{}/api/v1/nodes/n1", cluster.addr))
+        .await
+        .unwrap();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["spec"]["podCIDR"], "10.244.0.0/24");
+}
