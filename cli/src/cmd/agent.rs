@@ -13,7 +13,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use clap::Args;
 use coxswain_node_agent::AgentConfig;
-use coxswain_node_agent::agent::{AgentDaemonConfig, DEFAULT_LOGS_LISTEN, worker_deps};
+use coxswain_node_agent::agent::{
+    AgentDaemonConfig, DEFAULT_LOGS_LISTEN, NodeNetworkConfig, worker_deps,
+};
+use coxswain_node_agent::network::routes::HostRoutes;
 use coxswain_node_agent::runtime::RuntimeKind;
 use coxswain_node_agent::sandbox::{CgroupVersion, cgroup};
 use tokio_util::sync::CancellationToken;
@@ -51,6 +54,32 @@ pub struct AgentArgs {
     /// Where the log service (the kubelet port) listens; port 0 picks a free one.
     #[arg(long, default_value = DEFAULT_LOGS_LISTEN)]
     pub logs_listen: SocketAddr,
+    /// Keep pods on loopback only: no CNI, no node-local DNS, no routes (tests,
+    /// hollow nodes).
+    #[arg(long)]
+    pub no_cni: bool,
+    /// The Linux bridge pods are attached to (its address is the pod CIDR's first).
+    #[arg(long, default_value = "cox0")]
+    pub bridge: String,
+    /// Where CNI plugins are looked for, colon-separated (default: $CNI_PATH or
+    /// /usr/lib/cni:/opt/cni/bin).
+    #[arg(long)]
+    pub cni_path: Option<String>,
+    /// The node-local DNS server's port on the bridge address; 0 runs none (pods
+    /// then keep the host's resolv.conf).
+    #[arg(long, default_value_t = 53)]
+    pub dns_port: u16,
+    /// Don't manage host-gw routes to other nodes' pod CIDRs.
+    #[arg(long)]
+    pub no_host_routes: bool,
+}
+
+fn parse_cni_path(value: &str) -> Vec<PathBuf> {
+    value
+        .split(':')
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .collect()
 }
 
 fn parse_runtime(value: &str) -> Result<RuntimeKind, String> {
@@ -74,9 +103,8 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
         .with_context(|| format!("creating the agent root {}", args.root.display()))?;
     if cgroup::detect().version() == CgroupVersion::V1 {
         // crun refuses hybrid hosts while the unified hierarchy holds a controller.
-        let released =
-            cgroup::v1::release_unified_controllers(Path::new("/sys/fs/cgroup"))
-                .context("moving controllers off the unified cgroup hierarchy")?;
+        let released = cgroup::v1::release_unified_controllers(Path::new("/sys/fs/cgroup"))
+            .context("moving controllers off the unified cgroup hierarchy")?;
         if !released.is_empty() {
             eprintln!("cox agent: mounted {released:?} as v1 hierarchies (hybrid cgroup host)");
         }
@@ -90,6 +118,19 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
     daemon.node_ip = args.node_ip;
     daemon.node_labels = args.node_labels.into_iter().collect();
     daemon.logs_listen = args.logs_listen;
+    if !args.no_cni {
+        let mut network = NodeNetworkConfig::new(&args.root);
+        network.bridge = args.bridge.clone();
+        network.cni_path = args.cni_path.as_deref().map(parse_cni_path);
+        network.dns_port = (args.dns_port != 0).then_some(args.dns_port);
+        network
+            .validate()
+            .map_err(|e| anyhow::anyhow!("--bridge: {e}"))?;
+        daemon.network = Some(network);
+        if !args.no_host_routes {
+            daemon.host_routes = Some(HostRoutes::system());
+        }
+    }
     let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
     runtime.block_on(async move {
         let shutdown = CancellationToken::new();
