@@ -84,7 +84,7 @@ impl Drop for ControlPlane {
     }
 }
 
-/// A named network namespace with a dummy "node network" 192.0.2.0/24, removed on drop.
+/// A named network namespace with a veth "node network" 192.0.2.0/24, removed on drop.
 struct RouteNamespace(String);
 
 impl RouteNamespace {
@@ -92,8 +92,9 @@ impl RouteNamespace {
         let _ = Command::new("ip").args(["netns", "del", name]).status();
         for args in [
             vec!["netns", "add", name],
-            vec!["-n", name, "link", "add", "d0", "type", "dummy"],
+            vec!["-n", name, "link", "add", "d0", "type", "veth", "peer", "name", "d1"],
             vec!["-n", name, "addr", "add", "192.0.2.1/24", "dev", "d0"],
+            vec!["-n", name, "link", "set", "d1", "up"],
             vec!["-n", name, "link", "set", "d0", "up"],
         ] {
             let ok = Command::new("ip").args(&args).status().unwrap().success();
@@ -209,6 +210,13 @@ async fn logs(cp: &ControlPlane, node: &str, pod: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn pods_get_cidr_addresses_and_reach_each_other_by_ip_and_by_name() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_test_writer()
+        .try_init();
     let h = Harness::new(RuntimeKind::Runc);
     let bridge = Bridge("coxwt-net0");
     let routes_ns = RouteNamespace::new("cox-wt-routes0");
