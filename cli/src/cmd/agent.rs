@@ -74,9 +74,8 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
         .with_context(|| format!("creating the agent root {}", args.root.display()))?;
     if cgroup::detect().version() == CgroupVersion::V1 {
         // crun refuses hybrid hosts while the unified hierarchy holds a controller.
-        let released =
-            cgroup::v1::release_unified_controllers(Path::new("/sys/fs/cgroup"))
-                .context("moving controllers off the unified cgroup hierarchy")?;
+        let released = cgroup::v1::release_unified_controllers(Path::new("/sys/fs/cgroup"))
+            .context("moving controllers off the unified cgroup hierarchy")?;
         if !released.is_empty() {
             eprintln!("cox agent: mounted {released:?} as v1 hierarchies (hybrid cgroup host)");
         }

@@ -71,7 +71,13 @@ pub fn pretty_name(os_release: &str) -> Option<String> {
     let value = os_release
         .lines()
         .find_map(|l| l.strip_prefix("PRETTY_NAME="))?;
-    Some(value.trim().trim_matches('"').trim_matches('\'').to_string())
+    Some(
+        value
+            .trim()
+            .trim_matches('"')
+            .trim_matches('\'')
+            .to_string(),
+    )
 }
 
 /// `runc://1.1.5` from `runc --version`'s first line (`runc version 1.1.5`).
@@ -101,7 +107,9 @@ fn first_non_loopback_ipv4() -> Option<IpAddr> {
     let mut found: Vec<(String, IpAddr)> = addrs
         .filter(|a| {
             a.flags.contains(nix::net::if_::InterfaceFlags::IFF_UP)
-                && !a.flags.contains(nix::net::if_::InterfaceFlags::IFF_LOOPBACK)
+                && !a
+                    .flags
+                    .contains(nix::net::if_::InterfaceFlags::IFF_LOOPBACK)
         })
         .filter_map(|a| {
             let ip = a.address?.as_sockaddr_in()?.ip();

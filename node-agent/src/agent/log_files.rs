@@ -240,26 +240,49 @@ mod tests {
     #[test]
     fn tail_timestamps_since_and_rotations() {
         let dir = tempfile::tempdir().unwrap();
-        write(&dir.path().join("0.log"), &[("2026-01-01T00:00:00.000000000Z", "old")]);
+        write(
+            &dir.path().join("0.log"),
+            &[("2026-01-01T00:00:00.000000000Z", "old")],
+        );
         write(
             &dir.path().join("1.log.1"),
-            &[("2026-01-01T00:00:01.000000000Z", "a"), ("2026-01-01T00:00:02.000000000Z", "b")],
+            &[
+                ("2026-01-01T00:00:01.000000000Z", "a"),
+                ("2026-01-01T00:00:02.000000000Z", "b"),
+            ],
         );
-        write(&dir.path().join("1.log"), &[("2026-01-01T00:00:03.000000000Z", "c")]);
+        write(
+            &dir.path().join("1.log"),
+            &[("2026-01-01T00:00:03.000000000Z", "c")],
+        );
         assert_eq!(instances(dir.path()), [0, 1]);
         let read = |options: LogOptions| {
             let mut out = Vec::new();
-            read_instance(dir.path(), 1, &options, false, || true, |b| {
-                out.extend(b);
-                true
-            })
+            read_instance(
+                dir.path(),
+                1,
+                &options,
+                false,
+                || true,
+                |b| {
+                    out.extend(b);
+                    true
+                },
+            )
             .unwrap();
             String::from_utf8(out).unwrap()
         };
         assert_eq!(read(LogOptions::default()), "a\nb\nc\n");
-        let tail = LogOptions { tail_lines: Some(2), ..Default::default() };
+        let tail = LogOptions {
+            tail_lines: Some(2),
+            ..Default::default()
+        };
         assert_eq!(read(tail), "b\nc\n");
-        let stamped = LogOptions { timestamps: true, tail_lines: Some(1), ..Default::default() };
+        let stamped = LogOptions {
+            timestamps: true,
+            tail_lines: Some(1),
+            ..Default::default()
+        };
         assert_eq!(read(stamped), "2026-01-01T00:00:03.000000000Z c\n");
         let since = LogOptions {
             since: Some("2026-01-01T00:00:02.000000000Z".into()),

@@ -36,7 +36,9 @@ impl LogService {
         let uid = if request.uid.is_empty() {
             self.directory
                 .uid(&request.namespace, &request.pod)
-                .ok_or_else(|| Status::not_found(format!("pod {pod} is not running on this node")))?
+                .ok_or_else(|| {
+                    Status::not_found(format!("pod {pod} is not running on this node"))
+                })?
         } else {
             request.uid.clone()
         };
@@ -87,9 +89,7 @@ impl AgentService for LogService {
         };
         let instance = if request.previous {
             *found.iter().rev().nth(1).ok_or_else(|| {
-                Status::not_found(format!(
-                    "previous terminated container {name} not found"
-                ))
+                Status::not_found(format!("previous terminated container {name} not found"))
             })?
         } else {
             current
@@ -98,9 +98,7 @@ impl AgentService for LogService {
             tail_lines: usize::try_from(request.tail_lines).ok(),
             timestamps: request.timestamps,
             since: (request.since_seconds > 0).then(|| {
-                rfc3339_nano(
-                    SystemTime::now() - Duration::from_secs(request.since_seconds as u64),
-                )
+                rfc3339_nano(SystemTime::now() - Duration::from_secs(request.since_seconds as u64))
             }),
         };
         let follow = request.follow && !request.previous;

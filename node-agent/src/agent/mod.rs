@@ -80,7 +80,9 @@ impl AgentDaemonConfig {
             node_name: node_name.into(),
             node_ip: None,
             node_labels: BTreeMap::new(),
-            logs_listen: DEFAULT_LOGS_LISTEN.parse().expect("a valid default address"),
+            logs_listen: DEFAULT_LOGS_LISTEN
+                .parse()
+                .expect("a valid default address"),
             lease_interval: Duration::from_secs(10),
             status_interval: Duration::from_millis(200),
             reconnect_initial: Duration::from_millis(200),
@@ -113,7 +115,9 @@ pub enum AgentError {
         source: std::io::Error,
     },
     /// The shim binary is not there.
-    #[error("container shim {path}: not found (build coxswain-shim, or run the agent from the cox binary)")]
+    #[error(
+        "container shim {path}: not found (build coxswain-shim, or run the agent from the cox binary)"
+    )]
     ShimMissing {
         /// Where it was looked for.
         path: PathBuf,
@@ -175,7 +179,7 @@ impl NodeAgent {
             &facts,
             &config.node_labels,
             logs_addr.port(),
-            &crate::logs::rfc3339_nano(std::time::SystemTime::now())[..19],
+            &control_plane_link::heartbeat_time(),
         );
         tracing::info!(node = %config.node_name, server = %config.server, logs = %logs_addr, runtime = %facts.runtime_version, "agent starting");
 

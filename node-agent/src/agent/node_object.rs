@@ -111,12 +111,20 @@ mod tests {
         assert_eq!(addresses[0].type_, "InternalIP");
         assert_eq!(addresses[0].address, "10.0.0.5");
         assert_eq!(addresses[1].type_, "Hostname");
-        let port = status.daemon_endpoints.unwrap().kubelet_endpoint.unwrap().port;
+        let port = status
+            .daemon_endpoints
+            .unwrap()
+            .kubelet_endpoint
+            .unwrap()
+            .port;
         assert_eq!(port, 10250);
         let info = status.node_info.unwrap();
         assert_eq!(info.container_runtime_version, "runc://1.1.5");
         assert!(info.kubelet_version.starts_with("coxswain/"));
         let ready = &status.conditions.unwrap()[0];
-        assert_eq!((ready.type_.as_str(), ready.status.as_str()), ("Ready", "True"));
+        assert_eq!(
+            (ready.type_.as_str(), ready.status.as_str()),
+            ("Ready", "True")
+        );
     }
 }

@@ -56,7 +56,9 @@ pub fn run_pod_thread(
             Action::Wait => Some(commands.recv().unwrap_or(PodCommand::Detach)),
         };
         // Apply this command and any queued behind it before stepping again.
-        let pending = command.into_iter().chain(std::iter::from_fn(|| commands.try_recv().ok()));
+        let pending = command
+            .into_iter()
+            .chain(std::iter::from_fn(|| commands.try_recv().ok()));
         let mut detach = false;
         for command in pending {
             match command {

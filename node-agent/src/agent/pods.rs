@@ -200,7 +200,10 @@ impl PodSupervisor {
         let worker = PodWorker::new(self.deps.clone(), pod, data);
         let exits = self.exits_tx.clone();
         let spawned = std::thread::Builder::new()
-            .name(format!("pod-{}", key.uid.chars().take(8).collect::<String>()))
+            .name(format!(
+                "pod-{}",
+                key.uid.chars().take(8).collect::<String>()
+            ))
             .spawn(move || run_pod_thread(worker, receiver, status_tx, exits));
         let thread = match spawned {
             Ok(thread) => thread,
@@ -245,7 +248,10 @@ impl PodSupervisor {
             return;
         }
         self.orphans_removed = true;
-        let keep: BTreeSet<String> = listed.into_iter().chain(self.pods.keys().cloned()).collect();
+        let keep: BTreeSet<String> = listed
+            .into_iter()
+            .chain(self.pods.keys().cloned())
+            .collect();
         let deps = self.deps.clone();
         match tokio::task::spawn_blocking(move || remove_orphans(&deps, &keep)).await {
             Ok(Ok(removed)) if !removed.is_empty() => {

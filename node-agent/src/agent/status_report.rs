@@ -79,7 +79,12 @@ pub async fn report_pod_status(
                 Ok(_) => break,
                 // The pod is gone, the name now belongs to a newer pod, or the status
                 // was refused: sending it again would not help; the next one may.
-                Err(e) if matches!(e.code(), Code::NotFound | Code::FailedPrecondition | Code::InvalidArgument) => {
+                Err(e)
+                    if matches!(
+                        e.code(),
+                        Code::NotFound | Code::FailedPrecondition | Code::InvalidArgument
+                    ) =>
+                {
                     tracing::debug!(pod = %key, "status not written: {}", e.message());
                     break;
                 }
