@@ -80,6 +80,13 @@ struct RunningAgent {
 impl RunningAgent {
     /// Starts an agent named `node` over the harness's root (a restart when one ran before).
     fn start(h: &Harness, url: &str, node: &str) -> Self {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| "info".into()),
+            )
+            .with_test_writer()
+            .try_init();
         let mut config = AgentConfig::new(h.deps.config.root.clone());
         config.cgroup_root = h.cgroup_root.clone();
         config.backoff_initial = Duration::from_secs(1);
@@ -142,22 +149,26 @@ async fn create(cp: &ControlPlane, pod: &Pod) -> String {
     created.metadata.uid.unwrap()
 }
 
-/// The pod once `done` holds for it.
+/// The pod once `done` holds for it; panics with the last one seen after a
+/// generous hang guard (not a timing assertion).
 async fn pod_when(cp: &ControlPlane, name: &str, what: &str, done: impl Fn(&Pod) -> bool) -> Pod {
     let pods = cp.pods();
+    let limit = Instant::now() + Duration::from_secs(120);
     let mut last = None;
-    let found = eventually(what, || {
-        let pods = pods.clone();
-        let seen = &mut last;
-        async move {
-            let pod = pods.get_opt(name).await.ok()??;
-            let ok = done(&pod);
-            *seen = Some(pod.clone());
-            ok.then_some(pod)
+    loop {
+        if let Ok(Some(pod)) = pods.get_opt(name).await {
+            if done(&pod) {
+                return pod;
+            }
+            last = Some(pod);
         }
-    })
-    .await;
-    found
+        assert!(
+            Instant::now() < limit,
+            "timed out waiting for {what}; last seen: {:#?}",
+            last.and_then(|p| p.status)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 async fn gone(cp: &ControlPlane, name: &str) {
@@ -255,11 +266,19 @@ async fn node_registers_ready_and_pods_run_to_completion_with_logs() {
     })
     .await;
     let status = registered.status.clone().unwrap();
-    let ready = status.conditions.unwrap().into_iter().find(|c| c.type_ == "Ready").unwrap();
+    let ready = status
+        .conditions
+        .unwrap()
+        .into_iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap();
     assert_eq!(ready.status, "True");
     let capacity = status.capacity.unwrap();
     for resource in ["cpu", "memory", "pods"] {
-        assert!(capacity.contains_key(resource), "capacity lacks {resource}: {capacity:?}");
+        assert!(
+            capacity.contains_key(resource),
+            "capacity lacks {resource}: {capacity:?}"
+        );
     }
     assert_eq!(capacity["pods"].0, "110");
     let labels = registered.metadata.labels.unwrap();
@@ -267,8 +286,16 @@ async fn node_registers_ready_and_pods_run_to_completion_with_logs() {
     assert_eq!(labels["kubernetes.io/os"], "linux");
     assert_eq!(labels["topology.coxswain.dev/rack"], "r1");
     let info = status.node_info.unwrap();
-    assert!(info.container_runtime_version.starts_with("runc://"), "{info:?}");
-    let cidr = agent.pod_cidr.wait_for(Option::is_some).await.unwrap().clone();
+    assert!(
+        info.container_runtime_version.starts_with("runc://"),
+        "{info:?}"
+    );
+    let cidr = agent
+        .pod_cidr
+        .wait_for(Option::is_some)
+        .await
+        .unwrap()
+        .clone();
     assert_eq!(cidr, registered.spec.unwrap().pod_cidr);
 
     let spec = serde_json::json!({
@@ -276,19 +303,33 @@ async fn node_registers_ready_and_pods_run_to_completion_with_logs() {
         "containers": [{"name": "main", "image": "busybox", "command": ["sh", "-c", "echo hello; echo oops >&2; echo bye"]}],
     });
     create(&cp, &pod("hello", node, spec)).await;
-    let done = pod_when(&cp, "hello", "pod hello to succeed", |p| phase(p) == "Succeeded").await;
-    let terminated = container_status(&done).unwrap().state.unwrap().terminated.unwrap();
+    let done = pod_when(&cp, "hello", "pod hello to succeed", |p| {
+        phase(p) == "Succeeded"
+    })
+    .await;
+    let terminated = container_status(&done)
+        .unwrap()
+        .state
+        .unwrap()
+        .terminated
+        .unwrap();
     assert_eq!(terminated.exit_code, 0);
     assert_eq!(terminated.reason.as_deref(), Some("Completed"));
 
     let port = node_logs_port(&cp, node).await;
     let all = logs(port, logs_request("hello", "main")).await.unwrap();
-    assert_eq!(all, "hello\noops\nbye\n");
+    // stdout keeps its order; stderr comes through its own pipe.
+    let lines: Vec<&str> = all.lines().collect();
+    let stdout: Vec<&str> = lines.iter().copied().filter(|l| *l != "oops").collect();
+    assert_eq!(stdout, ["hello", "bye"], "{all:?}");
+    assert!(lines.contains(&"oops"), "{all:?}");
     let mut tail = logs_request("hello", "main");
     tail.tail_lines = 1;
     tail.timestamps = true;
     let last = logs(port, tail).await.unwrap();
-    assert!(last.ends_with("Z bye\n") && last.len() > "bye\n".len() + 20, "{last:?}");
+    let (stamp, text) = last.trim_end().split_once(' ').unwrap();
+    assert!(stamp.ends_with('Z') && stamp.len() == 30, "{last:?}");
+    assert_eq!(Some(text), all.lines().last(), "{last:?}");
     let mut previous = logs_request("hello", "main");
     previous.previous = true;
     let err = logs(port, previous).await.unwrap_err();
@@ -303,7 +344,10 @@ async fn node_registers_ready_and_pods_run_to_completion_with_logs() {
             "command": ["sh", "-c", "sleep 1; for i in 1 2 3; do echo tick $i; sleep 0.3; done"]}],
     });
     create(&cp, &pod("ticker", node, spec)).await;
-    pod_when(&cp, "ticker", "pod ticker to run", |p| phase(p) == "Running").await;
+    pod_when(&cp, "ticker", "pod ticker to run", |p| {
+        phase(p) == "Running"
+    })
+    .await;
     let mut follow = logs_request("ticker", "ticker");
     follow.follow = true;
     let followed = logs(port, follow).await.unwrap();
@@ -329,17 +373,33 @@ async fn crash_loops_and_bad_images_report_reasons_and_the_agent_keeps_going() {
     create(&cp, &pod("bad-image", node, bad_image)).await;
 
     let crashing = pod_when(&cp, "crash", "CrashLoopBackOff with a restart", |p| {
-        let Some(c) = container_status(p) else { return false };
+        let Some(c) = container_status(p) else {
+            return false;
+        };
         c.restart_count >= 1 && waiting_reason(p).as_deref() == Some("CrashLoopBackOff")
     })
     .await;
-    let last = container_status(&crashing).unwrap().last_state.unwrap().terminated.unwrap();
+    let last = container_status(&crashing)
+        .unwrap()
+        .last_state
+        .unwrap()
+        .terminated
+        .unwrap();
     assert_eq!(last.exit_code, 3);
     let bad = pod_when(&cp, "bad-image", "an image pull reason", |p| {
-        matches!(waiting_reason(p).as_deref(), Some("ErrImagePull" | "ImagePullBackOff"))
+        matches!(
+            waiting_reason(p).as_deref(),
+            Some("ErrImagePull" | "ImagePullBackOff")
+        )
     })
     .await;
-    let message = container_status(&bad).unwrap().state.unwrap().waiting.unwrap().message;
+    let message = container_status(&bad)
+        .unwrap()
+        .state
+        .unwrap()
+        .waiting
+        .unwrap()
+        .message;
     assert!(
         message.unwrap_or_default().contains("no-such-image"),
         "the message names the image"
@@ -356,7 +416,10 @@ async fn crash_loops_and_bad_images_report_reasons_and_the_agent_keeps_going() {
         "containers": [{"name": "main", "image": "busybox", "command": ["true"]}],
     });
     create(&cp, &pod("after", node, ok)).await;
-    pod_when(&cp, "after", "pod after to succeed", |p| phase(p) == "Succeeded").await;
+    pod_when(&cp, "after", "pod after to succeed", |p| {
+        phase(p) == "Succeeded"
+    })
+    .await;
     agent.stop().await;
 }
 
@@ -371,12 +434,26 @@ async fn deleting_a_running_pod_removes_it_from_the_api_and_the_node() {
         "containers": [{"name": "main", "image": "busybox", "command": ["sleep", "300"]}],
     });
     let uid = create(&cp, &pod("sleeper", node, spec)).await;
-    pod_when(&cp, "sleeper", "pod sleeper to run", |p| phase(p) == "Running").await;
+    pod_when(&cp, "sleeper", "pod sleeper to run", |p| {
+        phase(p) == "Running"
+    })
+    .await;
     assert!(container_pid(&h, &uid, "main").is_some());
-    assert!(!h.leftovers().is_empty(), "the running pod has state on the node");
-    cp.pods().delete("sleeper", &DeleteParams::default()).await.unwrap();
+    assert!(
+        !h.leftovers().is_empty(),
+        "the running pod has state on the node"
+    );
+    cp.pods()
+        .delete("sleeper", &DeleteParams::default())
+        .await
+        .unwrap();
     gone(&cp, "sleeper").await;
-    assert_eq!(h.leftovers(), Vec::<String>::new(), "cgroup, netns, runtime state or directories left");
+    eventually("cgroup, netns, runtime state and directories to go", || {
+        let left = h.leftovers();
+        async move { left.is_empty().then_some(()) }
+    })
+    .await;
+    assert_eq!(container_pid(&h, &uid, "main"), None);
     agent.stop().await;
 }
 
@@ -404,16 +481,32 @@ async fn a_restarted_agent_re_adopts_running_pods_and_cleans_up_deleted_ones() {
 
     agent.stop().await;
     // The agent is down: its pods keep running.
-    assert_eq!(container_pid(&h, &kept, "main"), Some(pid), "stopping the agent stopped a pod");
+    assert_eq!(
+        container_pid(&h, &kept, "main"),
+        Some(pid),
+        "stopping the agent stopped a pod"
+    );
     // One pod is deleted gracefully (it waits for the agent), one is forced out of the API.
-    cp.pods().delete("deleted", &DeleteParams::default()).await.unwrap();
     cp.pods()
-        .delete("forced", &DeleteParams { grace_period_seconds: Some(0), ..Default::default() })
+        .delete("deleted", &DeleteParams::default())
+        .await
+        .unwrap();
+    cp.pods()
+        .delete(
+            "forced",
+            &DeleteParams {
+                grace_period_seconds: Some(0),
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
     gone(&cp, "forced").await;
     assert!(container_pid(&h, &forced, "main").is_some());
-    assert!(cp.pods().get_opt("deleted").await.unwrap().is_some(), "graceful deletion waits for the agent");
+    assert!(
+        cp.pods().get_opt("deleted").await.unwrap().is_some(),
+        "graceful deletion waits for the agent"
+    );
 
     let agent = RunningAgent::start(&h, &cp.url, node);
     gone(&cp, "deleted").await;
@@ -429,7 +522,11 @@ async fn a_restarted_agent_re_adopts_running_pods_and_cleans_up_deleted_ones() {
         phase(p) == "Running" && container_status(p).is_some_and(|c| c.ready)
     })
     .await;
-    assert_eq!(container_pid(&h, &kept, "main"), Some(pid), "the container was restarted");
+    assert_eq!(
+        container_pid(&h, &kept, "main"),
+        Some(pid),
+        "the container was restarted"
+    );
     assert_eq!(container_status(&after).unwrap().restart_count, restarts);
     agent.stop().await;
 }
@@ -445,14 +542,30 @@ async fn crun_runs_a_pod_through_the_agent() {
         "containers": [{"name": "main", "image": "busybox", "command": ["sh", "-c", "echo from crun"]}],
     });
     create(&cp, &pod("crun", node, spec)).await;
-    let done = pod_when(&cp, "crun", "the crun pod to succeed", |p| phase(p) == "Succeeded").await;
+    let done = pod_when(&cp, "crun", "the crun pod to succeed", |p| {
+        phase(p) == "Succeeded"
+    })
+    .await;
     let status = container_status(&done).unwrap();
     let id = status.container_id.unwrap_or_default();
     assert!(id.starts_with("crun://"), "{id}");
     let nodes: Api<Node> = Api::all(cp.client.clone());
-    let info = nodes.get(node).await.unwrap().status.unwrap().node_info.unwrap();
-    assert!(info.container_runtime_version.starts_with("crun://"), "{info:?}");
+    let info = nodes
+        .get(node)
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .node_info
+        .unwrap();
+    assert!(
+        info.container_runtime_version.starts_with("crun://"),
+        "{info:?}"
+    );
     let port = node_logs_port(&cp, node).await;
-    assert_eq!(logs(port, logs_request("crun", "")).await.unwrap(), "from crun\n");
+    assert_eq!(
+        logs(port, logs_request("crun", "")).await.unwrap(),
+        "from crun\n"
+    );
     agent.stop().await;
 }

@@ -209,7 +209,7 @@ async fn renew_lease(
 }
 
 /// Now, as the RFC 3339 seconds Kubernetes writes in conditions.
-fn heartbeat_time() -> String {
+pub fn heartbeat_time() -> String {
     let nano = rfc3339_nano(std::time::SystemTime::now());
     format!("{}Z", &nano[..19])
 }

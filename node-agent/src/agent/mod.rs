@@ -193,7 +193,7 @@ impl NodeAgent {
             &facts,
             &config.node_labels,
             logs_addr.port(),
-            &crate::logs::rfc3339_nano(std::time::SystemTime::now())[..19],
+            &control_plane_link::heartbeat_time(),
         );
         tracing::info!(node = %config.node_name, server = %config.server, logs = %logs_addr, runtime = %facts.runtime_version, "agent starting");
 
