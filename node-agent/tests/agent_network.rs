@@ -92,7 +92,9 @@ impl RouteNamespace {
         let _ = Command::new("ip").args(["netns", "del", name]).status();
         for args in [
             vec!["netns", "add", name],
-            vec!["-n", name, "link", "add", "d0", "type", "veth", "peer", "name", "d1"],
+            vec![
+                "-n", name, "link", "add", "d0", "type", "veth", "peer", "name", "d1",
+            ],
             vec!["-n", name, "addr", "add", "192.0.2.1/24", "dev", "d0"],
             vec!["-n", name, "link", "set", "d1", "up"],
             vec!["-n", name, "link", "set", "d0", "up"],
@@ -212,8 +214,7 @@ async fn logs(cp: &ControlPlane, node: &str, pod: &str) -> String {
 async fn pods_get_cidr_addresses_and_reach_each_other_by_ip_and_by_name() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_test_writer()
         .try_init();
@@ -373,12 +374,16 @@ async fn pods_get_cidr_addresses_and_reach_each_other_by_ip_and_by_name() {
         }
     })
     .await;
-    // Their attachments are gone from the CNI cache.
+    // The agent detaches them: their CNI results go from the cache.
     let results = config.root.join("cni/results");
-    let left: Vec<_> = std::fs::read_dir(&results)
-        .map(|d| d.flatten().map(|e| e.file_name()).collect())
-        .unwrap_or_default();
-    assert!(left.is_empty(), "CNI results left: {left:?}");
+    eventually("the pods' CNI attachments to be torn down", || {
+        let results = results.clone();
+        async move {
+            let left = std::fs::read_dir(&results).ok()?.flatten().count();
+            (left == 0).then_some(())
+        }
+    })
+    .await;
     shutdown.cancel();
     task.await.unwrap();
 }
