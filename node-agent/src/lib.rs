@@ -14,6 +14,8 @@
 //! - [`volumes`]: emptyDir, hostPath, secret, configMap and downwardAPI.
 //! - [`network`]: pod networking (CNI), pod DNS files, the node-local DNS server,
 //!   host-gw routes.
+//! - [`devices`]: the device-plugin API `v1beta1` (registration server, plugin
+//!   sessions, inventory, allocation into the OCI spec, checkpoint).
 //! - [`worker`]: the pod worker, restart policies, back-off, status, re-adoption.
 //! - [`logs`]: the CRI log format.
 //!
@@ -23,6 +25,7 @@
 pub mod agent;
 pub mod clock;
 pub mod config;
+pub mod devices;
 pub mod images;
 pub mod logs;
 pub mod mounts;

@@ -72,6 +72,13 @@ pub struct AgentArgs {
     /// Don't manage host-gw routes to other nodes' pod CIDRs.
     #[arg(long)]
     pub no_host_routes: bool,
+    /// Where device plugins register (`kubelet.sock`) and put their sockets
+    /// (default: <root>/device-plugins).
+    #[arg(long)]
+    pub device_plugin_dir: Option<PathBuf>,
+    /// Run no device manager (containers requesting GPUs are refused).
+    #[arg(long)]
+    pub no_devices: bool,
 }
 
 fn parse_cni_path(value: &str) -> Vec<PathBuf> {
@@ -118,6 +125,13 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
     daemon.node_ip = args.node_ip;
     daemon.node_labels = args.node_labels.into_iter().collect();
     daemon.logs_listen = args.logs_listen;
+    if !args.no_devices {
+        daemon.device_plugin_dir = Some(
+            args.device_plugin_dir
+                .clone()
+                .unwrap_or_else(|| args.root.join("device-plugins")),
+        );
+    }
     if !args.no_cni {
         let mut network = NodeNetworkConfig::new(&args.root);
         network.bridge = args.bridge.clone();

@@ -1,6 +1,7 @@
 //! The one place an agent's [`WorkerDeps`] are put together from its
 //! configuration: the real sandbox, runc or crun, the local image store, the
-//! volume manager and the system clock. New stages (devices) are wired in here.
+//! volume manager and the system clock. Devices start as none; the daemon
+//! swaps in its device manager when it runs one.
 //! The network starts as loopback-only; the daemon swaps in the pod network once
 //! the control plane has assigned the node's pod CIDR (see `node_network`).
 
@@ -10,6 +11,7 @@ use std::sync::Arc;
 use super::AgentError;
 use crate::AgentConfig;
 use crate::clock::SystemClock;
+use crate::devices::NoDevices;
 use crate::images::LocalImageStore;
 use crate::mounts::SystemMounter;
 use crate::network::NoNetwork;
@@ -42,6 +44,7 @@ pub fn worker_deps(
         )),
         clock: Arc::new(SystemClock),
         network: Arc::new(NoNetwork),
+        devices: Arc::new(NoDevices),
         config,
     })
 }

@@ -16,6 +16,7 @@
 mod backoff;
 mod control_plane_link;
 mod deps;
+pub mod device_report;
 pub mod host;
 pub mod host_routes;
 pub mod log_files;
@@ -44,6 +45,7 @@ pub use log_service::LogService;
 pub use node_network::{DeferredNetwork, NodeNetworkConfig};
 pub use pods::PodDirectory;
 
+use crate::devices::{DeviceManager, DeviceManagerConfig};
 use crate::network::routes::HostRoutes;
 use crate::runtime::RuntimeError;
 use crate::worker::WorkerDeps;
@@ -81,6 +83,9 @@ pub struct AgentDaemonConfig {
     pub network: Option<NodeNetworkConfig>,
     /// Where the host-gw routes to other nodes' pod CIDRs go; `None`: no routes.
     pub host_routes: Option<HostRoutes>,
+    /// The device-plugin directory (`kubelet.sock` is served there); `None`: no
+    /// device manager, and containers requesting extended resources are refused.
+    pub device_plugin_dir: Option<PathBuf>,
 }
 
 impl AgentDaemonConfig {
@@ -101,6 +106,7 @@ impl AgentDaemonConfig {
             reconnect_max: Duration::from_secs(10),
             network: None,
             host_routes: None,
+            device_plugin_dir: None,
         }
     }
 }
@@ -139,6 +145,9 @@ pub enum AgentError {
     /// No OCI runtime could be set up.
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
+    /// The device manager could not start.
+    #[error("device manager: {0}")]
+    Devices(#[from] crate::devices::Error),
 }
 
 /// A node agent: create it, take its [`NodeAgent::pod_cidr`] receiver if needed, then
@@ -225,6 +234,20 @@ impl NodeAgent {
                 stop.clone(),
             )
         });
+        if let Some(dir) = config.device_plugin_dir.clone() {
+            let manager = DeviceManager::start(
+                DeviceManagerConfig::new(dir, config.node_name.clone()),
+                stop.clone(),
+            )
+            .await?;
+            tokio::spawn(device_report::run(
+                config.node_name.clone(),
+                manager.watch_inventory(),
+                channel_rx.clone(),
+                stop.clone(),
+            ));
+            deps.devices = Arc::new(manager);
+        }
         if let Some(routes) = config.host_routes.clone() {
             tokio::spawn(host_routes::run(
                 config.node_name.clone(),

@@ -1,5 +1,5 @@
 //! Stopping and removing a pod (SIGTERM, grace period, SIGKILL, then containers,
-//! root filesystems, volumes, sandbox and the pod directory), and removing what pods
+//! root filesystems, volumes, sandbox, the pod directory and its devices), and removing what pods
 //! no longer wanted left behind, found by listing the runtime, the agent's
 //! directories and the sandboxes.
 
@@ -101,7 +101,9 @@ impl PodWorker {
             .sandbox
             .remove(&self.uid)
             .map_err(|e| e.to_string())?;
-        remove_dir(&self.pod_dir()).map_err(|e| format!("{}: {e}", self.pod_dir().display()))
+        remove_dir(&self.pod_dir()).map_err(|e| format!("{}: {e}", self.pod_dir().display()))?;
+        self.deps.devices.release_pod(&self.uid);
+        Ok(())
     }
 }
 
@@ -158,5 +160,6 @@ pub fn remove_orphans(
         remove_dir(&pod_dir).map_err(|e| format!("{}: {e}", pod_dir.display()))?;
         removed.insert(uid);
     }
+    deps.devices.retain_pods(keep);
     Ok(removed)
 }

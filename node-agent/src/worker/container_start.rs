@@ -1,5 +1,5 @@
 //! Creating and starting one container instance: image → overlay rootfs, pod spec →
-//! [`ContainerConfig`] → OCI spec, then `create` + `start` in the runtime. Failures
+//! [`ContainerConfig`] → OCI spec (plus the devices the device stage allocates), then `create` + `start` in the runtime. Failures
 //! become Kubernetes' reasons: `ErrImagePull` (waiting, retried with back-off),
 //! `CreateContainerConfigError` (waiting), `StartError` (terminated, exit code 128).
 
@@ -199,8 +199,12 @@ impl PodWorker {
             seccomp: self.deps.config.seccomp && self.deps.runtime.supports_seccomp(),
             annotations,
         };
-        let spec = build_spec(&config)
+        let mut spec = build_spec(&config)
             .map_err(|e| StartFailure::Waiting("CreateContainerConfigError", e.to_string()))?;
+        self.deps
+            .devices
+            .prepare_container(&self.pod, c, &mut spec)
+            .map_err(|e| StartFailure::Waiting(e.reason(), e.to_string()))?;
         let request = CreateRequest {
             id: id.to_string(),
             bundle: dir,

@@ -43,6 +43,7 @@ pub use record::{ContainerRecord, Current, Termination};
 
 use crate::AgentConfig;
 use crate::clock::Clock;
+use crate::devices::DeviceStage;
 use crate::images::ImageStore;
 use crate::network::{PodIps, PodNetwork, dns_files::PodDnsFiles};
 use crate::runtime::ContainerRuntime;
@@ -69,6 +70,9 @@ pub struct WorkerDeps {
     pub clock: Arc<dyn Clock>,
     /// The pod network stage.
     pub network: Arc<dyn PodNetwork>,
+    /// The device stage ([`crate::devices::DeviceManager`], or
+    /// [`crate::devices::NoDevices`] on a node without device plugins).
+    pub devices: Arc<dyn DeviceStage>,
 }
 
 /// What the caller should do after a step.

@@ -47,6 +47,7 @@ fn fixture() -> Fixture {
         volumes: Arc::new(VolumeManager::new(vec![], mounter)),
         clock: clock.clone(),
         network: Arc::new(crate::network::NoNetwork),
+        devices: Arc::new(crate::devices::NoDevices),
     };
     Fixture {
         _dirs: vec![root, cg, rootfs],
@@ -279,4 +280,23 @@ fn orphans_are_found_by_listing() {
     assert_eq!(removed.into_iter().collect::<Vec<_>>(), ["uid1"]);
     assert!(f.runtime.list().unwrap().is_empty());
     assert!(f.deps.sandbox.list().unwrap().is_empty());
+}
+
+#[test]
+fn a_gpu_container_on_an_agent_without_devices_waits_with_the_reason() {
+    let f = fixture();
+    let mut p = pod("Never", &[], &["train"], "busybox");
+    p.spec.as_mut().unwrap().containers[0].resources = Some(
+        serde_json::from_value(serde_json::json!({"limits": {"nvidia.com/gpu": "1"}})).unwrap(),
+    );
+    let mut w = PodWorker::new(f.deps.clone(), p, PodData::default());
+    steps(&mut w, 3);
+    assert_eq!(
+        waiting_reason(&w, 0).as_deref(),
+        Some("UnexpectedAdmissionError")
+    );
+    assert!(
+        f.runtime.args("uid1_train").is_none(),
+        "nothing was created"
+    );
 }

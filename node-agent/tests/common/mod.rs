@@ -125,6 +125,7 @@ impl Harness {
             clock,
             config,
             network: Arc::new(coxswain_node_agent::network::NoNetwork),
+            devices: Arc::new(coxswain_node_agent::devices::NoDevices),
         }
     }
 
