@@ -49,6 +49,7 @@ fn fixture() -> Fixture {
         volumes: Arc::new(VolumeManager::new(vec![], mounter)),
         clock: Arc::new(ManualClock::default()),
         network: network.clone(),
+        devices: Arc::new(crate::devices::NoDevices),
     };
     Fixture {
         _dirs: vec![root, cg, rootfs],
