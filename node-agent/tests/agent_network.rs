@@ -387,3 +387,121 @@ async fn pods_get_cidr_addresses_and_reach_each_other_by_ip_and_by_name() {
     shutdown.cancel();
     task.await.unwrap();
 }
+
+/// `cox-nvidia-plugin` next to this test binary (`cargo build -p coxswain-nvidia-plugin`).
+fn plugin_binary() -> PathBuf {
+    std::env::current_exe()
+        .unwrap()
+        .ancestors()
+        .map(|dir| dir.join("cox-nvidia-plugin"))
+        .find(|p| p.is_file())
+        .expect("cox-nvidia-plugin is not built: run `cargo build -p coxswain-nvidia-plugin`")
+}
+
+/// Kills the plugin on drop.
+struct Plugin(std::process::Child);
+
+impl Drop for Plugin {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn simulated_gpus_are_reported_scheduled_and_handed_to_the_container() {
+    let h = Harness::new(RuntimeKind::Runc);
+    let cp = ControlPlane::start("10.98.0.0/16").await;
+    let node = "gpu-node";
+    let root = h.deps.config.root.clone();
+    let plugin_dir = root.join("device-plugins");
+
+    let mut config = AgentConfig::new(root.clone());
+    config.cgroup_root = h.cgroup_root.clone();
+    let shim = PathBuf::from(env!("CARGO_BIN_EXE_coxswain-shim"));
+    let deps = worker_deps(&config, Some(h.kind), shim).unwrap();
+    let mut daemon = AgentDaemonConfig::new(&cp.url, node);
+    daemon.logs_listen = "127.0.0.1:0".parse().unwrap();
+    daemon.device_plugin_dir = Some(plugin_dir.clone());
+    let agent = NodeAgent::new(daemon, deps);
+    let shutdown = CancellationToken::new();
+    let stop = shutdown.clone();
+    let task = tokio::spawn(async move { agent.run(stop).await.unwrap() });
+
+    // The plugin waits for kubelet.sock, then registers with the agent.
+    let kubelet_sock = plugin_dir.join("kubelet.sock");
+    eventually("kubelet.sock", || {
+        let exists = kubelet_sock.exists();
+        async move { exists.then_some(()) }
+    })
+    .await;
+    let _plugin = Plugin(
+        Command::new(plugin_binary())
+            .arg("--plugin-dir")
+            .arg(&plugin_dir)
+            .arg("--simulated-dev-dir")
+            .arg(root.join("simulated-dev"))
+            .args(["--simulate", "pcie-8x-nvlink-pairs"])
+            .spawn()
+            .unwrap(),
+    );
+
+    let nodes: Api<Node> = Api::all(cp.client.clone());
+    eventually("8 allocatable GPUs on the node", || {
+        let nodes = nodes.clone();
+        async move {
+            let n = nodes.get_opt(node).await.ok()??;
+            let gpus = n.status?.allocatable?.get("nvidia.com/gpu")?.0.clone();
+            (gpus == "8").then_some(())
+        }
+    })
+    .await;
+    let slices: Api<coxswain_api::k8s::ResourceSlice> = Api::all(cp.client.clone());
+    let listed = slices.list(&Default::default()).await.unwrap();
+    let ours: Vec<_> = listed
+        .items
+        .iter()
+        .filter(|s| s.spec.node_name.as_deref() == Some(node))
+        .collect();
+    assert_eq!(ours.len(), 1, "{:?}", listed.items);
+    assert_eq!(ours[0].spec.devices.as_ref().map(Vec::len), Some(8));
+
+    let gpu_pod = pod(
+        "trainer",
+        serde_json::json!({
+            "restartPolicy": "Never",
+            "containers": [{"name": "main", "image": "busybox",
+                "command": ["sh", "-c", "echo visible=$NVIDIA_VISIBLE_DEVICES"],
+                "resources": {"limits": {"nvidia.com/gpu": "2"}}}],
+        }),
+    );
+    cp.pods()
+        .create(&PostParams::default(), &gpu_pod)
+        .await
+        .unwrap();
+    let done = pod_when(&cp, "trainer", "the GPU pod to finish", |p| {
+        matches!(phase(p), "Succeeded" | "Failed")
+    })
+    .await;
+    let out = logs(&cp, node, "trainer").await;
+    assert_eq!(phase(&done), "Succeeded", "{out} {:?}", done.status);
+    assert_eq!(done.spec.as_ref().unwrap().node_name.as_deref(), Some(node));
+    let annotations = done.metadata.annotations.clone().unwrap_or_default();
+    let recorded = annotations
+        .get("coxswain.dev/gpu-devices")
+        .unwrap_or_else(|| panic!("no devices annotation: {annotations:?}"));
+    let visible = out
+        .trim()
+        .strip_prefix("visible=")
+        .unwrap_or_else(|| panic!("{out}"));
+    let ids: Vec<&str> = visible.split(',').filter(|s| !s.is_empty()).collect();
+    assert_eq!(ids.len(), 2, "{out}");
+    for id in ids {
+        assert!(
+            recorded.contains(id),
+            "{id} not in the annotation {recorded}"
+        );
+    }
+    shutdown.cancel();
+    task.await.unwrap();
+}
