@@ -165,7 +165,7 @@ fn gpus(inventory: &DeviceInventory) -> i64 {
 }
 
 /// (index, uuid, numaNode, nvlinkIsland) of every GPU in the inventory's slice.
-fn slice_gpus(inventory: &DeviceInventory) -> Vec<(i64, String, i64, String)> {
+fn slice_gpus(inventory: &DeviceInventory) -> Vec<(i64, String, i64, i64)> {
     let slice = &inventory.resource_slices[0];
     let attr = |d: &k8s_openapi::api::resource::v1::Device, k: &str| {
         d.attributes.as_ref().unwrap()[k].clone()
@@ -180,7 +180,7 @@ fn slice_gpus(inventory: &DeviceInventory) -> Vec<(i64, String, i64, String)> {
                 attr(d, "index").int.unwrap(),
                 attr(d, "uuid").string.unwrap(),
                 attr(d, "numaNode").int.unwrap(),
-                attr(d, "nvlinkIsland").string.unwrap(),
+                attr(d, "nvlinkIsland").int.unwrap(),
             )
         })
         .collect();
@@ -398,7 +398,7 @@ async fn allocate_gives_exactly_the_annotated_gpus_and_never_one_twice() {
         .collect();
     assert_eq!(ids.len(), 2);
     assert!(!ids.contains(&g2) && !ids.contains(&g5), "{ids:?}");
-    let islands: BTreeSet<String> = slice_gpus(&inventory)
+    let islands: BTreeSet<i64> = slice_gpus(&inventory)
         .into_iter()
         .filter(|g| ids.contains(&g.1))
         .map(|g| g.3)
