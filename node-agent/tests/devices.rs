@@ -340,7 +340,7 @@ async fn registration_publishes_eight_simulated_gpus_with_topology() {
     // NUMA: 0-3 on node 0, 4-7 on node 1; NVLink bridges pair 0-1, 2-3, 4-5, 6-7.
     let numa: Vec<i64> = gpus.iter().map(|g| g.2).collect();
     assert_eq!(numa, vec![0, 0, 0, 0, 1, 1, 1, 1]);
-    let island = |i: usize| gpus[i].3.clone();
+    let island = |i: usize| gpus[i].3;
     assert_eq!(island(0), island(1));
     assert_eq!(island(6), island(7));
     assert_ne!(island(1), island(2));
