@@ -14,6 +14,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the node agent: register this machine and run the pods bound to it.
+    Agent(cmd::agent::AgentArgs),
     /// Create or update the objects in manifests (server-side apply).
     Apply(cmd::apply::ApplyArgs),
     /// Measure coxswain's components (`cox bench store`).
@@ -35,8 +37,16 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
+    // Started as `coxswain-shim` (the agent links it to this binary): be the container shim.
+    let mut args = std::env::args();
+    let program = args.next().unwrap_or_default();
+    if std::path::Path::new(&program).file_name() == Some(cmd::agent::SHIM_NAME.as_ref()) {
+        let args: Vec<String> = args.collect();
+        std::process::exit(coxswain_node_agent::shim::main(&args));
+    }
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Agent(args) => cmd::agent::run(args),
         Command::Apply(args) => cmd::apply::run(args),
         Command::Bench(args) => cmd::bench::run(args),
         Command::Delete(args) => cmd::delete::run(args),

@@ -19,9 +19,10 @@
 //! - [`worker`]: the pod worker, restart policies, back-off, status, re-adoption.
 //! - [`logs`]: the CRI log format.
 //!
-//! Registration, leases and pod streaming over gRPC come with the control
-//! plane's node service; see `docs/agent.md`.
+//! - [`agent`]: the daemon: registration, lease, pod stream and status reports
+//!   over the control plane's gRPC node service, and the log service.
 
+pub mod agent;
 pub mod clock;
 pub mod config;
 pub mod devices;

@@ -165,7 +165,7 @@ fn gpus(inventory: &DeviceInventory) -> i64 {
 }
 
 /// (index, uuid, numaNode, nvlinkIsland) of every GPU in the inventory's slice.
-fn slice_gpus(inventory: &DeviceInventory) -> Vec<(i64, String, i64, String)> {
+fn slice_gpus(inventory: &DeviceInventory) -> Vec<(i64, String, i64, i64)> {
     let slice = &inventory.resource_slices[0];
     let attr = |d: &k8s_openapi::api::resource::v1::Device, k: &str| {
         d.attributes.as_ref().unwrap()[k].clone()
@@ -180,7 +180,7 @@ fn slice_gpus(inventory: &DeviceInventory) -> Vec<(i64, String, i64, String)> {
                 attr(d, "index").int.unwrap(),
                 attr(d, "uuid").string.unwrap(),
                 attr(d, "numaNode").int.unwrap(),
-                attr(d, "nvlinkIsland").string.unwrap(),
+                attr(d, "nvlinkIsland").int.unwrap(),
             )
         })
         .collect();
@@ -340,7 +340,7 @@ async fn registration_publishes_eight_simulated_gpus_with_topology() {
     // NUMA: 0-3 on node 0, 4-7 on node 1; NVLink bridges pair 0-1, 2-3, 4-5, 6-7.
     let numa: Vec<i64> = gpus.iter().map(|g| g.2).collect();
     assert_eq!(numa, vec![0, 0, 0, 0, 1, 1, 1, 1]);
-    let island = |i: usize| gpus[i].3.clone();
+    let island = |i: usize| gpus[i].3;
     assert_eq!(island(0), island(1));
     assert_eq!(island(6), island(7));
     assert_ne!(island(1), island(2));
@@ -398,7 +398,7 @@ async fn allocate_gives_exactly_the_annotated_gpus_and_never_one_twice() {
         .collect();
     assert_eq!(ids.len(), 2);
     assert!(!ids.contains(&g2) && !ids.contains(&g5), "{ids:?}");
-    let islands: BTreeSet<String> = slice_gpus(&inventory)
+    let islands: BTreeSet<i64> = slice_gpus(&inventory)
         .into_iter()
         .filter(|g| ids.contains(&g.1))
         .map(|g| g.3)

@@ -1,5 +1,6 @@
 //! One module per `cox` subcommand.
 
+pub mod agent;
 pub mod api_client;
 pub mod apply;
 pub mod bench;

@@ -75,7 +75,8 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
     runtime.block_on(serve(args))
 }
 
-fn init_logging() {
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`).
+pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()

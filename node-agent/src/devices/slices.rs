@@ -1,20 +1,15 @@
 //! The `resource.k8s.io/v1` ResourceSlice the agent publishes for a resource's
-//! healthy devices. One function builds it, so the convention lives in one place:
-//! driver `gpu.coxswain.dev`, pool named after the node, `spec.nodeName`, one device
+//! healthy devices, built by `coxswain_api::devices::gpu_slice` (the convention the
+//! scheduler reads lives in one place, the api crate): driver `gpu.coxswain.dev`, pool named after the node, `spec.nodeName`, one device
 //! per GPU named `gpu-<index>` with attributes `uuid` (the device-plugin ID),
 //! `index`, `model`, `numaNode`, `nvlinkIsland`, `pcieRoot`, `computeCapability`,
 //! `simulated`, `resourceName`, and capacity `memory` (bytes).
 
-use std::collections::BTreeMap;
-
-use coxswain_api::k8s::{ResourceSlice, ResourceSliceSpec};
+use coxswain_api::devices::{GpuDevice, gpu_slice};
+use coxswain_api::k8s::ResourceSlice;
 use coxswain_proto::deviceplugin::v1alpha1::DeviceAttributeSet;
-use k8s_openapi::api::resource::v1::{Device, DeviceAttribute, DeviceCapacity, ResourcePool};
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-/// The DRA driver name of coxswain's GPU slices.
-pub const GPU_DRIVER: &str = "gpu.coxswain.dev";
+pub use coxswain_api::devices::GPU_DRIVER;
 
 /// One device as the slice sees it.
 #[derive(Debug, Clone, Copy)]
@@ -30,89 +25,52 @@ pub struct SliceDevice<'a> {
     pub attributes: Option<&'a DeviceAttributeSet>,
 }
 
-fn string(s: &str) -> DeviceAttribute {
-    DeviceAttribute {
-        string: Some(s.to_string()),
-        ..Default::default()
-    }
-}
-
-fn int(i: i64) -> DeviceAttribute {
-    DeviceAttribute {
-        int: Some(i),
-        ..Default::default()
-    }
-}
-
-fn device(resource_name: &str, d: &SliceDevice<'_>) -> Device {
-    let index = d
-        .attributes
-        .map_or(d.position as i64, |a| i64::from(a.index));
-    let mut attributes = BTreeMap::from([
-        ("uuid".to_string(), string(d.id)),
-        ("index".to_string(), int(index)),
-        ("resourceName".to_string(), string(resource_name)),
-    ]);
+/// The GPU as the API's slice convention describes it.
+fn gpu(d: &SliceDevice<'_>) -> GpuDevice {
     let numa = d
         .attributes
         .map(|a| a.numa_node)
         .or(d.numa_node)
-        .unwrap_or(-1);
-    attributes.insert("numaNode".into(), int(numa));
-    let mut capacity = BTreeMap::new();
-    if let Some(a) = d.attributes {
-        attributes.insert("model".into(), string(&a.model));
-        attributes.insert("nvlinkIsland".into(), string(&a.nvlink_island));
-        attributes.insert("pcieRoot".into(), string(&a.pcie_root));
-        attributes.insert("computeCapability".into(), string(&a.compute_capability));
-        attributes.insert(
-            "simulated".into(),
-            DeviceAttribute {
-                bool: Some(a.simulated),
-                ..Default::default()
-            },
-        );
-        capacity.insert(
-            "memory".to_string(),
-            DeviceCapacity {
-                value: Quantity(a.memory_bytes.to_string()),
-                ..Default::default()
-            },
-        );
-    }
-    Device {
-        name: format!("gpu-{index}"),
-        attributes: Some(attributes),
-        capacity: (!capacity.is_empty()).then_some(capacity),
+        .unwrap_or(0);
+    let mut gpu = GpuDevice {
+        uuid: d.id.to_string(),
+        index: u32::try_from(d.position).unwrap_or(u32::MAX),
+        numa_node: u32::try_from(numa).unwrap_or(0),
         ..Default::default()
+    };
+    if let Some(a) = d.attributes {
+        gpu.index = a.index;
+        gpu.model = a.model.clone();
+        gpu.memory_bytes = a.memory_bytes;
+        gpu.nvlink_island = island_number(&a.nvlink_island);
+        gpu.pcie_root = a.pcie_root.clone();
+        gpu.compute_capability = a.compute_capability.clone();
+        gpu.simulated = a.simulated;
     }
+    gpu
 }
 
-/// The slice for `resource_name`'s `devices` on `node_name`.
+/// The plugin names NVLink islands with a string; the API numbers them: the
+/// trailing digits (`nvlink-3` is 3), else 0.
+fn island_number(island: &str) -> u32 {
+    let digits: String = island
+        .chars()
+        .rev()
+        .take_while(char::is_ascii_digit)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    digits.parse().unwrap_or(0)
+}
+
+/// The slice for `resource_name`'s `devices` on `node_name`, built by the API's
+/// [`gpu_slice`] so the agent and the scheduler share one convention.
 pub fn resource_slice(
     node_name: &str,
     resource_name: &str,
     devices: &[SliceDevice<'_>],
 ) -> ResourceSlice {
-    let suffix: String = resource_name
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-        .collect();
-    ResourceSlice {
-        metadata: ObjectMeta {
-            name: Some(format!("{node_name}-{}", suffix.to_ascii_lowercase())),
-            ..Default::default()
-        },
-        spec: ResourceSliceSpec {
-            driver: GPU_DRIVER.to_string(),
-            node_name: Some(node_name.to_string()),
-            pool: ResourcePool {
-                name: node_name.to_string(),
-                generation: 0,
-                resource_slice_count: 1,
-            },
-            devices: Some(devices.iter().map(|d| device(resource_name, d)).collect()),
-            ..Default::default()
-        },
-    }
+    let gpus: Vec<GpuDevice> = devices.iter().map(gpu).collect();
+    gpu_slice(node_name, resource_name, &gpus)
 }

@@ -1,0 +1,343 @@
+//! The agent daemon: connects the pod workers of this crate to the control plane's
+//! node service (`coxswain.node.v1alpha1.NodeService`, gRPC over HTTP/2).
+//!
+//! ```text
+//! run ─┬─ ControlPlaneLink: connect ─▶ Register ─▶ WatchPods + RenewLease ─┐
+//!      │        ▲ (back-off)                                            │ fails
+//!      │        └───────────────────────────────────────────────────────┘
+//!      ├─ PodSupervisor: one thread per pod uid (PodWorker::step), a status
+//!      │  reporter task per pod (UpdatePodStatus), PodTerminated after removal
+//!      └─ LogService: AgentService.ContainerLogs on the kubelet port
+//! ```
+//!
+//! Stopping (the `shutdown` token) detaches every pod thread without touching its
+//! containers, as a kubelet does: a new agent on the same root re-adopts them.
+
+mod backoff;
+mod control_plane_link;
+mod deps;
+pub mod device_report;
+pub mod host;
+pub mod host_routes;
+pub mod log_files;
+mod log_service;
+pub mod node_network;
+pub mod node_object;
+mod pod_thread;
+mod pods;
+pub mod resolver;
+mod status_report;
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use coxswain_proto::node::v1alpha1::agent_service_server::AgentServiceServer;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Endpoint;
+
+pub use backoff::Backoff;
+pub use deps::worker_deps;
+pub use log_service::LogService;
+pub use node_network::{DeferredNetwork, NodeNetworkConfig};
+pub use pods::PodDirectory;
+
+use crate::devices::{DeviceManager, DeviceManagerConfig};
+use crate::network::routes::HostRoutes;
+use crate::runtime::RuntimeError;
+use crate::worker::WorkerDeps;
+use control_plane_link::ControlPlaneLink;
+use host::HostFacts;
+use node_network::NodeNetwork;
+use pods::PodSupervisor;
+
+/// The kubelet's port, where the agent serves logs by default.
+pub const DEFAULT_LOGS_LISTEN: &str = "127.0.0.1:10250";
+
+/// How the daemon reaches the control plane and describes its node.
+#[derive(Debug, Clone)]
+pub struct AgentDaemonConfig {
+    /// The control plane's URL (`http://host:port`).
+    pub server: String,
+    /// This node's name.
+    pub node_name: String,
+    /// The node's InternalIP; `None`: the first non-loopback IPv4 of the host.
+    pub node_ip: Option<IpAddr>,
+    /// Labels added to the node's own (`kubernetes.io/hostname`, `os`, `arch`).
+    pub node_labels: BTreeMap<String, String>,
+    /// Where the log service listens; port 0 picks a free port (reported in the Node).
+    pub logs_listen: SocketAddr,
+    /// How often the node's Lease is renewed.
+    pub lease_interval: Duration,
+    /// Shortest time between two status writes of one pod.
+    pub status_interval: Duration,
+    /// First and largest delay between attempts to reach the control plane.
+    pub reconnect_initial: Duration,
+    /// Largest delay between attempts to reach the control plane.
+    pub reconnect_max: Duration,
+    /// The pod network (CNI on the assigned pod CIDR, node-local DNS); `None`
+    /// keeps the network the [`WorkerDeps`] were given (loopback-only pods).
+    pub network: Option<NodeNetworkConfig>,
+    /// Where the host-gw routes to other nodes' pod CIDRs go; `None`: no routes.
+    pub host_routes: Option<HostRoutes>,
+    /// The device-plugin directory (`kubelet.sock` is served there); `None`: no
+    /// device manager, and containers requesting extended resources are refused.
+    pub device_plugin_dir: Option<PathBuf>,
+}
+
+impl AgentDaemonConfig {
+    /// A configuration for node `node_name` of the control plane at `server`, with
+    /// kubelet's defaults (Lease every 10 s, logs on 127.0.0.1:10250).
+    pub fn new(server: impl Into<String>, node_name: impl Into<String>) -> Self {
+        Self {
+            server: server.into(),
+            node_name: node_name.into(),
+            node_ip: None,
+            node_labels: BTreeMap::new(),
+            logs_listen: DEFAULT_LOGS_LISTEN
+                .parse()
+                .expect("a valid default address"),
+            lease_interval: Duration::from_secs(10),
+            status_interval: Duration::from_millis(200),
+            reconnect_initial: Duration::from_millis(200),
+            reconnect_max: Duration::from_secs(10),
+            network: None,
+            host_routes: None,
+            device_plugin_dir: None,
+        }
+    }
+}
+
+/// Errors that stop the agent daemon (everything else is retried).
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// The server URL is not one the agent can dial.
+    #[error("server URL {url:?}: {message}")]
+    ServerUrl {
+        /// The URL given.
+        url: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The node name is not a valid Kubernetes name.
+    #[error("node name {0:?}: must be a lowercase RFC 1123 subdomain (a-z, 0-9, '-', '.')")]
+    NodeName(String),
+    /// The log service's address could not be bound.
+    #[error("logs listen address {addr}: {source} (is a kubelet or another agent using the port?)")]
+    LogsListen {
+        /// The address.
+        addr: SocketAddr,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The shim binary is not there.
+    #[error(
+        "container shim {path}: not found (build coxswain-shim, or run the agent from the cox binary)"
+    )]
+    ShimMissing {
+        /// Where it was looked for.
+        path: PathBuf,
+    },
+    /// No OCI runtime could be set up.
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    /// The device manager could not start.
+    #[error("device manager: {0}")]
+    Devices(#[from] crate::devices::Error),
+}
+
+/// A node agent: create it, take its [`NodeAgent::pod_cidr`] receiver if needed, then
+/// [`NodeAgent::run`] it.
+pub struct NodeAgent {
+    config: AgentDaemonConfig,
+    deps: WorkerDeps,
+    pod_cidr: watch::Sender<Option<String>>,
+}
+
+impl NodeAgent {
+    /// An agent for `config` running pods with `deps` (see [`worker_deps`]).
+    pub fn new(config: AgentDaemonConfig, deps: WorkerDeps) -> Self {
+        Self {
+            config,
+            deps,
+            pod_cidr: watch::channel(None).0,
+        }
+    }
+
+    /// The pod CIDR the control plane assigned this node (`spec.podCIDR`), once known.
+    pub fn pod_cidr(&self) -> watch::Receiver<Option<String>> {
+        self.pod_cidr.subscribe()
+    }
+
+    /// Runs until `shutdown` is cancelled, then stops without stopping any pod.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), AgentError> {
+        let config = self.config;
+        if !valid_node_name(&config.node_name) {
+            return Err(AgentError::NodeName(config.node_name));
+        }
+        let endpoint = endpoint(&config.server)?;
+        let listener = tokio::net::TcpListener::bind(config.logs_listen)
+            .await
+            .map_err(|source| AgentError::LogsListen {
+                addr: config.logs_listen,
+                source,
+            })?;
+        let logs_addr = listener
+            .local_addr()
+            .map_err(|source| AgentError::LogsListen {
+                addr: config.logs_listen,
+                source,
+            })?;
+        let runtime_name = self.deps.runtime.name().to_string();
+        let node_ip = config.node_ip;
+        let facts = tokio::task::spawn_blocking(move || HostFacts::read(&runtime_name, node_ip))
+            .await
+            .unwrap_or_else(|_| HostFacts::read("unknown", node_ip));
+        let node = node_object::node_json(
+            &config.node_name,
+            &facts,
+            &config.node_labels,
+            logs_addr.port(),
+            &control_plane_link::heartbeat_time(),
+        );
+        tracing::info!(node = %config.node_name, server = %config.server, logs = %logs_addr, runtime = %facts.runtime_version, "agent starting");
+
+        let stop = shutdown.child_token();
+        let directory = PodDirectory::default();
+        let logs = LogService::new(self.deps.config.clone(), directory.clone());
+        let logs_stop = stop.clone();
+        let log_server = tokio::spawn(async move {
+            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+            let served = tonic::transport::Server::builder()
+                .add_service(AgentServiceServer::new(logs))
+                .serve_with_incoming_shutdown(incoming, logs_stop.cancelled_owned())
+                .await;
+            if let Err(e) = served {
+                tracing::error!("log service on {logs_addr}: {e}");
+            }
+        });
+
+        let (channel_tx, channel_rx) = watch::channel(None);
+        let mut deps = self.deps;
+        let network = config.network.clone().map(|network_config| {
+            let deferred = Arc::new(DeferredNetwork::new());
+            deps.network = deferred.clone();
+            NodeNetwork::new(
+                network_config,
+                deferred,
+                facts.internal_ip,
+                channel_rx.clone(),
+                stop.clone(),
+            )
+        });
+        if let Some(dir) = config.device_plugin_dir.clone() {
+            let manager = DeviceManager::start(
+                DeviceManagerConfig::new(dir, config.node_name.clone()),
+                stop.clone(),
+            )
+            .await?;
+            tokio::spawn(device_report::run(
+                config.node_name.clone(),
+                manager.watch_inventory(),
+                channel_rx.clone(),
+                stop.clone(),
+            ));
+            deps.devices = Arc::new(manager);
+        }
+        if let Some(routes) = config.host_routes.clone() {
+            tokio::spawn(host_routes::run(
+                config.node_name.clone(),
+                routes,
+                channel_rx.clone(),
+                stop.clone(),
+            ));
+        }
+        let (mut pods, mut exits) = PodSupervisor::new(
+            config.node_name.clone(),
+            deps,
+            channel_rx,
+            directory,
+            config.status_interval,
+            stop.clone(),
+        );
+        let mut link = ControlPlaneLink {
+            endpoint,
+            node_name: config.node_name.clone(),
+            node,
+            lease_interval: config.lease_interval,
+            backoff: Backoff::new(config.reconnect_initial, config.reconnect_max),
+            channel: channel_tx,
+            pod_cidr: self.pod_cidr,
+            network,
+        };
+        link.run(&mut pods, &mut exits, &stop).await;
+        pods.detach_all().await;
+        stop.cancel();
+        let _ = log_server.await;
+        tracing::info!(node = %config.node_name, "agent stopped; pods left running");
+        Ok(())
+    }
+}
+
+/// Runs an agent for `config` with `deps` until `shutdown`; see [`NodeAgent`].
+pub async fn run(
+    config: AgentDaemonConfig,
+    deps: WorkerDeps,
+    shutdown: CancellationToken,
+) -> Result<(), AgentError> {
+    NodeAgent::new(config, deps).run(shutdown).await
+}
+
+fn endpoint(url: &str) -> Result<Endpoint, AgentError> {
+    let bad = |message: String| AgentError::ServerUrl {
+        url: url.to_string(),
+        message,
+    };
+    if url.starts_with("https://") {
+        return Err(bad("https is not supported yet: use http://".into()));
+    }
+    if !url.starts_with("http://") {
+        return Err(bad("must start with http://".into()));
+    }
+    let endpoint = Endpoint::from_shared(url.to_string()).map_err(|e| bad(e.to_string()))?;
+    Ok(endpoint
+        .connect_timeout(Duration::from_secs(5))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(10))
+        .keep_alive_timeout(Duration::from_secs(10))
+        .keep_alive_while_idle(true))
+}
+
+fn valid_node_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_urls_and_node_names_are_refused_with_the_reason() {
+        let e = endpoint("https://x:1").unwrap_err().to_string();
+        assert!(e.contains("https is not supported"), "{e}");
+        let e = endpoint("x:1").unwrap_err().to_string();
+        assert!(e.contains("http://"), "{e}");
+        assert!(endpoint("http://127.0.0.1:6443").is_ok());
+        assert!(valid_node_name("node-1.example"));
+        assert!(!valid_node_name("Node_1"));
+        assert!(!valid_node_name(""));
+    }
+}

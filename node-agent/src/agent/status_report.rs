@@ -1,0 +1,140 @@
+//! Pod status and termination reports to the control plane. Each pod has a
+//! reporter task that sends the newest status its thread published, at most once
+//! per `min_interval`, retrying with back-off while the control plane is away.
+
+use std::time::Duration;
+
+use coxswain_proto::node::v1alpha1::node_service_client::NodeServiceClient;
+use coxswain_proto::node::v1alpha1::{PodTerminatedRequest, UpdatePodStatusRequest};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tonic::Code;
+use tonic::transport::Channel;
+
+use super::backoff::Backoff;
+
+/// Which pod a report is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodKey {
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+    /// Its uid.
+    pub uid: String,
+}
+
+impl std::fmt::Display for PodKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{} ({})", self.namespace, self.name, self.uid)
+    }
+}
+
+fn retry_backoff() -> Backoff {
+    Backoff::new(Duration::from_millis(200), Duration::from_secs(5))
+}
+
+/// Waits until a channel to the control plane is up; `None` once `shutdown` fires.
+async fn connected(
+    channel: &mut watch::Receiver<Option<Channel>>,
+    shutdown: &CancellationToken,
+) -> Option<Channel> {
+    tokio::select! {
+        ready = channel.wait_for(Option::is_some) => ready.ok().and_then(|c| c.clone()),
+        _ = shutdown.cancelled() => None,
+    }
+}
+
+/// Sends `key`'s status each time `status` changes, until its sender is dropped or
+/// `shutdown` fires.
+pub async fn report_pod_status(
+    node_name: String,
+    key: PodKey,
+    mut status: watch::Receiver<Option<Vec<u8>>>,
+    mut channel: watch::Receiver<Option<Channel>>,
+    min_interval: Duration,
+    shutdown: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            changed = status.changed() => if changed.is_err() { return },
+            _ = shutdown.cancelled() => return,
+        }
+        let mut backoff = retry_backoff();
+        loop {
+            let Some(json) = status.borrow_and_update().clone() else {
+                break;
+            };
+            let Some(ch) = connected(&mut channel, &shutdown).await else {
+                return;
+            };
+            let request = UpdatePodStatusRequest {
+                node_name: node_name.clone(),
+                namespace: key.namespace.clone(),
+                name: key.name.clone(),
+                uid: key.uid.clone(),
+                status: json,
+            };
+            match NodeServiceClient::new(ch).update_pod_status(request).await {
+                Ok(_) => break,
+                // The pod is gone, the name now belongs to a newer pod, or the status
+                // was refused: sending it again would not help; the next one may.
+                Err(e)
+                    if matches!(
+                        e.code(),
+                        Code::NotFound | Code::FailedPrecondition | Code::InvalidArgument
+                    ) =>
+                {
+                    tracing::debug!(pod = %key, "status not written: {}", e.message());
+                    break;
+                }
+                Err(e) => {
+                    let delay = backoff.next_delay();
+                    tracing::warn!(pod = %key, "writing the pod status failed ({}: {}); retrying in {delay:?}", e.code(), e.message());
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = shutdown.cancelled() => return,
+                    }
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(min_interval) => {}
+            _ = shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// Tells the control plane everything of the terminating pod `key` is gone, retrying
+/// until it answers (a pod that no longer exists counts as done).
+pub async fn report_pod_terminated(
+    node_name: String,
+    key: PodKey,
+    mut channel: watch::Receiver<Option<Channel>>,
+    shutdown: CancellationToken,
+) {
+    let mut backoff = retry_backoff();
+    loop {
+        let Some(ch) = connected(&mut channel, &shutdown).await else {
+            return;
+        };
+        let request = PodTerminatedRequest {
+            node_name: node_name.clone(),
+            namespace: key.namespace.clone(),
+            name: key.name.clone(),
+            uid: key.uid.clone(),
+        };
+        match NodeServiceClient::new(ch).pod_terminated(request).await {
+            Ok(_) => return,
+            Err(e) if matches!(e.code(), Code::NotFound | Code::FailedPrecondition) => return,
+            Err(e) => {
+                let delay = backoff.next_delay();
+                tracing::warn!(pod = %key, "reporting the pod terminated failed ({}: {}); retrying in {delay:?}", e.code(), e.message());
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = shutdown.cancelled() => return,
+                }
+            }
+        }
+    }
+}
