@@ -231,7 +231,12 @@ fn cases() -> Vec<Case> {
         get("/apis/nope.dev/v1", 404, "could not find"),
         get("/api/v2/pods", 404, "could not find"),
         get(&format!("{PODS}/nope"), 404, "pods \"nope\" not found"),
-        get(&format!("{exists}/log"), 404, "subresource"),
+        get(&format!("{exists}/attach"), 404, "subresource"),
+        get(
+            &format!("{exists}/log"),
+            400,
+            "does not have a host assigned",
+        ),
         get("/api/v1/namespaces/default/nodes", 404, "could not find"),
         case(
             M::PUT,

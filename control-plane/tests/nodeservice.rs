@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use coxswain_control_plane::apiserver::ApiServer;
+use coxswain_control_plane::apiserver::{ApiServer, ServeError};
 use coxswain_control_plane::client::in_process;
 use coxswain_control_plane::nodeservice::{NodeService, NodeServiceConfig, lifecycle};
 use coxswain_control_plane::serve::serve;
@@ -29,6 +29,7 @@ struct Cluster {
     client: kube::Client,
     grpc: NodeServiceClient<Channel>,
     shutdown: CancellationToken,
+    served: Option<tokio::task::JoinHandle<Result<(), ServeError>>>,
 }
 
 impl Drop for Cluster {
@@ -50,7 +51,7 @@ async fn start_with(config: NodeServiceConfig) -> Cluster {
     let service = NodeService::new(client.clone(), config);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(serve(api, service, listener, shutdown.clone()));
+    let served = tokio::spawn(serve(api, service, listener, shutdown.clone()));
     let grpc = NodeServiceClient::connect(format!("http://{addr}"))
         .await
         .unwrap();
@@ -60,6 +61,7 @@ async fn start_with(config: NodeServiceConfig) -> Cluster {
         client,
         grpc,
         shutdown,
+        served: Some(served),
     }
 }
 
@@ -811,4 +813,41 @@ async fn http1_rest_and_grpc_share_the_port() {
         .unwrap();
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["spec"]["podCIDR"], "10.244.0.0/24");
+}
+
+#[tokio::test]
+async fn shutdown_ends_the_streams_and_the_server_drains() {
+    let mut cluster = start().await;
+    register(&cluster, "n1", "10.0.0.1").await;
+    let mut pods = cluster
+        .grpc
+        .clone()
+        .watch_pods(pb::WatchPodsRequest {
+            node_name: "n1".to_string(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(next_pod_event(&mut pods).await.0, PodEventType::Synced);
+    let mut routes = cluster
+        .grpc
+        .clone()
+        .watch_routes(pb::WatchRoutesRequest {
+            node_name: "n1".to_string(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(next_route(&mut routes).await.0, RouteEventType::Synced);
+    cluster.shutdown.cancel();
+    let served = cluster.served.take().unwrap();
+    tokio::time::timeout(Duration::from_secs(10), served)
+        .await
+        .expect("the server drains although agents' streams were open")
+        .unwrap()
+        .unwrap();
+    let end = tokio::time::timeout(Duration::from_secs(10), pods.message())
+        .await
+        .expect("the pod stream ends");
+    assert!(matches!(end, Ok(None) | Err(_)), "{end:?}");
 }

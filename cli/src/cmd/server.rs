@@ -1,4 +1,5 @@
-//! `cox server`: the control plane — the Kubernetes-compatible API over the embedded store
+//! `cox server`: the control plane — the Kubernetes-compatible API and the node service (one
+//! port; nodes marked NotReady when their lease expires) over the embedded store
 //! (default) or etcd.
 //!
 //! It writes an admin kubeconfig to `<data-dir>/kubeconfig`. The first SIGTERM or Ctrl-C drains
@@ -12,6 +13,8 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use coxswain_control_plane::apiserver::{ApiServer, check_listen_address, kubeconfig};
+use coxswain_control_plane::nodeservice::cidr::Ipv4Cidr;
+use coxswain_control_plane::nodeservice::{NodeService, NodeServiceConfig, lifecycle};
 use coxswain_control_plane::scheduler::runner::{self as scheduler, RunnerConfig};
 use coxswain_control_plane::store::{EmbeddedStore, EtcdStore, Store};
 use tokio_util::sync::CancellationToken;
@@ -31,6 +34,35 @@ pub struct ServerArgs {
     /// etcd client URLs (comma-separated); the embedded store is used when absent.
     #[arg(long, value_delimiter = ',')]
     pub etcd_endpoints: Vec<String>,
+    /// How long a node's lease may go unrenewed before the node is marked NotReady
+    /// (`40s`, `2m`, or seconds).
+    #[arg(long, default_value = "40s", value_parser = parse_duration)]
+    pub node_grace_period: Duration,
+    /// The range node pod CIDRs (one /24 each) are assigned from.
+    #[arg(long, default_value = "10.244.0.0/16")]
+    pub cluster_cidr: Ipv4Cidr,
+}
+
+/// Parses `40s`, `2m`, `1h` or a bare number of seconds.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => text.split_at(i),
+        None => (text, "s"),
+    };
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("invalid duration {text:?}: expected e.g. 40s, 2m or 1h"))?;
+    let seconds = match unit {
+        "s" => number,
+        "m" => number * 60,
+        "h" => number * 3600,
+        _ => {
+            return Err(format!(
+                "invalid duration {text:?}: the unit must be s, m or h"
+            ));
+        }
+    };
+    Ok(Duration::from_secs(seconds))
 }
 
 /// Runs `cox server` until a signal stops it.
@@ -95,12 +127,29 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         kubeconfig_path.display()
     );
     tokio::spawn(watch_signals(shutdown.clone()));
+    let client = coxswain_control_plane::client::in_process(&server);
     tokio::spawn(scheduler::run(
-        coxswain_control_plane::client::in_process(&server),
+        client.clone(),
         RunnerConfig::default(),
         shutdown.clone(),
     ));
-    let mut served = tokio::spawn(server.serve(listener));
+    let node_config = NodeServiceConfig {
+        cluster_cidr: args.cluster_cidr,
+        lease_grace: args.node_grace_period,
+        ..NodeServiceConfig::default()
+    };
+    tokio::spawn(lifecycle::run(
+        client.clone(),
+        node_config.lease_grace,
+        shutdown.clone(),
+    ));
+    let node_service = NodeService::new(client.clone(), node_config);
+    let mut served = tokio::spawn(coxswain_control_plane::serve::serve(
+        server,
+        node_service,
+        listener,
+        shutdown.clone(),
+    ));
     tokio::select! {
         result = &mut served => {
             result.context("the server task failed")??;

@@ -231,3 +231,44 @@ pub fn references(pod: &Pod) -> (BTreeSet<String>, BTreeSet<String>) {
     config_maps.remove("");
     (secrets, config_maps)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_cover_volumes_env_env_from_and_pull_secrets() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p"},
+            "spec": {
+                "imagePullSecrets": [{"name": "registry"}],
+                "volumes": [
+                    {"name": "a", "secret": {"secretName": "tls"}},
+                    {"name": "b", "configMap": {"name": "conf"}},
+                    {"name": "c", "projected": {"sources": [
+                        {"secret": {"name": "token"}},
+                        {"configMap": {"name": "ca"}},
+                    ]}},
+                ],
+                "initContainers": [{"name": "i", "env": [
+                    {"name": "X", "valueFrom": {"configMapKeyRef": {"name": "init-conf", "key": "k"}}},
+                ]}],
+                "containers": [{"name": "c",
+                    "env": [
+                        {"name": "Y", "valueFrom": {"secretKeyRef": {"name": "password", "key": "k"}}},
+                        {"name": "Z", "value": "plain"},
+                    ],
+                    "envFrom": [{"secretRef": {"name": "all-secrets"}}, {"configMapRef": {"name": "all-conf"}}],
+                }],
+            }
+        }))
+        .unwrap();
+        let (secrets, config_maps) = references(&pod);
+        let set = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<BTreeSet<_>>();
+        assert_eq!(
+            secrets,
+            set(&["all-secrets", "password", "registry", "tls", "token"])
+        );
+        assert_eq!(config_maps, set(&["all-conf", "ca", "conf", "init-conf"]));
+    }
+}
