@@ -124,6 +124,8 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     agent_cmd
         .arg("agent")
         .args(["--server", &url, "--node-name", node])
+        // One machine: the node's address is loopback, where the agent's log service listens.
+        .args(["--node-ip", "127.0.0.1"])
         .arg("--root")
         .arg(&agent_root)
         .args(["--allow-host-path", CHECKPOINTS]);
@@ -479,7 +481,7 @@ async fn follow_job(
                 let stream = client
                     .stream(
                         &format!("/api/v1/namespaces/{NAMESPACE}/pods/{name}/log?follow=true"),
-                        "text/plain",
+                        "application/json, */*",
                     )
                     .await;
                 if let Ok(response) = stream {
