@@ -156,6 +156,9 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     println!("  kubectl logs {JOB}-worker-0");
     println!("  daemon logs: {}", logs.display());
     if args.exit {
+        // Leave nothing running: the job's pods go (the agent tears down their sandboxes,
+        // networks and devices) before the daemons stop.
+        delete_job(&client).await?;
         daemons.stop();
         if succeeded {
             println!("\ncox demo: the training job succeeded (--exit)");
@@ -269,7 +272,7 @@ fn sibling_binary(name: &str) -> anyhow::Result<PathBuf> {
 
 /// `preferred` when its port is free, else a free port on the same address.
 fn free_or(preferred: SocketAddr) -> SocketAddr {
-    if std::net::TcpListener::bind(preferred).is_ok() {
+    if preferred.port() != 0 && std::net::TcpListener::bind(preferred).is_ok() {
         return preferred;
     }
     std::net::TcpListener::bind((preferred.ip(), 0))
@@ -341,36 +344,7 @@ async fn wait_for_node(
 
 /// Replaces any previous run's job and submits the trainer ConfigMap and the TrainingJob.
 async fn submit_job(client: &ApiClient) -> anyhow::Result<()> {
-    let job_path = format!("/apis/coxswain.dev/v1alpha1/namespaces/{NAMESPACE}/trainingjobs/{JOB}");
-    let previous = client
-        .send(Method::GET, &job_path, "application/json", None)
-        .await?;
-    if previous.status.is_success() {
-        client
-            .send(
-                Method::DELETE,
-                &job_path,
-                "application/json",
-                Some((
-                    "application/json",
-                    serde_json::to_vec(&json!({"propagationPolicy": "Foreground"}))?,
-                )),
-            )
-            .await?;
-        let deadline = Instant::now() + Duration::from_secs(90);
-        loop {
-            let job = client
-                .send(Method::GET, &job_path, "application/json", None)
-                .await?;
-            let pods = job_pods(client).await?;
-            if job.status == reqwest::StatusCode::NOT_FOUND && pods.is_empty() {
-                break;
-            }
-            if Instant::now() > deadline {
-                bail!("the previous demo job did not go away within 90 s");
-            }
-            tokio::time::sleep(Duration::from_millis(300)).await;
-        }
+    if delete_job(client).await? {
         step("removed the previous run's job");
     }
     let checkpoints = Path::new(CHECKPOINTS).join(JOB);
@@ -411,6 +385,47 @@ async fn submit_job(client: &ApiClient) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Deletes the example job (foreground) and waits until it and its pods are gone; false
+/// when there was none.
+async fn delete_job(client: &ApiClient) -> anyhow::Result<bool> {
+    let job_path = job_path();
+    let previous = client
+        .send(Method::GET, &job_path, "application/json", None)
+        .await?;
+    if !previous.status.is_success() {
+        return Ok(false);
+    }
+    client
+        .send(
+            Method::DELETE,
+            &job_path,
+            "application/json",
+            Some((
+                "application/json",
+                serde_json::to_vec(&json!({"propagationPolicy": "Foreground"}))?,
+            )),
+        )
+        .await?;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let job = client
+            .send(Method::GET, &job_path, "application/json", None)
+            .await?;
+        if job.status == reqwest::StatusCode::NOT_FOUND && job_pods(client).await?.is_empty() {
+            return Ok(true);
+        }
+        if Instant::now() > deadline {
+            bail!("the job {NAMESPACE}/{JOB} did not go away within 90 s");
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// The example job's URL path.
+fn job_path() -> String {
+    format!("/apis/coxswain.dev/v1alpha1/namespaces/{NAMESPACE}/trainingjobs/{JOB}")
+}
+
 /// The job's pods, by name.
 async fn job_pods(client: &ApiClient) -> anyhow::Result<Vec<Value>> {
     let list = client
@@ -433,7 +448,7 @@ async fn follow_job(
     daemons: &mut Daemons,
     timeout: Duration,
 ) -> anyhow::Result<bool> {
-    let job_path = format!("/apis/coxswain.dev/v1alpha1/namespaces/{NAMESPACE}/trainingjobs/{JOB}");
+    let job_path = job_path();
     let deadline = Instant::now() + timeout;
     let mut last_reason = String::new();
     let mut following: Option<String> = None;
