@@ -261,14 +261,15 @@ async fn a_kubernetes_plugin_without_attributes_is_inventoried_allocated_and_pre
             ("gpu-1".into(), "fpga-b".into())
         ])
     );
-    assert!(
-        devices[0]
-            .attributes
-            .as_ref()
-            .unwrap()
-            .get("model")
-            .is_none()
-    );
+    // No attributes service: no model is invented (the slice carries an empty one).
+    let model = devices[0]
+        .attributes
+        .as_ref()
+        .unwrap()
+        .get("model")
+        .and_then(|a| a.string.clone())
+        .unwrap_or_default();
+    assert_eq!(model, "", "a model the plugin never reported");
     let (pod, c) = fpga_pod("p1");
     let edits = m.allocate(&pod, &c).await.unwrap();
     assert_eq!(edits.env, vec!["FPGA=fpga-a"]);
