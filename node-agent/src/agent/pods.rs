@@ -17,6 +17,7 @@ use std::time::Duration;
 use coxswain_api::k8s::{ConfigMap, Pod, Secret};
 use coxswain_proto::node::v1alpha1::PodEvent;
 use coxswain_proto::node::v1alpha1::pod_event::Type as EventType;
+use k8s_openapi::ByteString;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
@@ -297,16 +298,8 @@ pub fn pod_data(secrets: &[Vec<u8>], config_maps: &[Vec<u8>]) -> PodData {
             continue;
         };
         let name = secret.metadata.name.unwrap_or_default();
-        let mut values: BTreeMap<String, Vec<u8>> = secret
-            .data
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(k, v)| (k, v.0))
-            .collect();
-        for (k, v) in secret.string_data.unwrap_or_default() {
-            values.insert(k, v.into_bytes());
-        }
-        data.secrets.insert(name, values);
+        data.secrets
+            .insert(name, contents(secret.data, secret.string_data));
     }
     for raw in config_maps {
         let Ok(map) = serde_json::from_slice::<ConfigMap>(raw) else {
@@ -314,18 +307,27 @@ pub fn pod_data(secrets: &[Vec<u8>], config_maps: &[Vec<u8>]) -> PodData {
             continue;
         };
         let name = map.metadata.name.unwrap_or_default();
-        let mut values: BTreeMap<String, Vec<u8>> = map
-            .binary_data
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(k, v)| (k, v.0))
-            .collect();
-        for (k, v) in map.data.unwrap_or_default() {
-            values.insert(k, v.into_bytes());
-        }
-        data.config_maps.insert(name, values);
+        data.config_maps
+            .insert(name, contents(map.binary_data, map.data));
     }
     data
+}
+
+/// Binary and text entries of a Secret or ConfigMap as bytes; text wins on a clash, as
+/// `stringData` does.
+fn contents(
+    binary: Option<BTreeMap<String, ByteString>>,
+    text: Option<BTreeMap<String, String>>,
+) -> BTreeMap<String, Vec<u8>> {
+    let mut values: BTreeMap<String, Vec<u8>> = binary
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, v.0))
+        .collect();
+    for (k, v) in text.unwrap_or_default() {
+        values.insert(k, v.into_bytes());
+    }
+    values
 }
 
 #[cfg(test)]
