@@ -3,6 +3,7 @@
 //! - [`apiserver`]: the Kubernetes-compatible REST API.
 //! - [`controllers`]: level-triggered controllers (training jobs, garbage collector) over a
 //!   `kube::Client`.
+//! - [`events`]: the core/v1 Event recorder components report through.
 //! - [`store`]: the `Store` trait and its two backends (embedded redb, etcd).
 //! - [`scheduler`]: the scheduler framework, plugins (GPU devices, gangs, topology,
 //!   preemption) and its hollow-node benchmark.
@@ -14,6 +15,7 @@
 pub mod apiserver;
 pub mod client;
 pub mod controllers;
+pub mod events;
 pub mod metrics;
 pub mod nodeservice;
 pub mod scheduler;
