@@ -15,12 +15,14 @@
 //! - [`defaulting`]: the defaults the API server applies before validation.
 //! - [`conditions`]: `status.conditions` helpers.
 //! - [`devices`]: the GPU inventory as `resource.k8s.io/v1` ResourceSlices (driver `gpu.coxswain.dev`).
+//! - [`gpu_devices`]: the pod annotation naming the GPUs the scheduler picked.
 
 pub mod conditions;
 pub mod coxswain;
 pub mod decode;
 pub mod defaulting;
 pub mod devices;
+pub mod gpu_devices;
 pub mod k8s;
 pub mod kubeflow;
 pub mod names;

@@ -32,6 +32,8 @@ enum Command {
     Server(cmd::server::ServerArgs),
     /// Replay GPU-cluster traces through the placement simulator.
     Sim(cmd::sim::SimArgs),
+    /// Show nodes, pods or the GPU map (`cox top gpus`), optionally redrawn (`-w`).
+    Top(cmd::top::TopArgs),
     /// Print the version of this binary.
     Version,
 }
@@ -55,6 +57,7 @@ fn main() -> std::process::ExitCode {
         Command::Get(args) => cmd::get::run(args),
         Command::Server(args) => cmd::server::run(args),
         Command::Sim(args) => cmd::sim::run(args),
+        Command::Top(args) => cmd::top::run(args),
         Command::Version => {
             println!("cox {}", env!("CARGO_PKG_VERSION"));
             Ok(())

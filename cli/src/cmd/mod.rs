@@ -12,3 +12,4 @@ pub mod manifest;
 pub mod server;
 pub mod sim;
 pub mod sim_bench;
+pub mod top;
