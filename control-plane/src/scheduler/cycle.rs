@@ -1,7 +1,7 @@
 //! One scheduling cycle: PreFilter → Filter (a sample of nodes, relaxed once if
 //! nothing fits) → PostFilter on failure → Score → Reserve (assume) → Permit → Bind.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::binder::Binding;
 use super::cycle_state::CycleState;
@@ -30,9 +30,14 @@ impl Scheduler {
         &mut self,
         pod: &PodInfo,
         state: &mut CycleState,
+        report: &mut CycleReport,
     ) -> Result<Vec<usize>, Diagnosis> {
         loop {
-            let candidates = match self.framework.run_pre_filter(&self.snapshot, state, pod) {
+            let started = Instant::now();
+            let pre_filtered = self.framework.run_pre_filter(&self.snapshot, state, pod);
+            report.time("PreFilter", started.elapsed());
+            let filtering = Instant::now();
+            let candidates = match pre_filtered {
                 Ok(c) => c,
                 Err(s) => {
                     return Err(Diagnosis {
@@ -64,6 +69,7 @@ impl Scheduler {
                     .run_filter(&self.snapshot, state, pod, &nodes[i])
                     .is_success()
             {
+                report.time("Filter", filtering.elapsed());
                 return Ok(vec![i]);
             }
             let mut scanned = 0;
@@ -86,6 +92,7 @@ impl Scheduler {
             if candidates.is_none() && total > 0 {
                 self.next_start = (start + scanned) % total;
             }
+            report.time("Filter", filtering.elapsed());
             if !feasible.is_empty() {
                 return Ok(feasible);
             }
@@ -110,6 +117,7 @@ impl Scheduler {
             bound: Vec::new(),
             released: Vec::new(),
             failure: None,
+            timings: Vec::new(),
         };
         let Some(pod) = self
             .snapshot
@@ -121,12 +129,19 @@ impl Scheduler {
             return Some(report);
         };
         let mut state = CycleState::new();
-        report.result = match self.find_feasible(&pod, &mut state) {
+        report.result = match self.find_feasible(&pod, &mut state, &mut report) {
             Ok(feasible) => {
+                let started = Instant::now();
                 let best = self.select(&pod, &state, &feasible);
+                report.time("Score", started.elapsed());
                 self.reserve_and_permit(&pod, &mut state, best, now, &mut report)
             }
-            Err(diagnosis) => self.fail(&pod, &diagnosis, now, &mut report),
+            Err(diagnosis) => {
+                let started = Instant::now();
+                let result = self.fail(&pod, &diagnosis, now, &mut report);
+                report.time("PostFilter", started.elapsed());
+                result
+            }
         };
         self.release_rejected(now, &mut report.released);
         Some(report)
@@ -158,7 +173,9 @@ impl Scheduler {
     ) -> CycleResult {
         let node: &NodeInfo = &self.snapshot.nodes()[node_index];
         let name = node.name.clone();
+        let started = Instant::now();
         let s = self.framework.run_reserve(&self.snapshot, state, pod, node);
+        report.time("Reserve", started.elapsed());
         if !s.is_success() {
             self.queue
                 .add_unschedulable(&pod.key, self.cure(s.plugin), now);
@@ -174,10 +191,12 @@ impl Scheduler {
             return CycleResult::Unschedulable(Status::error("Scheduler", e.to_string()));
         }
         self.nominated.remove(&pod.key);
-        match self
+        let started = Instant::now();
+        let permit = self
             .framework
-            .run_permit(&self.snapshot, pod, &name, &mut self.waiting)
-        {
+            .run_permit(&self.snapshot, pod, &name, &mut self.waiting);
+        report.time("Permit", started.elapsed());
+        match permit {
             Err(s) => {
                 self.release(&pod.key, &name, &s, now);
                 report.released.push(pod.key.clone());
@@ -197,7 +216,10 @@ impl Scheduler {
             }
             Ok(None) => {
                 self.bind_allowed(now, report);
-                match self.bind(&pod.key, &name, now) {
+                let started = Instant::now();
+                let bound = self.bind(&pod.key, &name, now);
+                report.time("Bind", started.elapsed());
+                match bound {
                     Ok(b) => {
                         report.bound.push(b);
                         CycleResult::Bound(name)
@@ -210,7 +232,10 @@ impl Scheduler {
 
     fn bind_allowed(&mut self, now: Duration, report: &mut CycleReport) {
         for w in self.waiting.take_allowed() {
-            if let Ok(b) = self.bind(&w.pod, &w.node, now) {
+            let started = Instant::now();
+            let bound = self.bind(&w.pod, &w.node, now);
+            report.time("Bind", started.elapsed());
+            if let Ok(b) = bound {
                 report.bound.push(b);
             }
         }

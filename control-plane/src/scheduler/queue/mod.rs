@@ -21,6 +21,8 @@ use super::snapshot::EventMask;
 /// Ordering key of the active queue (smaller first), produced by the QueueSort plugin.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct QueueKey {
+    /// Pods of higher-priority `Queue`s first (0 without a queue).
+    pub queue_priority: Reverse<i32>,
     /// Higher priority first.
     pub priority: Reverse<i32>,
     /// Earlier gangs (or pods) first; gang members share their gang's value.
