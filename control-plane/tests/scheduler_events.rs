@@ -97,32 +97,48 @@ async fn a_gang_that_cannot_be_placed_says_how_many_members_fit() {
         },
     );
     groups.create(&PostParams::default(), &group).await.unwrap();
+    // m2 fits no node's labels. m0 and m1 have a higher priority, so whenever m2 and one
+    // of them are both ready to try, the other goes first and is reserved: when m2 fails,
+    // one or two members were placeable, and the gang releases them.
+    let classes: Api<PriorityClass> = Api::all(cluster.client.clone());
+    let class: PriorityClass =
+        serde_json::from_value(json!({"metadata": {"name": "member"}, "value": 100})).unwrap();
+    classes
+        .create(&PostParams::default(), &class)
+        .await
+        .unwrap();
+    let member = |name: &str, spec: serde_json::Value| {
+        let mut value = json!({
+            "metadata": {"name": name, "labels": {PodGroup::POD_LABEL: "gang"}},
+            "spec": {"containers": [{"name": "c", "image": "busybox", "resources": {
+                "requests": {"cpu": "1", "nvidia.com/gpu": "4"},
+                "limits": {"nvidia.com/gpu": "4"}}}]}
+        });
+        for (k, v) in spec.as_object().unwrap() {
+            value["spec"][k] = v.clone();
+        }
+        value
+    };
     cluster
-        .create_pod("m0", "nvidia.com/gpu", 4, Some("gang"))
+        .create(member("m2", json!({"nodeSelector": {"zone": "nowhere"}})))
         .await;
-    cluster
-        .create_pod("m1", "nvidia.com/gpu", 4, Some("gang"))
-        .await;
-    // The third member fits the gang's GPU count but no node's labels: the two reserved
-    // members are released and the gang reports 2 of 3 placeable.
-    cluster
-        .create(json!({
-            "metadata": {"name": "m2", "labels": {PodGroup::POD_LABEL: "gang"}},
-            "spec": {
-                "nodeSelector": {"zone": "nowhere"},
-                "containers": [{"name": "c", "image": "busybox", "resources": {
-                    "requests": {"cpu": "1", "nvidia.com/gpu": "4"},
-                    "limits": {"nvidia.com/gpu": "4"}}}]
-            }
-        }))
-        .await;
+    for name in ["m0", "m1"] {
+        cluster
+            .create(member(name, json!({"priorityClassName": "member"})))
+            .await;
+    }
     let event = wait_event(
         &cluster.client,
         "PodGroup",
         "gang",
         "Unschedulable",
-        "pod group default/gang: 2/3 members placeable: 0/2 nodes are available: ",
-        |_| true,
+        "node(s) didn't match Pod's node selector zone=nowhere.",
+        |e| {
+            e.message.as_deref().is_some_and(|m| {
+                m.starts_with("pod group default/gang: 1/3 ")
+                    || m.starts_with("pod group default/gang: 2/3 ")
+            })
+        },
     )
     .await;
     let message = event.message.clone().unwrap_or_default();
@@ -178,6 +194,8 @@ async fn a_victim_is_told_who_preempted_it() {
     cluster.create(pod("victim", "low")).await;
     cluster.wait_bound("victim").await;
     cluster.create(pod("preemptor", "high")).await;
+    let bound = cluster.wait_bound("preemptor").await;
+    assert_eq!(node_of(&bound).as_deref(), Some("node-a"));
     let event = wait_event(
         &cluster.client,
         "Pod",
@@ -188,8 +206,6 @@ async fn a_victim_is_told_who_preempted_it() {
     )
     .await;
     assert_eq!(event.type_.as_deref(), Some("Normal"));
-    let bound = cluster.wait_bound("preemptor").await;
-    assert_eq!(node_of(&bound).as_deref(), Some("node-a"));
     cluster.stop().await;
 }
 

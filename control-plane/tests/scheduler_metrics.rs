@@ -42,7 +42,7 @@ async fn the_runner_records_attempts_latencies_pending_gangs_and_preemptions() {
     })
     .await;
     let classes: Api<PriorityClass> = Api::all(cluster.client.clone());
-    for (name, value) in [("low", 1), ("high", 100)] {
+    for (name, value) in [("low", 1), ("mid", 50), ("high", 100)] {
         let class: PriorityClass =
             serde_json::from_value(json!({"metadata": {"name": name}, "value": value})).unwrap();
         classes
@@ -51,6 +51,16 @@ async fn the_runner_records_attempts_latencies_pending_gangs_and_preemptions() {
             .unwrap();
     }
     cluster.add_node("node-a", 8, false).await;
+
+    // Grace 0: no agent runs here to finish a graceful deletion of a bound victim.
+    let pod = |name: &str, class: &str, gpus: u32| {
+        json!({"metadata": {"name": name, "labels": {}}, "spec": {
+            "priorityClassName": class,
+            "terminationGracePeriodSeconds": 0,
+            "containers": [{"name": "c", "image": "busybox", "resources": {
+                "requests": {"cpu": "1", "nvidia.com/gpu": gpus.to_string()},
+                "limits": {"nvidia.com/gpu": gpus.to_string()}}}]}})
+    };
 
     // A gang of two 2-GPU members.
     let groups: Api<PodGroup> = Api::namespaced(cluster.client.clone(), "default");
@@ -63,23 +73,15 @@ async fn the_runner_records_attempts_latencies_pending_gangs_and_preemptions() {
     );
     groups.create(&PostParams::default(), &group).await.unwrap();
     for name in ["g0", "g1"] {
-        cluster
-            .create_pod(name, "nvidia.com/gpu", 2, Some("pair"))
-            .await;
+        let mut member = pod(name, "mid", 2);
+        member["metadata"]["labels"][PodGroup::POD_LABEL] = json!("pair");
+        cluster.create(member).await;
     }
     cluster.wait_bound("g0").await;
     cluster.wait_bound("g1").await;
 
-    // A low-priority 4-GPU pod fills the node; a high-priority one preempts it.
-    let pod = |name: &str, class: &str, gpus: u32| {
-        // Grace 0: no agent runs here to finish a graceful deletion of the bound victim.
-        json!({"metadata": {"name": name}, "spec": {
-            "priorityClassName": class,
-            "terminationGracePeriodSeconds": 0,
-            "containers": [{"name": "c", "image": "busybox", "resources": {
-                "requests": {"cpu": "1", "nvidia.com/gpu": gpus.to_string()},
-                "limits": {"nvidia.com/gpu": gpus.to_string()}}}]}})
-    };
+    // A low-priority 4-GPU pod fills the node; a high-priority one preempts it (the gang,
+    // of higher priority than it, is reprieved).
     cluster.create(pod("low", "low", 4)).await;
     cluster.wait_bound("low").await;
     cluster.create(pod("high", "high", 4)).await;

@@ -39,9 +39,9 @@ async fn priority_classes_are_served_resolved_and_enforced_at_admission() {
     let cluster = Cluster::start().await;
     let classes: Api<PriorityClass> = Api::all(cluster.client.clone());
     let system = classes.get("system-node-critical").await.unwrap();
-    assert_eq!(system.value, 2_000_001_000);
+    assert_eq!(system.value, Some(2_000_001_000));
     let system = classes.get("system-cluster-critical").await.unwrap();
-    assert_eq!(system.value, 2_000_000_000);
+    assert_eq!(system.value, Some(2_000_000_000));
     add_class(&cluster.client, "batch", 50, true).await;
     add_class(&cluster.client, "prod", 1000, false).await;
 

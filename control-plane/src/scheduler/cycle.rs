@@ -138,7 +138,7 @@ impl Scheduler {
             }
             Err(diagnosis) => {
                 let started = Instant::now();
-                let result = self.fail(&pod, &diagnosis, now, &mut report);
+                let result = self.fail(&pod, &state, &diagnosis, now, &mut report);
                 report.time("PostFilter", started.elapsed());
                 result
             }
