@@ -227,18 +227,21 @@ async fn queue_quotas_hold_pods_and_cohorts_lend_idle_quota() {
             .create(gpu_pod(name, 4, json!({}), member("big")))
             .await;
     }
-    cluster
-        .wait_unschedulable(
-            "b1",
-            "queue small: nvidia.com/gpu quota exceeded (4 in use + 4 requested > 4)",
-        )
-        .await;
-    let b0 = cluster.pods().get("b0").await.unwrap();
-    assert_eq!(
-        node_of(&b0),
-        None,
-        "a gang member bound over its queue's quota"
-    );
+    // Whichever member is tried second crosses the quota; the gang's event says so.
+    wait_event(
+        &cluster.client,
+        "PodGroup",
+        "big",
+        "Unschedulable",
+        "1/2 members placeable: 0/2 nodes are available: queue small: nvidia.com/gpu quota \
+         exceeded (4 in use + 4 requested > 4).",
+        |_| true,
+    )
+    .await;
+    for name in ["b0", "b1"] {
+        let pod = cluster.pods().get(name).await.unwrap();
+        assert_eq!(node_of(&pod), None, "{name} bound over its queue's quota");
+    }
     // A gang of `prod` (its PodGroup's spec.queue) within prod's quota binds whole.
     groups
         .create(&PostParams::default(), &group("train", "prod"))
@@ -251,7 +254,9 @@ async fn queue_quotas_hold_pods_and_cohorts_lend_idle_quota() {
     }
     cluster.wait_bound("t0").await;
     cluster.wait_bound("t1").await;
-    let b0 = cluster.pods().get("b0").await.unwrap();
-    assert_eq!(node_of(&b0), None);
+    for name in ["b0", "b1"] {
+        let pod = cluster.pods().get(name).await.unwrap();
+        assert_eq!(node_of(&pod), None);
+    }
     cluster.stop().await;
 }

@@ -9,6 +9,7 @@ use super::engine::{CycleReport, CycleResult, Scheduler};
 use super::framework::Diagnosis;
 use super::model::{DeviceAlloc, NodeInfo, PodInfo, PodKey};
 use super::plugins::gpu::DEVICES_KEY;
+use super::snapshot::EventMask;
 use super::status::Status;
 
 impl Scheduler {
@@ -285,8 +286,21 @@ impl Scheduler {
 
     /// Releases every pod rejected at Permit since the last call.
     pub(super) fn release_rejected(&mut self, now: Duration, released: &mut Vec<PodKey>) {
-        for (w, s) in self.waiting.take_rejected() {
-            self.release(&w.pod, &w.node, &s, now);
+        let rejected = self.waiting.take_rejected();
+        if rejected.is_empty() {
+            return;
+        }
+        for (w, _) in &rejected {
+            if let Some(pod) = self.snapshot.pod(&w.pod).cloned() {
+                self.framework.run_unreserve(&self.snapshot, &pod, &w.node);
+            }
+            self.snapshot.forget(&w.pod);
+        }
+        // Their capacity is free again: pods parked for the lack of it may fit now.
+        self.queue.on_release(EventMask::POD_DELETED, now);
+        for (w, s) in rejected {
+            self.queue
+                .add_unschedulable(&w.pod, self.cure(s.plugin), now);
             released.push(w.pod);
         }
     }

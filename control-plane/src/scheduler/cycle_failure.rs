@@ -70,9 +70,11 @@ impl Scheduler {
                 break;
             }
         }
+        // Released before the pod and its gang are parked, so the capacity they free
+        // wakes other pods, not this gang.
+        self.release_rejected(now, &mut report.released);
         self.park_gang(pod, cure, now);
         self.queue.add_unschedulable(&pod.key, cure, now);
-        self.release_rejected(now, &mut report.released);
         outcome
     }
 
