@@ -193,10 +193,11 @@ async fn requests_are_counted_and_timed_with_kubernetes_labels() {
         Some(1.0)
     );
 
-    // The store under the API: the bootstrap namespaces and p1 were created, the second p1 was not.
+    // The store under the API: the bootstrap namespaces, the two system PriorityClasses and p1
+    // were created, the second p1 was not.
     let ops = "coxswain_store_operations_total";
     let create_ok = [("operation", "create"), ("result", "ok")];
-    assert_eq!(sample(&text, ops, &create_ok), Some(3.0), "{text}");
+    assert_eq!(sample(&text, ops, &create_ok), Some(5.0), "{text}");
     let exists = [("operation", "create"), ("result", "already_exists")];
     assert_eq!(sample(&text, ops, &exists), Some(1.0));
     let timed = [("operation", "create"), ("backend", "embedded")];
@@ -206,7 +207,7 @@ async fn requests_are_counted_and_timed_with_kubernetes_labels() {
             "coxswain_store_operation_duration_seconds_count",
             &timed
         ),
-        Some(4.0)
+        Some(6.0)
     );
     promtool_check(&text);
 }

@@ -43,6 +43,7 @@ fn gang(
             timeout: Duration::from_secs(30),
             topology,
             seq,
+            queue: None,
         }))
         .unwrap();
     (0..members)
@@ -108,6 +109,7 @@ fn a_member_that_cannot_fit_releases_the_whole_gang() {
             timeout: Duration::from_secs(30),
             topology: None,
             seq: 1,
+            queue: None,
         }))
         .unwrap();
     for i in 0..3 {

@@ -72,6 +72,7 @@ fn a_gang_is_evicted_whole_or_not_at_all() {
             timeout: Duration::from_secs(30),
             topology: None,
             seq: 0,
+            queue: None,
         }))
         .unwrap();
     let members: Vec<PodInfo> = (0..2)

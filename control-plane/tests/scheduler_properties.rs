@@ -169,6 +169,7 @@ proptest! {
                 timeout: Duration::from_secs(30),
                 topology: None,
                 seq: g as u64,
+                queue: None,
             })).expect("group");
             let mut keys = Vec::new();
             for m in 0..*members {

@@ -7,7 +7,8 @@
 //! - [`router`]: paths to handlers; [`request`]: path and query parsing;
 //!   [`negotiate`]: media types in and out; [`status_error`]: errors as `Status` objects.
 //! - [`handlers`]: one file per verb; [`admission`]: decode, default, validate;
-//!   [`strategic_merge`] and [`apply`]: the patch flavours beyond RFC 7386/6902.
+//!   [`strategic_merge`] and [`apply`]: the patch flavours beyond RFC 7386/6902;
+//!   [`priority`]: pods' `priorityClassName` → `priority` (Kubernetes' Priority admission).
 //! - [`discovery`], [`openapi`], [`table`], [`selectors`], [`kubeconfig`].
 
 pub mod admission;
@@ -19,6 +20,7 @@ pub mod negotiate;
 pub mod objects;
 pub mod openapi;
 pub mod openapi_schemas;
+pub mod priority;
 pub mod request;
 pub mod router;
 pub mod selectors;
@@ -118,6 +120,7 @@ impl ApiServer {
                 Err(e) => return Err(e.into()),
             }
         }
+        priority::ensure_system_classes(&*store).await?;
         Ok(ApiServer {
             state: ApiState {
                 store,

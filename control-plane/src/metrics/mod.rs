@@ -9,11 +9,14 @@
 //!   counting objects and bytes per resource.
 //! - [`cluster`]: [`run_cluster_collector`], gauges of nodes, GPUs, pods and training jobs
 //!   computed from the API through a `kube::Client`.
+//! - [`scheduler`]: scheduling attempts, latencies per extension point, pending pods,
+//!   gang waits and preemptions, recorded by the scheduler runner.
 //!
 //! `docs/metrics.md` lists every metric.
 
 pub mod api;
 pub mod cluster;
+pub mod scheduler;
 pub mod store;
 
 use std::sync::Arc;
@@ -36,6 +39,8 @@ pub struct Metrics {
     pub store: store::StoreMetrics,
     /// Cluster state gauges.
     pub cluster: cluster::ClusterMetrics,
+    /// Scheduler metrics.
+    pub scheduler: scheduler::SchedulerMetrics,
 }
 
 impl Metrics {
@@ -46,6 +51,7 @@ impl Metrics {
             api: api::ApiMetrics::register(&registry),
             store: store::StoreMetrics::register(&registry),
             cluster: cluster::ClusterMetrics::register(&registry),
+            scheduler: scheduler::SchedulerMetrics::register(&registry),
             registry,
         };
         Arc::new(metrics)

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use coxswain_api::coxswain::PodGroup;
+use coxswain_api::coxswain::{DEFAULT_QUEUE, PodGroup, Queue};
 use coxswain_api::k8s::{Node, Pod};
 use coxswain_api::k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use coxswain_api::quantity::parse_quantity;
@@ -16,8 +16,8 @@ use thiserror::Error;
 
 use super::binder::parse_devices;
 use super::model::{
-    GangSpec, NodeInfo, PodInfo, Requirement, RequirementOp, Resources, Taint, TaintEffect,
-    Toleration, TolerationOp,
+    GangSpec, NodeInfo, PodInfo, QUEUE_LABEL, QueueInfo, Quota, Requirement, RequirementOp,
+    Resources, Taint, TaintEffect, Toleration, TolerationOp,
 };
 use super::plugins::gpu::GPU_MODEL_ANNOTATION;
 
@@ -127,6 +127,7 @@ pub fn pod_info(pod: &Pod, seq: u64) -> Result<PodInfo, ConvertError> {
     let mut info = PodInfo::new(&format!("{ns}/{name}"), 0, 0, 0);
     info.seq = seq;
     info.priority = spec.priority.unwrap_or(0);
+    info.never_preempts = spec.preemption_policy.as_deref() == Some("Never");
     let (mut gpus, mut milli) = (0i64, 0i64);
     for (i, c) in spec.containers.iter().enumerate() {
         let field = format!("spec.containers[{i}].resources.requests");
@@ -223,6 +224,12 @@ pub fn pod_info(pod: &Pod, seq: u64) -> Result<PodInfo, ConvertError> {
     {
         info.group = Some(format!("{ns}/{group}").into());
     }
+    info.queue = meta
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(QUEUE_LABEL))
+        .filter(|q| !q.is_empty())
+        .cloned();
     info.node = spec.node_name.clone().filter(|n| !n.is_empty());
     if info.node.is_some()
         && let Some(value) = annotations.and_then(|a| a.get(super::GPU_DEVICES_ANNOTATION))
@@ -249,6 +256,55 @@ pub fn gang_spec(group: &PodGroup, seq: u64) -> Result<GangSpec, ConvertError> {
         timeout: Duration::from_secs(timeout),
         topology: group.spec.topology.clone(),
         seq,
+        queue: Some(
+            group
+                .spec
+                .queue
+                .clone()
+                .filter(|q| !q.is_empty())
+                .unwrap_or_else(|| DEFAULT_QUEUE.to_string()),
+        ),
+    })
+}
+
+/// A Queue's scheduling view; quantities in the scheduler's units (see [`QueueInfo`]).
+pub fn queue_info(queue: &Queue) -> Result<QueueInfo, ConvertError> {
+    let name = queue
+        .metadata
+        .name
+        .clone()
+        .ok_or(ConvertError::Missing("metadata.name"))?;
+    let mut quotas = std::collections::BTreeMap::new();
+    for (resource, q) in &queue.spec.quotas {
+        let field = format!("spec.quotas[{resource}]");
+        let units = |field: &str, q: &Quantity| -> Result<i64, ConvertError> {
+            let p = parse_quantity(q).map_err(|e| invalid(field, e.to_string()))?;
+            let v = if resource == CPU {
+                p.millis()
+            } else {
+                p.ceil_units()
+            };
+            i64::try_from(v).map_err(|_| invalid(field, "value out of range"))
+        };
+        let nominal = units(&format!("{field}.nominal"), &q.nominal)?;
+        let borrowing_limit = match &q.borrowing_limit {
+            Some(l) => Some(units(&format!("{field}.borrowingLimit"), l)?),
+            None => None,
+        };
+        quotas.insert(
+            resource.clone(),
+            Quota {
+                nominal,
+                borrowing_limit,
+            },
+        );
+    }
+    Ok(QueueInfo {
+        name,
+        priority: queue.spec.priority.unwrap_or(0),
+        weight: queue.spec.weight.unwrap_or(1),
+        cohort: queue.spec.cohort.clone().filter(|c| !c.is_empty()),
+        quotas,
     })
 }
 

@@ -1,7 +1,7 @@
 //! One scheduling cycle: PreFilter → Filter (a sample of nodes, relaxed once if
 //! nothing fits) → PostFilter on failure → Score → Reserve (assume) → Permit → Bind.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::binder::Binding;
 use super::cycle_state::CycleState;
@@ -9,6 +9,7 @@ use super::engine::{CycleReport, CycleResult, Scheduler};
 use super::framework::Diagnosis;
 use super::model::{DeviceAlloc, NodeInfo, PodInfo, PodKey};
 use super::plugins::gpu::DEVICES_KEY;
+use super::snapshot::EventMask;
 use super::status::Status;
 
 impl Scheduler {
@@ -30,9 +31,14 @@ impl Scheduler {
         &mut self,
         pod: &PodInfo,
         state: &mut CycleState,
+        report: &mut CycleReport,
     ) -> Result<Vec<usize>, Diagnosis> {
         loop {
-            let candidates = match self.framework.run_pre_filter(&self.snapshot, state, pod) {
+            let started = Instant::now();
+            let pre_filtered = self.framework.run_pre_filter(&self.snapshot, state, pod);
+            report.time("PreFilter", started.elapsed());
+            let filtering = Instant::now();
+            let candidates = match pre_filtered {
                 Ok(c) => c,
                 Err(s) => {
                     return Err(Diagnosis {
@@ -64,6 +70,7 @@ impl Scheduler {
                     .run_filter(&self.snapshot, state, pod, &nodes[i])
                     .is_success()
             {
+                report.time("Filter", filtering.elapsed());
                 return Ok(vec![i]);
             }
             let mut scanned = 0;
@@ -86,6 +93,7 @@ impl Scheduler {
             if candidates.is_none() && total > 0 {
                 self.next_start = (start + scanned) % total;
             }
+            report.time("Filter", filtering.elapsed());
             if !feasible.is_empty() {
                 return Ok(feasible);
             }
@@ -110,6 +118,7 @@ impl Scheduler {
             bound: Vec::new(),
             released: Vec::new(),
             failure: None,
+            timings: Vec::new(),
         };
         let Some(pod) = self
             .snapshot
@@ -121,12 +130,19 @@ impl Scheduler {
             return Some(report);
         };
         let mut state = CycleState::new();
-        report.result = match self.find_feasible(&pod, &mut state) {
+        report.result = match self.find_feasible(&pod, &mut state, &mut report) {
             Ok(feasible) => {
+                let started = Instant::now();
                 let best = self.select(&pod, &state, &feasible);
+                report.time("Score", started.elapsed());
                 self.reserve_and_permit(&pod, &mut state, best, now, &mut report)
             }
-            Err(diagnosis) => self.fail(&pod, &diagnosis, now, &mut report),
+            Err(diagnosis) => {
+                let started = Instant::now();
+                let result = self.fail(&pod, &state, &diagnosis, now, &mut report);
+                report.time("PostFilter", started.elapsed());
+                result
+            }
         };
         self.release_rejected(now, &mut report.released);
         Some(report)
@@ -158,7 +174,9 @@ impl Scheduler {
     ) -> CycleResult {
         let node: &NodeInfo = &self.snapshot.nodes()[node_index];
         let name = node.name.clone();
+        let started = Instant::now();
         let s = self.framework.run_reserve(&self.snapshot, state, pod, node);
+        report.time("Reserve", started.elapsed());
         if !s.is_success() {
             self.queue
                 .add_unschedulable(&pod.key, self.cure(s.plugin), now);
@@ -174,10 +192,12 @@ impl Scheduler {
             return CycleResult::Unschedulable(Status::error("Scheduler", e.to_string()));
         }
         self.nominated.remove(&pod.key);
-        match self
+        let started = Instant::now();
+        let permit = self
             .framework
-            .run_permit(&self.snapshot, pod, &name, &mut self.waiting)
-        {
+            .run_permit(&self.snapshot, pod, &name, &mut self.waiting);
+        report.time("Permit", started.elapsed());
+        match permit {
             Err(s) => {
                 self.release(&pod.key, &name, &s, now);
                 report.released.push(pod.key.clone());
@@ -197,7 +217,10 @@ impl Scheduler {
             }
             Ok(None) => {
                 self.bind_allowed(now, report);
-                match self.bind(&pod.key, &name, now) {
+                let started = Instant::now();
+                let bound = self.bind(&pod.key, &name, now);
+                report.time("Bind", started.elapsed());
+                match bound {
                     Ok(b) => {
                         report.bound.push(b);
                         CycleResult::Bound(name)
@@ -210,7 +233,10 @@ impl Scheduler {
 
     fn bind_allowed(&mut self, now: Duration, report: &mut CycleReport) {
         for w in self.waiting.take_allowed() {
-            if let Ok(b) = self.bind(&w.pod, &w.node, now) {
+            let started = Instant::now();
+            let bound = self.bind(&w.pod, &w.node, now);
+            report.time("Bind", started.elapsed());
+            if let Ok(b) = bound {
                 report.bound.push(b);
             }
         }
@@ -260,8 +286,21 @@ impl Scheduler {
 
     /// Releases every pod rejected at Permit since the last call.
     pub(super) fn release_rejected(&mut self, now: Duration, released: &mut Vec<PodKey>) {
-        for (w, s) in self.waiting.take_rejected() {
-            self.release(&w.pod, &w.node, &s, now);
+        let rejected = self.waiting.take_rejected();
+        if rejected.is_empty() {
+            return;
+        }
+        for (w, _) in &rejected {
+            if let Some(pod) = self.snapshot.pod(&w.pod).cloned() {
+                self.framework.run_unreserve(&self.snapshot, &pod, &w.node);
+            }
+            self.snapshot.forget(&w.pod);
+        }
+        // Their capacity is free again: pods parked for the lack of it may fit now.
+        self.queue.on_release(EventMask::POD_DELETED, now);
+        for (w, s) in rejected {
+            self.queue
+                .add_unschedulable(&w.pod, self.cure(s.plugin), now);
             released.push(w.pod);
         }
     }

@@ -16,6 +16,7 @@ impl Scheduler {
     pub(super) fn fail(
         &mut self,
         pod: &PodInfo,
+        state: &CycleState,
         diagnosis: &Diagnosis,
         now: Duration,
         report: &mut CycleReport,
@@ -41,10 +42,11 @@ impl Scheduler {
             first.unwrap_or_else(|| Status::unresolvable("Scheduler", "no nodes in the cluster"));
         let mut outcome = CycleResult::Unschedulable(status.clone());
         if status.code != Code::Error {
-            let state = CycleState::new();
+            // What-if nodes are filtered in the cycle's state: at the relaxation level the
+            // cycle ended on (a fresh state would hold an 8-GPU pod to one NVLink island).
             let framework = &self.framework;
             let snapshot = &self.snapshot;
-            let filter = |n: &NodeInfo| framework.run_filter(snapshot, &state, pod, n);
+            let filter = |n: &NodeInfo| framework.run_filter(snapshot, state, pod, n);
             for p in &framework.post_filter {
                 let Ok(result) =
                     p.post_filter(snapshot, pod, diagnosis, &mut self.waiting, &filter)
@@ -68,9 +70,11 @@ impl Scheduler {
                 break;
             }
         }
+        // Released before the pod and its gang are parked, so the capacity they free
+        // wakes other pods, not this gang.
+        self.release_rejected(now, &mut report.released);
         self.park_gang(pod, cure, now);
         self.queue.add_unschedulable(&pod.key, cure, now);
-        self.release_rejected(now, &mut report.released);
         outcome
     }
 

@@ -73,6 +73,19 @@ pub struct CycleReport {
     /// Why no node fit, Kubernetes-style (`0/3 nodes are available: 2 Insufficient
     /// nvidia.com/gpu, 1 node(s) were unschedulable.`), when the pod's filters failed.
     pub failure: Option<String>,
+    /// Wall time per extension point run in this cycle (`PreFilter`, `Filter` — every
+    /// node tried, `Score`, `Reserve`, `Permit`, `Bind`, `PostFilter`), for metrics.
+    pub timings: Vec<(&'static str, Duration)>,
+}
+
+impl CycleReport {
+    /// Adds `took` to extension point `point`'s time in this cycle.
+    pub(super) fn time(&mut self, point: &'static str, took: Duration) {
+        match self.timings.iter_mut().find(|(p, _)| *p == point) {
+            Some((_, d)) => *d += took,
+            None => self.timings.push((point, took)),
+        }
+    }
 }
 
 /// The scheduler.

@@ -52,6 +52,16 @@ pub async fn start(config: ControllersConfig) -> Cluster {
     let shutdown = CancellationToken::new();
     let server = ApiServer::new(store, shutdown.clone()).await.unwrap();
     let client = in_process(&server);
+    // The jobs under test name PriorityClass `training`; Priority admission refuses pods
+    // of a class that does not exist, as Kubernetes does.
+    let class: k8s_openapi::api::scheduling::v1::PriorityClass = serde_json::from_value(
+        serde_json::json!({"metadata": {"name": "training"}, "value": 1000}),
+    )
+    .unwrap();
+    Api::<k8s_openapi::api::scheduling::v1::PriorityClass>::all(client.clone())
+        .create(&Default::default(), &class)
+        .await
+        .unwrap();
     tokio::spawn(run_all(client.clone(), config, shutdown.clone()));
     tokio::spawn(finish_graceful_deletions(client.clone(), shutdown.clone()));
     Cluster {

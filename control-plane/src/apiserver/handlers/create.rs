@@ -11,6 +11,7 @@ use crate::apiserver::negotiate::{BodyType, body_type, parse_body, read_body, re
 use crate::apiserver::objects::{
     generate_name, meta_mut, meta_str, new_uid, now, set_meta, to_store,
 };
+use crate::apiserver::priority;
 use crate::apiserver::status_error::ApiError;
 use crate::store::StoreError;
 
@@ -81,6 +82,9 @@ pub async fn create_value(
     let kind = ctx.path.kind;
     if kind.namespaced {
         check_namespace(ctx).await?;
+    }
+    if kind.kind == "Pod" {
+        priority::admit_pod(&*ctx.state.store, &mut admitted.value).await?;
     }
     let object = &mut admitted.value;
     set_meta(object, "uid", json!(new_uid()));

@@ -89,6 +89,7 @@ pub fn generate(pods: usize, seed: u64) -> Workload {
             timeout: Duration::from_secs(60),
             topology: None,
             seq: i as u64,
+            queue: None,
         });
         for _ in 0..members {
             let mut p = pod(i, 8, 0, &mut rng);

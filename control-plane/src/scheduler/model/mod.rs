@@ -6,9 +6,11 @@
 mod device;
 mod node;
 mod pod;
+mod queue;
 mod resources;
 
 pub use device::{DeviceAlloc, GpuDevice};
 pub use node::{GpuSummary, NodeInfo, Taint, TaintEffect};
 pub use pod::{GangSpec, PodInfo, PodKey, Requirement, RequirementOp, Toleration, TolerationOp};
+pub use queue::{QUEUE_LABEL, QueueInfo, Quota, demand};
 pub use resources::Resources;

@@ -70,6 +70,8 @@ pub struct GangSpec {
     pub topology: Option<TopologyConstraint>,
     /// Creation order, for queue sorting (earlier gangs first).
     pub seq: u64,
+    /// The queue the gang is admitted through (`spec.queue`, default `default`).
+    pub queue: Option<String>,
 }
 
 /// A pod to schedule (or one already assigned).
@@ -81,6 +83,8 @@ pub struct PodInfo {
     pub priority: i32,
     /// Creation order, for queue sorting.
     pub seq: u64,
+    /// `spec.preemptionPolicy: Never`: the pod waits instead of preempting.
+    pub never_preempts: bool,
     /// Requests of cpu, memory and extended resources (sum over containers).
     pub requests: Resources,
     /// Whole GPUs (`nvidia.com/gpu`).
@@ -97,6 +101,8 @@ pub struct PodInfo {
     pub tolerations: Vec<Toleration>,
     /// `namespace/name` of the pod group, when the pod is a gang member.
     pub group: Option<PodKey>,
+    /// The queue of a pod outside a gang (label `scheduling.coxswain.dev/queue`).
+    pub queue: Option<String>,
     /// Node the pod is bound to, for pods already placed.
     pub node: Option<String>,
     /// Devices the pod holds, for pods already placed.

@@ -4,6 +4,7 @@
 //! | plugin | extension points |
 //! |---|---|
 //! | [`PrioritySort`] | QueueSort |
+//! | [`QueueQuota`] | PreFilter |
 //! | [`NodeUnschedulable`], [`NodeAffinity`], [`TaintToleration`], [`NodeResourcesFit`] | Filter |
 //! | [`GpuAllocation`] | PreFilter, Filter, Score, Reserve |
 //! | [`Fragmentation`] | Score, Reserve (learns the workload) |
@@ -18,6 +19,7 @@ mod node_resources_fit;
 mod node_unschedulable;
 pub mod preemption;
 mod priority_sort;
+mod queue_quota;
 mod taint_toleration;
 
 use std::sync::Arc;
@@ -30,6 +32,7 @@ pub use node_resources_fit::NodeResourcesFit;
 pub use node_unschedulable::{NodeUnschedulable, UNSCHEDULABLE_TAINT};
 pub use preemption::Preemption;
 pub use priority_sort::PrioritySort;
+pub use queue_quota::QueueQuota;
 pub use taint_toleration::{TaintToleration, tolerates};
 
 use super::framework::Framework;
@@ -41,6 +44,7 @@ pub fn default_framework() -> Framework {
     let gang = Arc::new(Gang::default());
     let frag = Arc::new(Fragmentation::default());
     Framework::new(Arc::new(PrioritySort))
+        .with_pre_filter(Arc::new(QueueQuota))
         .with_pre_filter(gpu.clone())
         .with_pre_filter(gang.clone())
         .with_filter(Arc::new(NodeUnschedulable))

@@ -134,6 +134,12 @@ impl PostFilterPlugin for Preemption {
         _: &mut WaitingPods,
         filter: &NodeFilter<'_>,
     ) -> Result<PostFilterResult, Status> {
+        if pod.never_preempts {
+            return Err(Status::unresolvable(
+                NAME,
+                "the pod's preemptionPolicy is Never",
+            ));
+        }
         let candidates: Vec<usize> = match &diagnosis.pre_filter {
             Some(s) if s.code == Code::Unschedulable => (0..snapshot.nodes().len()).collect(),
             Some(_) => {

@@ -1,5 +1,6 @@
-//! QueueSort: higher priority first; then earlier gangs (or pods) first, with a gang's
-//! members kept together so a gang is attempted as a block.
+//! QueueSort: pods of higher-priority `Queue`s first, then higher pod priority; then
+//! earlier gangs (or pods) first, with a gang's members kept together so a gang is
+//! attempted as a block.
 
 use std::cmp::Reverse;
 
@@ -27,6 +28,7 @@ impl QueueSortPlugin for PrioritySort {
             .and_then(|g| g.spec.as_ref())
             .map(|s| s.seq);
         QueueKey {
+            queue_priority: Reverse(snapshot.queue_of(pod).map_or(0, |q| q.priority)),
             priority: Reverse(pod.priority),
             seq: group_seq.unwrap_or(pod.seq),
             group: pod.group.clone(),
@@ -52,6 +54,7 @@ mod tests {
             timeout: Duration::from_secs(1),
             topology: None,
             seq: 1,
+            queue: None,
         }))
         .unwrap();
         let mut a = PodInfo::new("ns/a", 0, 0, 0);

@@ -21,6 +21,8 @@ use super::snapshot::EventMask;
 /// Ordering key of the active queue (smaller first), produced by the QueueSort plugin.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct QueueKey {
+    /// Pods of higher-priority `Queue`s first (0 without a queue).
+    pub queue_priority: Reverse<i32>,
     /// Higher priority first.
     pub priority: Reverse<i32>,
     /// Earlier gangs (or pods) first; gang members share their gang's value.
@@ -142,6 +144,17 @@ impl SchedulingQueue {
     /// A cluster event of kind `kind` happened: wake the parked pods it may help.
     pub fn on_event(&mut self, kind: EventMask, now: Duration) {
         self.move_cycle += 1;
+        self.wake(kind, now);
+    }
+
+    /// Reserved pods were released (their capacity is free again, but no cluster event
+    /// says so): wakes the parked pods `kind` may help, as kube does when an assumed pod
+    /// is forgotten. Pods in flight are not treated as raced by it.
+    pub fn on_release(&mut self, kind: EventMask, now: Duration) {
+        self.wake(kind, now);
+    }
+
+    fn wake(&mut self, kind: EventMask, now: Duration) {
         let woken: Vec<PodKey> = self
             .unschedulable
             .iter()

@@ -7,6 +7,7 @@ use super::*;
 
 fn key(pod: &str, priority: i32, seq: u64) -> QueueKey {
     QueueKey {
+        queue_priority: Reverse(0),
         priority: Reverse(priority),
         seq,
         group: None,

@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use super::super::model::{GangSpec, GpuDevice, NodeInfo, PodInfo, PodKey};
+use super::super::model::{GangSpec, GpuDevice, NodeInfo, PodInfo, PodKey, QueueInfo};
 use super::super::{ClusterEvent, Scheduler};
 
 /// One change observed through the API.
@@ -35,6 +35,10 @@ pub enum Input {
     GroupApplied(GangSpec),
     /// A pod group is gone.
     GroupDeleted(PodKey),
+    /// A queue was created or changed.
+    QueueApplied(QueueInfo),
+    /// A queue is gone.
+    QueueDeleted(String),
 }
 
 /// Node and slice bookkeeping between the watches and the snapshot.
@@ -97,6 +101,8 @@ impl Feed {
             Input::PodDeleted(key) => vec![ClusterEvent::PodDeleted(key)],
             Input::GroupApplied(spec) => vec![ClusterEvent::PodGroupChanged(spec)],
             Input::GroupDeleted(key) => vec![ClusterEvent::PodGroupDeleted(key)],
+            Input::QueueApplied(queue) => vec![ClusterEvent::QueueChanged(queue)],
+            Input::QueueDeleted(name) => vec![ClusterEvent::QueueDeleted(name)],
         }
     }
 

@@ -2,13 +2,15 @@
 //! thread runs [`Scheduler::schedule_one`] while work is queued, and [`ApiBinder`] writes
 //! decisions back through a [`kube::Client`].
 //!
-//! - `watch`: kube-runtime watchers over Pods, Nodes, PodGroups and ResourceSlices, turned
+//! - `watch`: kube-runtime watchers over Pods, Nodes, PodGroups, Queues and ResourceSlices, turned
 //!   into [`Input`]s (which pods are pending for us, which hold capacity).
 //! - `feed`: [`Input`]s → [`super::ClusterEvent`]s (a node's GPUs come from its slices).
 //! - `devices`: a `gpu.coxswain.dev` ResourceSlice → the model's GPU devices.
 //! - `scheduling_loop`: the thread that owns the [`Scheduler`].
 //! - [`ApiBinder`]: compare-and-swap binds (`spec.nodeName` + GPU annotation) and evictions.
 //! - `pod_status`: the `PodScheduled` condition, written in order by one task.
+//! - `metering`: scheduler metrics (when [`RunnerConfig::metrics`] is set).
+//! - `notices`: Events (`Scheduled`, `FailedScheduling`, `Preempted`, gang `Unschedulable`).
 //!
 //! The engine is synchronous; API calls from its thread go through
 //! [`tokio::runtime::Handle::block_on`], so no tokio worker shared with other tasks blocks.
@@ -16,6 +18,8 @@
 mod api_binder;
 mod devices;
 mod feed;
+mod metering;
+mod notices;
 mod pod_status;
 mod scheduling_loop;
 mod watch;
@@ -30,6 +34,7 @@ use tokio_util::sync::CancellationToken;
 pub use api_binder::{ApiBinder, BeforeBind};
 pub use devices::model_gpus;
 pub use feed::Input;
+pub use notices::EVENT_COMPONENT;
 pub use watch::{PodState, classify};
 
 use super::clock::SystemClock;
@@ -48,6 +53,8 @@ pub struct RunnerConfig {
     /// version to write on and right before the write: a seam for tests that race the bind
     /// (it may block; it runs outside the tokio workers).
     pub before_bind: Option<BeforeBind>,
+    /// Where to record scheduler metrics (`cox server` passes the control plane's).
+    pub metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl std::fmt::Debug for RunnerConfig {
@@ -55,6 +62,7 @@ impl std::fmt::Debug for RunnerConfig {
         f.debug_struct("RunnerConfig")
             .field("scheduler", &self.scheduler)
             .field("before_bind", &self.before_bind.is_some())
+            .field("metrics", &self.metrics.is_some())
             .finish()
     }
 }
@@ -124,6 +132,7 @@ pub async fn run(
     let pods = PodCache::default();
     let handle = tokio::runtime::Handle::current();
     let status = pod_status::spawn(client.clone(), pods.clone(), stop.clone());
+    let notices = notices::spawn(client.clone(), pods.clone(), stop.clone());
     watch::spawn_all(&client, pods.clone(), tx.clone(), &stop);
     let binder = Arc::new(ApiBinder::new(
         client,
@@ -131,6 +140,7 @@ pub async fn run(
         pods,
         config.before_bind.clone(),
     ));
+    let meter = metering::Meter::new(config.metrics.clone());
     let clock = Arc::new(SystemClock::new());
     let scheduler = Scheduler::new(
         default_framework(),
@@ -140,7 +150,7 @@ pub async fn run(
     );
     let thread = std::thread::Builder::new()
         .name("coxswain-scheduler".into())
-        .spawn(move || scheduling_loop::run(scheduler, clock, rx, status))
+        .spawn(move || scheduling_loop::run(scheduler, clock, rx, status, notices, meter))
         .map_err(RunnerError::Thread)?;
     stop.cancelled().await;
     // Wakes the thread if it waits for input; it exits at its next look at the channel.

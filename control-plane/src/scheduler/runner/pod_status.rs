@@ -1,7 +1,8 @@
 //! The `PodScheduled` condition: `False`/`Unschedulable` with the aggregated reason when a
-//! pod fits nowhere, `True` once bound. One task writes the updates in order through the
-//! status subresource (strategic merge by condition type), skipping a write that would
-//! not change the condition.
+//! pod fits nowhere, `True` once bound; and `status.nominatedNodeName`, set on a pod that
+//! preempted victims on a node and cleared when it is bound elsewhere. One task writes
+//! the updates in order through the status subresource (strategic merge by condition
+//! type), skipping a write that would change nothing.
 
 use coxswain_api::k8s::Pod;
 use kube::Api;
@@ -16,22 +17,35 @@ use super::PodCache;
 /// The condition type.
 const POD_SCHEDULED: &str = "PodScheduled";
 
-/// One condition to write.
+/// What to do with `status.nominatedNodeName`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Nomination {
+    /// Leave it.
+    Keep,
+    /// Set it: the pod preempted victims there and waits for them to go.
+    Set(String),
+    /// Clear it unless it names this node (the pod was bound here).
+    ClearUnless(String),
+}
+
+/// One condition (and nomination) to write.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct StatusUpdate {
     pod: PodKey,
     status: &'static str,
     reason: &'static str,
     message: String,
+    nominated: Nomination,
 }
 
-/// `PodScheduled=True` for a bound pod.
-pub(super) fn scheduled(pod: &PodKey) -> StatusUpdate {
+/// `PodScheduled=True` for a pod bound to `node`; a nomination elsewhere is cleared.
+pub(super) fn scheduled(pod: &PodKey, node: &str) -> StatusUpdate {
     StatusUpdate {
         pod: pod.clone(),
         status: "True",
         reason: "",
         message: String::new(),
+        nominated: Nomination::ClearUnless(node.to_string()),
     }
 }
 
@@ -42,6 +56,32 @@ pub(super) fn unschedulable(pod: &PodKey, message: String) -> StatusUpdate {
         status: "False",
         reason: "Unschedulable",
         message,
+        nominated: Nomination::Keep,
+    }
+}
+
+impl StatusUpdate {
+    /// The same update, nominating `node` (after preempting victims there).
+    pub(super) fn nominating(mut self, node: &str) -> StatusUpdate {
+        self.nominated = Nomination::Set(node.to_string());
+        self
+    }
+}
+
+/// The `nominatedNodeName` to write (`Some(None)`: clear it), or `None` to leave it.
+fn nomination_patch(pod: Option<&Pod>, nominated: &Nomination) -> Option<Option<String>> {
+    let current = pod
+        .and_then(|p| p.status.as_ref())
+        .and_then(|s| s.nominated_node_name.as_deref())
+        .filter(|n| !n.is_empty());
+    match nominated {
+        Nomination::Keep => None,
+        Nomination::Set(node) if current == Some(node.as_str()) => None,
+        Nomination::Set(node) => Some(Some(node.clone())),
+        Nomination::ClearUnless(node) => match current {
+            Some(n) if n != node => Some(None),
+            _ => None,
+        },
     }
 }
 
@@ -98,10 +138,9 @@ async fn write_all(
         let Some((ns, name)) = update.pod.split_once('/') else {
             continue;
         };
-        if pods
-            .get(&update.pod)
-            .is_some_and(|p| unchanged(&p, &update))
-        {
+        let cached = pods.get(&update.pod);
+        let nomination = nomination_patch(cached.as_ref(), &update.nominated);
+        if nomination.is_none() && cached.is_some_and(|p| unchanged(&p, &update)) {
             continue;
         }
         let now = jiff::Timestamp::now()
@@ -117,7 +156,10 @@ async fn write_all(
         let text = |t: &str| if t.is_empty() { json!(null) } else { json!(t) };
         condition["reason"] = text(update.reason);
         condition["message"] = text(&update.message);
-        let patch = json!({"status": {"conditions": [condition]}});
+        let mut patch = json!({"status": {"conditions": [condition]}});
+        if let Some(node) = nomination {
+            patch["status"]["nominatedNodeName"] = json!(node);
+        }
         let api: Api<Pod> = Api::namespaced(client.clone(), ns);
         match api
             .patch_status(name, &PatchParams::default(), &Patch::Strategic(&patch))
@@ -129,5 +171,37 @@ async fn write_all(
                 tracing::warn!(pod = %update.pod, error = %e, "writing the PodScheduled condition failed");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nominated_to(node: Option<&str>) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": "p", "namespace": "ns"},
+            "spec": {"containers": [{"name": "c", "image": "i"}]},
+            "status": {"nominatedNodeName": node}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_nomination_is_set_once_and_cleared_only_when_bound_elsewhere() {
+        let a = nominated_to(Some("node-a"));
+        let none = nominated_to(None);
+        let set = Nomination::Set("node-a".into());
+        assert_eq!(
+            nomination_patch(Some(&none), &set),
+            Some(Some("node-a".into()))
+        );
+        assert_eq!(nomination_patch(Some(&a), &set), None);
+        let bound_b = Nomination::ClearUnless("node-b".into());
+        assert_eq!(nomination_patch(Some(&a), &bound_b), Some(None));
+        let bound_a = Nomination::ClearUnless("node-a".into());
+        assert_eq!(nomination_patch(Some(&a), &bound_a), None);
+        assert_eq!(nomination_patch(Some(&none), &bound_b), None);
+        assert_eq!(nomination_patch(Some(&a), &Nomination::Keep), None);
     }
 }

@@ -1,4 +1,4 @@
-//! The watches: Pods, Nodes, PodGroups and ResourceSlices through kube-runtime watchers,
+//! The watches: Pods, Nodes, PodGroups, Queues and ResourceSlices through kube-runtime watchers,
 //! each turned into [`Input`]s for the scheduling thread.
 //!
 //! A re-list (after a watch expired) reports objects that vanished meanwhile as deleted.
@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet};
 use std::fmt::Debug;
 use std::sync::mpsc::Sender;
 
-use coxswain_api::coxswain::PodGroup;
+use coxswain_api::coxswain::{PodGroup, Queue};
 use coxswain_api::devices::{GPU_DRIVER, gpus_from_slice};
 use coxswain_api::k8s::{Node, Pod, ResourceSlice};
 use futures::StreamExt;
@@ -19,7 +19,7 @@ use kube::{Api, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 
-use super::super::convert::{gang_spec, node_info, pod_info};
+use super::super::convert::{gang_spec, node_info, pod_info, queue_info};
 use super::devices::model_gpus;
 use super::feed::Input;
 use super::scheduling_loop::Message;
@@ -133,7 +133,7 @@ fn send(tx: &Sender<Message>, input: Input) -> bool {
     tx.send(Message::Input(Box::new(input))).is_ok()
 }
 
-/// Spawns the four watches on the current runtime.
+/// Spawns the five watches on the current runtime.
 pub(super) fn spawn_all(
     client: &kube::Client,
     pods: PodCache,
@@ -152,6 +152,11 @@ pub(super) fn spawn_all(
         stop.clone(),
     ));
     tokio::spawn(watch_groups(
+        Api::all(client.clone()),
+        tx.clone(),
+        stop.clone(),
+    ));
+    tokio::spawn(watch_queues(
         Api::all(client.clone()),
         tx.clone(),
         stop.clone(),
@@ -238,6 +243,20 @@ async fn watch_groups(api: Api<PodGroup>, tx: Sender<Message>, stop: Cancellatio
             seqs.remove(&key);
             send(&tx, Input::GroupDeleted(key.into()))
         }
+    })
+    .await;
+}
+
+async fn watch_queues(api: Api<Queue>, tx: Sender<Message>, stop: CancellationToken) {
+    watch_changes(api, stop, move |change| match change {
+        Change::Applied(queue) => match queue_info(&queue) {
+            Ok(info) => send(&tx, Input::QueueApplied(info)),
+            Err(e) => {
+                tracing::warn!(queue = %queue.name_any(), error = %e, "queue ignored");
+                send(&tx, Input::QueueDeleted(queue.name_any()))
+            }
+        },
+        Change::Deleted(name) => send(&tx, Input::QueueDeleted(name)),
     })
     .await;
 }

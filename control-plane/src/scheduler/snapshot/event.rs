@@ -3,7 +3,7 @@
 //! The API-server watch translates Node, Pod, ResourceSlice, PodGroup, Queue and
 //! PriorityClass watch events into [`ClusterEvent`]s; the simulator emits them directly.
 
-use super::super::model::{GangSpec, GpuDevice, NodeInfo, PodInfo, PodKey};
+use super::super::model::{GangSpec, GpuDevice, NodeInfo, PodInfo, PodKey, QueueInfo};
 
 /// A change in the cluster the scheduler must see.
 #[derive(Debug, Clone)]
@@ -32,12 +32,9 @@ pub enum ClusterEvent {
     /// A pod group was deleted.
     PodGroupDeleted(PodKey),
     /// A queue was created or changed.
-    QueueChanged {
-        /// Queue name.
-        name: String,
-        /// Its priority.
-        priority: i32,
-    },
+    QueueChanged(QueueInfo),
+    /// A queue was deleted.
+    QueueDeleted(String),
     /// A priority class was created or changed.
     PriorityClassChanged {
         /// Class name.
@@ -94,9 +91,9 @@ impl ClusterEvent {
             ClusterEvent::PodGroupChanged(_) | ClusterEvent::PodGroupDeleted(_) => {
                 EventMask::POD_GROUP_CHANGED
             }
-            ClusterEvent::QueueChanged { .. } | ClusterEvent::PriorityClassChanged { .. } => {
-                EventMask::POLICY_CHANGED
-            }
+            ClusterEvent::QueueChanged(_)
+            | ClusterEvent::QueueDeleted(_)
+            | ClusterEvent::PriorityClassChanged { .. } => EventMask::POLICY_CHANGED,
         }
     }
 }

@@ -11,7 +11,7 @@ use std::collections::{HashMap, HashSet};
 
 use thiserror::Error;
 
-use super::model::{GangSpec, NodeInfo, PodInfo, PodKey};
+use super::model::{GangSpec, NodeInfo, PodInfo, PodKey, QueueInfo};
 pub use assumed::AssumeError;
 pub use event::{ClusterEvent, EventMask};
 pub use topology::{DomainIndex, LEVELS, level_slot};
@@ -45,7 +45,7 @@ pub struct ClusterSnapshot {
     index: HashMap<String, usize>,
     pods: HashMap<PodKey, PodInfo>,
     groups: HashMap<PodKey, GroupInfo>,
-    queues: HashMap<String, i32>,
+    queues: HashMap<String, QueueInfo>,
     priority_classes: HashMap<String, i32>,
     assumed: HashMap<PodKey, bool>,
     topology: DomainIndex,
@@ -94,7 +94,31 @@ impl ClusterSnapshot {
 
     /// Priority of queue `name`.
     pub fn queue_priority(&self, name: &str) -> Option<i32> {
-        self.queues.get(name).copied()
+        self.queues.get(name).map(|q| q.priority)
+    }
+
+    /// Queue `name`.
+    pub fn queue(&self, name: &str) -> Option<&QueueInfo> {
+        self.queues.get(name)
+    }
+
+    /// Every known queue.
+    pub fn queues(&self) -> impl Iterator<Item = &QueueInfo> {
+        self.queues.values()
+    }
+
+    /// The queue `pod` is admitted through: its gang's (`PodGroup.spec.queue`), else its
+    /// own label; `None` when the pod names no queue the snapshot holds.
+    pub fn queue_of(&self, pod: &PodInfo) -> Option<&QueueInfo> {
+        let from_group = pod
+            .group
+            .as_deref()
+            .and_then(|g| self.groups.get(g))
+            .and_then(|g| g.spec.as_ref())
+            .and_then(|s| s.queue.as_deref());
+        from_group
+            .or(pod.queue.as_deref())
+            .and_then(|q| self.queues.get(q))
     }
 
     /// The network-topology domains of the nodes.
@@ -137,8 +161,11 @@ impl ClusterSnapshot {
                     g.spec = None;
                 }
             }
-            ClusterEvent::QueueChanged { name, priority } => {
-                self.queues.insert(name, priority);
+            ClusterEvent::QueueChanged(queue) => {
+                self.queues.insert(queue.name.clone(), queue);
+            }
+            ClusterEvent::QueueDeleted(name) => {
+                self.queues.remove(&name);
             }
             ClusterEvent::PriorityClassChanged { name, value } => {
                 self.priority_classes.insert(name, value);

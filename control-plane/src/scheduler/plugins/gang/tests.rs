@@ -30,6 +30,7 @@ fn add_gang(s: &mut ClusterSnapshot, members: usize, gpus: u16) -> Vec<PodInfo> 
         timeout: Duration::from_secs(5),
         topology: None,
         seq: 0,
+        queue: None,
     }))
     .unwrap();
     (0..members)
@@ -103,6 +104,7 @@ fn pre_filter_waits_for_members_and_confines_to_the_domain() {
         timeout: Duration::from_secs(5),
         topology: None,
         seq: 1,
+        queue: None,
     }))
     .unwrap();
     s.apply(ClusterEvent::PodAdded(lone.clone())).unwrap();
