@@ -25,7 +25,7 @@ async fn a_wiped_socket_directory_is_served_again_and_the_plugin_re_registers() 
     let _plugin = Plugin::spawn(&dir, "dgx-h100");
     let inventory = wait_inventory(&manager, "8 GPUs", |i| gpus(i) == 8).await;
     let gpu = uuids(&inventory)[3].clone();
-    let (pod, c) = gpu_pod("held", 1, Some(&[gpu.clone()]));
+    let (pod, c) = gpu_pod("held", 1, Some(std::slice::from_ref(&gpu)));
     prepare(&manager, &pod, &c).await.unwrap();
     let before = manager.registrations();
     assert_eq!(before, 1);
@@ -59,7 +59,7 @@ async fn a_wiped_socket_directory_is_served_again_and_the_plugin_re_registers() 
     // The checkpoint came back with the wipe noticed, and the held GPU stays held.
     let checkpoint = std::fs::read_to_string(dir.join("checkpoint.json")).unwrap();
     assert!(checkpoint.contains(&gpu), "{checkpoint}");
-    let (other, oc) = gpu_pod("other", 1, Some(&[gpu.clone()]));
+    let (other, oc) = gpu_pod("other", 1, Some(std::slice::from_ref(&gpu)));
     let err = prepare(&manager, &other, &oc)
         .await
         .unwrap_err()
