@@ -10,11 +10,13 @@
 //! - [`pod_status`]: UpdatePodStatus and PodTerminated.
 //! - [`devices`]: ReportDevices (ResourceSlices and extended resources).
 //! - [`routes`]: WatchRoutes; [`resolve`]: Resolve (cluster DNS names).
+//! - [`events`]: RecordEvent (Events about the agent's Node and its pods).
 //! - [`lifecycle`]: the loop that marks nodes with an expired lease NotReady.
 
 mod cas;
 pub mod cidr;
 pub mod devices;
+pub mod events;
 pub mod lease;
 pub mod lifecycle;
 pub mod pod_status;
@@ -187,6 +189,15 @@ impl pb::node_service_server::NodeService for NodeService {
         request: Request<pb::ResolveRequest>,
     ) -> Result<Response<pb::ResolveResponse>, Status> {
         resolve::resolve(self, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn record_event(
+        &self,
+        request: Request<pb::RecordEventRequest>,
+    ) -> Result<Response<pb::RecordEventResponse>, Status> {
+        events::record(self, request.into_inner())
             .await
             .map(Response::new)
     }

@@ -17,6 +17,7 @@ mod backoff;
 mod control_plane_link;
 mod deps;
 pub mod device_report;
+pub mod events;
 pub mod host;
 pub mod host_routes;
 pub mod log_files;
@@ -240,6 +241,12 @@ impl NodeAgent {
                 stop.clone(),
             )
             .await?;
+            let events = events::EventSender::start(
+                config.node_name.clone(),
+                channel_rx.clone(),
+                stop.clone(),
+            );
+            let manager = manager.with_events(Arc::new(events));
             tokio::spawn(device_report::run(
                 config.node_name.clone(),
                 manager.watch_inventory(),

@@ -24,6 +24,7 @@ use tonic::transport::Channel;
 
 use super::pod_thread::{PodCommand, PodThreadExit, run_pod_thread};
 use super::status_report::{PodKey, report_pod_status, report_pod_terminated};
+use crate::devices::pod_object;
 use crate::volumes::PodData;
 use crate::worker::{PodWorker, WorkerDeps, remove_orphans};
 
@@ -214,6 +215,8 @@ impl PodSupervisor {
             }
         };
         tracing::info!(pod = %key, "pod worker started");
+        let object = pod_object(&key.namespace, &key.name, &key.uid);
+        let status_rx = self.deps.devices.pod_status_view(object, status_rx);
         tokio::spawn(report_pod_status(
             self.node_name.clone(),
             key.clone(),

@@ -12,7 +12,9 @@ use coxswain_proto::deviceplugin::v1beta1::{
     self as v1beta1, AllocateRequest, ContainerAllocateRequest, ContainerAllocateResponse,
     ContainerPreferredAllocationRequest, PreStartContainerRequest, PreferredAllocationRequest,
 };
+use coxswain_proto::node::v1alpha1::InvolvedObject;
 use oci_spec::runtime::Spec;
+use tokio::sync::watch;
 use tonic::Status;
 use tonic::transport::Channel;
 
@@ -84,6 +86,17 @@ impl DeviceManager {
                     }
                 }
             }
+            let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+            let name = pod.metadata.name.clone().unwrap_or_default();
+            self.release(|c| {
+                let Some(p) = c.pods.get_mut(&uid) else {
+                    return false;
+                };
+                let renamed = p.namespace != namespace || p.name != name;
+                p.namespace = namespace;
+                p.name = name;
+                renamed
+            });
             done
         };
         let mut edits = ContainerEdits::default();
@@ -311,5 +324,20 @@ impl DeviceStage for DeviceManager {
 
     fn retain_pods(&self, live: &BTreeSet<String>) {
         self.release(|c| c.retain_pods(live));
+    }
+
+    fn pod_status_view(
+        &self,
+        pod: InvolvedObject,
+        raw: watch::Receiver<Option<Vec<u8>>>,
+    ) -> watch::Receiver<Option<Vec<u8>>> {
+        let (out, view) = watch::channel(raw.borrow().clone());
+        self.runtime.spawn(super::health_events::pod_status_view(
+            self.clone(),
+            pod,
+            raw,
+            out,
+        ));
+        view
     }
 }

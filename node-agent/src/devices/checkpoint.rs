@@ -32,6 +32,12 @@ pub struct Checkpoint {
 /// One pod's devices, per container name.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PodDevices {
+    /// The pod's namespace (for events about it; empty in checkpoints written before).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub namespace: String,
+    /// The pod's name.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
     /// Container name → one allocation per resource it requests.
     pub containers: BTreeMap<String, Vec<ContainerAllocation>>,
 }

@@ -6,17 +6,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use coxswain_proto::deviceplugin::v1beta1::registration_server::RegistrationServer;
 use coxswain_proto::deviceplugin::v1beta1::{self as v1beta1, RegisterRequest};
 use tokio::sync::watch;
-use tokio_stream::wrappers::UnixListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
 use super::apply::{HostDeviceNodes, NodeStat};
 use super::cdi::{CDI_SPEC_DIRS, CdiResolver};
 use super::checkpoint::Checkpoint;
-use super::registration::RegistrationService;
+use super::registration_socket;
 use super::session::{self, SessionTarget};
 use super::state::{DeviceHealth, PluginEntry, State};
 use super::{DeviceInventory, Error, unix};
@@ -46,10 +44,10 @@ impl DeviceManagerConfig {
 
 /// State shared by the registration server, the sessions and the manager.
 pub(super) struct Shared {
-    config: DeviceManagerConfig,
+    pub(super) config: DeviceManagerConfig,
     state: Mutex<State>,
     inventory: watch::Sender<DeviceInventory>,
-    cancel: CancellationToken,
+    pub(super) cancel: CancellationToken,
 }
 
 impl Shared {
@@ -74,6 +72,18 @@ impl Shared {
 
     pub(super) fn checkpoint_path(&self) -> PathBuf {
         Checkpoint::path(&self.config.plugin_dir)
+    }
+
+    /// Writes the checkpoint back when its file is gone (the directory was wiped).
+    pub(super) fn restore_checkpoint_file(&self) {
+        let path = self.checkpoint_path();
+        if path.exists() {
+            return;
+        }
+        let state = self.lock();
+        if let Err(e) = state.checkpoint.save(&path) {
+            tracing::error!(error = %e, "restoring the device checkpoint failed");
+        }
     }
 
     /// Accepts a registration (already validated) and starts its session.
@@ -131,6 +141,8 @@ pub struct DeviceManager {
     pub(super) runtime: tokio::runtime::Handle,
     pub(super) cdi: Arc<CdiResolver>,
     pub(super) nodes: Arc<dyn NodeStat>,
+    /// Where device health Events go; none until [`DeviceManager::with_events`].
+    pub(super) events: Option<Arc<dyn super::EventSink>>,
 }
 
 impl std::fmt::Debug for DeviceManager {
@@ -175,31 +187,14 @@ impl DeviceManager {
             inventory,
             cancel: cancel.clone(),
         });
-        let socket = dir.join(v1beta1::KUBELET_SOCKET);
-        let listener = unix::bind(&socket)?;
-        let server = tonic::transport::Server::builder().add_service(RegistrationServer::new(
-            RegistrationService {
-                shared: shared.clone(),
-            },
-        ));
-        tokio::spawn(async move {
-            let served = server
-                .serve_with_incoming_shutdown(
-                    UnixListenerStream::new(listener),
-                    cancel.cancelled_owned(),
-                )
-                .await;
-            if let Err(e) = served {
-                tracing::error!(socket = %socket.display(), error = %e, "device plugin registration server failed");
-            }
-            let _ = std::fs::remove_file(&socket);
-        });
+        registration_socket::start(shared.clone(), dir.join(v1beta1::KUBELET_SOCKET), cancel)?;
         tracing::info!(dir = %dir.display(), "device manager serving kubelet.sock");
         Ok(Self {
             shared,
             runtime: tokio::runtime::Handle::current(),
             cdi,
             nodes: Arc::new(HostDeviceNodes),
+            events: None,
         })
     }
 
@@ -223,6 +218,12 @@ impl DeviceManager {
     /// gone, or changing health).
     pub fn watch_inventory(&self) -> watch::Receiver<DeviceInventory> {
         self.shared.inventory.subscribe()
+    }
+
+    /// How many registrations the manager has accepted since it started (each
+    /// plugin start or re-registration counts one).
+    pub fn registrations(&self) -> u64 {
+        self.shared.lock().next_generation
     }
 
     /// Every advertised device and its health.

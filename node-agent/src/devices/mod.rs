@@ -19,9 +19,12 @@ pub mod apply;
 pub mod cdi;
 pub mod checkpoint;
 mod error;
+pub mod health_events;
 mod manager;
 pub mod plan;
+pub mod pod_health;
 mod registration;
+mod registration_socket;
 mod session;
 pub mod slices;
 mod state;
@@ -30,10 +33,13 @@ mod unix;
 use std::collections::{BTreeMap, BTreeSet};
 
 use coxswain_api::k8s::{Container, Pod, ResourceSlice};
+use coxswain_proto::node::v1alpha1::InvolvedObject;
 use oci_spec::runtime::Spec;
+use tokio::sync::watch;
 
 pub use apply::{ContainerEdits, DeviceNodeEdit, HostDeviceNodes, MountEdit, NodeStat};
 pub use error::Error;
+pub use health_events::{EventKind, EventSink, node_object, pod_object};
 pub use manager::{DeviceManager, DeviceManagerConfig};
 pub use state::DeviceHealth;
 
@@ -68,6 +74,18 @@ pub trait DeviceStage: Send + Sync {
 
     /// Releases the devices of every pod whose uid is not in `live`.
     fn retain_pods(&self, live: &BTreeSet<String>);
+
+    /// The pod's status as the agent reports it, from the status its worker
+    /// publishes (`raw`, JSON): a device manager writes the pod's device health
+    /// in (condition `coxswain.dev/DevicesHealthy`, `allocatedResourcesStatus`).
+    /// Must be called inside a tokio runtime.
+    fn pod_status_view(
+        &self,
+        _pod: InvolvedObject,
+        raw: watch::Receiver<Option<Vec<u8>>>,
+    ) -> watch::Receiver<Option<Vec<u8>>> {
+        raw
+    }
 }
 
 /// The device stage of an agent without a device manager: refuses containers that

@@ -376,6 +376,8 @@ fn checkpoint_round_trips_atomically_and_drops_dead_pods() {
         checkpoint.pods.insert(
             uid.into(),
             PodDevices {
+                namespace: "default".into(),
+                name: format!("pod-{uid}"),
                 containers: BTreeMap::from([(
                     "main".to_string(),
                     vec![ContainerAllocation {
