@@ -16,8 +16,6 @@
 //! has a route off the machine), and [`Cluster`]'s `Drop` removes pods, processes,
 //! mounts, cgroups, namespaces and links even when the test panicked.
 
-#![allow(dead_code)] // each test binary uses a different part
-
 use std::collections::BTreeSet;
 use std::fs::File;
 use std::net::Ipv4Addr;
@@ -210,7 +208,7 @@ fn free_subnet() -> u8 {
 
 impl Cluster {
     /// Starts `cox server` and one agent per name in `nodes`, and waits until every node
-    /// is Ready with a pod CIDR. `allow_host_path` is passed to the agents.
+    /// is Ready with a pod CIDR. The agents may mount hostPaths below [`Cluster::dir`].
     pub async fn start(nodes: &[&str]) -> Self {
         check_prerequisites();
         let run_name = run_prefix();
