@@ -27,7 +27,8 @@ pub const SHIM_NAME: &str = "coxswain-shim";
 /// Arguments of `cox agent`.
 #[derive(Args)]
 pub struct AgentArgs {
-    /// The control plane's URL, e.g. http://127.0.0.1:6443.
+    /// The control plane's URL, e.g. http://127.0.0.1:6443, or unix:///path/to/socket
+    /// (`cox server --listen-unix`).
     #[arg(long)]
     pub server: String,
     /// This node's name.

@@ -33,6 +33,10 @@ pub struct ServerArgs {
     /// Address to listen on; only loopback until TLS and authentication exist.
     #[arg(long, default_value = "127.0.0.1:6443")]
     pub listen: SocketAddr,
+    /// Also serve the API and the node service on this Unix socket (mode 0600), e.g. for
+    /// agents in other network namespaces of this machine (`--server unix://PATH`).
+    #[arg(long)]
+    pub listen_unix: Option<PathBuf>,
     /// etcd client URLs (comma-separated); the embedded store is used when absent.
     #[arg(long, value_delimiter = ',')]
     pub etcd_endpoints: Vec<String>,
@@ -125,6 +129,13 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         .local_addr()
         .context("reading the listen address")?;
     let url = format!("http://{addr}");
+    let unix_socket = match &args.listen_unix {
+        Some(path) => Some(
+            coxswain_control_plane::serve::bind_unix(path)
+                .with_context(|| format!("--listen-unix {}", path.display()))?,
+        ),
+        None => None,
+    };
     let kubeconfig_path = args.data_dir.join("kubeconfig");
     kubeconfig::write(&kubeconfig_path, &url)
         .with_context(|| format!("writing {}", kubeconfig_path.display()))?;
@@ -134,6 +145,12 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         "etcd"
     };
     eprintln!("cox server: serving the API on {url} ({backend})");
+    if let Some(socket) = &unix_socket {
+        eprintln!(
+            "cox server: also on unix://{} (mode 0600)",
+            socket.path().display()
+        );
+    }
     eprintln!(
         "cox server: kubeconfig written to {} (export KUBECONFIG={0})",
         kubeconfig_path.display()
@@ -172,9 +189,20 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         shutdown.clone(),
     ));
     let node_service = NodeService::new(client, node_config);
-    let mut served = tokio::spawn(coxswain_control_plane::serve::serve(
-        server,
-        node_service,
+    // One router (one node service, so one CIDR allocator) behind both listeners.
+    let router = coxswain_control_plane::serve::router(&server, node_service, shutdown.clone());
+    if let Some(socket) = unix_socket {
+        let (router, shutdown) = (router.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            if let Err(e) =
+                coxswain_control_plane::serve::serve_unix(router, socket, shutdown).await
+            {
+                eprintln!("cox server: {e}");
+            }
+        });
+    }
+    let mut served = tokio::spawn(coxswain_control_plane::serve::serve_tcp(
+        router,
         listener,
         shutdown.clone(),
     ));

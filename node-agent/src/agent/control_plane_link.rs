@@ -1,4 +1,4 @@
-//! The agent's link to the control plane: connect (HTTP/2 over plain TCP) with
+//! The agent's link to the control plane: connect (HTTP/2 over plain TCP or a Unix socket) with
 //! exponential back-off, register the Node, renew its Lease, follow the pod
 //! stream, and start again from connecting whenever any of it fails. The channel
 //! of the current session is published in a `watch` for the status reporters;
@@ -11,12 +11,13 @@ use coxswain_proto::node::v1alpha1::{RegisterRequest, RenewLeaseRequest, WatchPo
 use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use super::backoff::Backoff;
 use super::node_network::NodeNetwork;
 use super::pod_thread::PodThreadExit;
 use super::pods::PodSupervisor;
+use super::server_endpoint::ServerEndpoint;
 use crate::logs::rfc3339_nano;
 
 /// Longest wait for a unary call (register, lease) before the session is given up.
@@ -50,7 +51,7 @@ fn call_error(call: &'static str) -> impl FnOnce(tonic::Status) -> SessionError 
 /// Everything a session needs that outlives it.
 pub struct ControlPlaneLink {
     /// Where the control plane is.
-    pub endpoint: Endpoint,
+    pub endpoint: ServerEndpoint,
     /// This node's name.
     pub node_name: String,
     /// The Node as the agent reports it.
@@ -76,7 +77,7 @@ impl ControlPlaneLink {
         exits: &mut mpsc::UnboundedReceiver<PodThreadExit>,
         shutdown: &CancellationToken,
     ) {
-        let url = self.endpoint.uri().to_string();
+        let url = self.endpoint.url().to_string();
         while !shutdown.is_cancelled() {
             let result = self.session(pods, exits, shutdown).await;
             self.channel.send_replace(None);

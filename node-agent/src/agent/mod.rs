@@ -27,6 +27,7 @@ pub mod node_object;
 mod pod_thread;
 mod pods;
 pub mod resolver;
+mod server_endpoint;
 mod status_report;
 
 use std::collections::BTreeMap;
@@ -38,13 +39,13 @@ use std::time::Duration;
 use coxswain_proto::node::v1alpha1::agent_service_server::AgentServiceServer;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Endpoint;
 
 pub use backoff::Backoff;
 pub use deps::worker_deps;
 pub use log_service::LogService;
 pub use node_network::{DeferredNetwork, NodeNetworkConfig};
 pub use pods::PodDirectory;
+pub use server_endpoint::ServerEndpoint;
 
 use crate::devices::{DeviceManager, DeviceManagerConfig};
 use crate::network::routes::HostRoutes;
@@ -61,7 +62,7 @@ pub const DEFAULT_LOGS_LISTEN: &str = "127.0.0.1:10250";
 /// How the daemon reaches the control plane and describes its node.
 #[derive(Debug, Clone)]
 pub struct AgentDaemonConfig {
-    /// The control plane's URL (`http://host:port`).
+    /// The control plane's URL: `http://host:port`, or `unix:///path` for a socket file.
     pub server: String,
     /// This node's name.
     pub node_name: String,
@@ -180,7 +181,7 @@ impl NodeAgent {
         if !valid_node_name(&config.node_name) {
             return Err(AgentError::NodeName(config.node_name));
         }
-        let endpoint = endpoint(&config.server)?;
+        let endpoint = ServerEndpoint::parse(&config.server)?;
         let listener = tokio::net::TcpListener::bind(config.logs_listen)
             .await
             .map_err(|source| AgentError::LogsListen {
@@ -299,26 +300,6 @@ pub async fn run(
     NodeAgent::new(config, deps).run(shutdown).await
 }
 
-fn endpoint(url: &str) -> Result<Endpoint, AgentError> {
-    let bad = |message: String| AgentError::ServerUrl {
-        url: url.to_string(),
-        message,
-    };
-    if url.starts_with("https://") {
-        return Err(bad("https is not supported yet: use http://".into()));
-    }
-    if !url.starts_with("http://") {
-        return Err(bad("must start with http://".into()));
-    }
-    let endpoint = Endpoint::from_shared(url.to_string()).map_err(|e| bad(e.to_string()))?;
-    Ok(endpoint
-        .connect_timeout(Duration::from_secs(5))
-        .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(10))
-        .keep_alive_timeout(Duration::from_secs(10))
-        .keep_alive_while_idle(true))
-}
-
 fn valid_node_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 253
@@ -338,11 +319,13 @@ mod tests {
 
     #[test]
     fn bad_urls_and_node_names_are_refused_with_the_reason() {
-        let e = endpoint("https://x:1").unwrap_err().to_string();
+        let e = ServerEndpoint::parse("https://x:1")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("https is not supported"), "{e}");
-        let e = endpoint("x:1").unwrap_err().to_string();
+        let e = ServerEndpoint::parse("x:1").unwrap_err().to_string();
         assert!(e.contains("http://"), "{e}");
-        assert!(endpoint("http://127.0.0.1:6443").is_ok());
+        assert!(ServerEndpoint::parse("http://127.0.0.1:6443").is_ok());
         assert!(valid_node_name("node-1.example"));
         assert!(!valid_node_name("Node_1"));
         assert!(!valid_node_name(""));

@@ -291,7 +291,13 @@ fn prefix_of(cidr: &str) -> Result<u8, NetworkError> {
 /// the first ADD (it accepts a bridge that already has its gateway address), so the
 /// DNS server can listen there before any pod exists.
 pub fn ensure_bridge(bridge: &str, gateway: IpAddr, prefix: u8) -> Result<(), NetworkError> {
-    let exists = Path::new("/sys/class/net").join(bridge).exists();
+    // Asked of the kernel, not of /sys/class/net: that shows the network namespace sysfs
+    // was mounted in, which is not the agent's when it was started with `nsenter --net`
+    // (the multi-host test's hosts).
+    let exists = Command::new("ip")
+        .args(["-o", "link", "show", "dev", bridge])
+        .output()
+        .is_ok_and(|out| out.status.success());
     if !exists {
         ip(&["link", "add", "name", bridge, "type", "bridge"])?;
     }
