@@ -11,7 +11,12 @@
 //!
 //! Pod workers exist before Register answers, so they get a [`DeferredNetwork`]:
 //! every call waits (bounded) until the real network is set, and fails with a
-//! retryable error otherwise. A restarted agent gets the same CIDR back from the
+//! retryable error otherwise. A network that cannot be configured (the bridge or
+//! the DNS address refused, a bad CIDR) becomes an [`Unconfigured`] one, so pods
+//! report *why* in their status and pods that never got an address can still be
+//! deleted; the next Register tries again. With [`NodeNetworkConfig::conf_dir`] the
+//! operator's conflist is used instead ([`ConfDirNetwork`], loaded again when the
+//! directory changes), with no bridge and no node-local DNS made by the agent. A restarted agent gets the same CIDR back from the
 //! control plane and therefore the same conflist, IPAM directory and result cache:
 //! it re-adopts its pods' attachments and tears old ones down from what was persisted.
 
@@ -30,7 +35,8 @@ use tonic::transport::Channel;
 use super::resolver::RpcResolver;
 use crate::network::dns::{self, DnsServer};
 use crate::network::{
-    ClusterDns, CniNetwork, CniNetworkConfig, NetworkError, NetworkSource, PodIps, PodNetwork,
+    ClusterDns, CniNetwork, CniNetworkConfig, ConfDirNetwork, NetworkError, NetworkSource, PodIps,
+    PodNetwork, Unconfigured,
 };
 
 /// How long a pod network call waits for the pod CIDR before failing (the worker retries).
@@ -48,6 +54,10 @@ pub struct NodeNetworkConfig {
     /// The node-local DNS server's port on the gateway address; `None`: no DNS
     /// server, and pods get the host's resolv.conf.
     pub dns_port: Option<u16>,
+    /// An operator's conflist directory used as it is instead of coxswain's own
+    /// conflist for the pod CIDR; the agent then makes no bridge and runs no
+    /// node-local DNS (pods get the host's resolv.conf).
+    pub conf_dir: Option<PathBuf>,
 }
 
 impl NodeNetworkConfig {
@@ -58,6 +68,7 @@ impl NodeNetworkConfig {
             bridge: "cox0".into(),
             cni_path: None,
             dns_port: Some(53),
+            conf_dir: None,
         }
     }
 
@@ -174,6 +185,12 @@ impl NodeNetwork {
     /// The first CIDR configures the network; a different one later is refused
     /// (the pods' addresses are in the first one) with an error in the log.
     pub async fn registered(&mut self, pod_cidr: Option<&str>, cluster_domain: &str) {
+        if let Some(dir) = self.config.conf_dir.clone() {
+            if self.configured.is_none() {
+                self.configure_conf_dir(dir);
+            }
+            return;
+        }
         let Some(cidr) = pod_cidr else {
             tracing::warn!("the control plane gave this node no pod CIDR; pods wait for one");
             return;
@@ -198,7 +215,33 @@ impl NodeNetwork {
                 tracing::info!(pod_cidr = %cidr, %gateway, bridge = %self.config.bridge, "pod network ready");
                 self.configured = Some(cidr.to_string());
             }
-            Err(e) => tracing::error!(pod_cidr = %cidr, "pod network: {e}"),
+            Err(e) => {
+                tracing::error!(pod_cidr = %cidr, "pod network: {e}");
+                // Pods say why they wait; the next Register tries again.
+                self.target.set(Arc::new(Unconfigured {
+                    reason: format!("pod network for pod CIDR {cidr}: {e}"),
+                    results_dir: CniNetworkConfig::for_pod_cidr(&self.config.agent_root, cidr)
+                        .results_dir(),
+                }));
+            }
+        }
+    }
+
+    /// Uses the operator's conflist directory `dir` (loaded when pods need it).
+    fn configure_conf_dir(&mut self, dir: PathBuf) {
+        let mut cni = CniNetworkConfig::for_pod_cidr(&self.config.agent_root, "");
+        cni.source = NetworkSource::ConfDir(dir.clone());
+        if let Some(path) = &self.config.cni_path {
+            cni.cni_path = path.clone();
+        }
+        cni.node_ip = self.node_ip;
+        match ConfDirNetwork::new(cni) {
+            Ok(network) => {
+                tracing::info!(conf_dir = %dir.display(), "pod network from the operator's conflist directory");
+                self.target.set(Arc::new(network));
+                self.configured = Some(dir.display().to_string());
+            }
+            Err(e) => tracing::error!(conf_dir = %dir.display(), "pod network: {e}"),
         }
     }
 

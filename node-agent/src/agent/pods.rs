@@ -9,6 +9,9 @@
 //! - SYNCED ends a snapshot: workers of pods the snapshot did not list were deleted
 //!   while the stream was down and are terminated; after the agent's first snapshot,
 //!   `remove_orphans` removes whatever is on the node for no listed pod.
+//! - A uid whose worker was terminated and removed is never started again: the pod
+//!   object lingers (its status is written, PodTerminated is on its way), and a new
+//!   worker would set the sandbox and the network up again for a deleted pod.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, RwLock};
@@ -84,6 +87,8 @@ pub struct PodSupervisor {
     exits_tx: mpsc::UnboundedSender<PodThreadExit>,
     snapshot: Option<BTreeSet<String>>,
     orphans_removed: bool,
+    /// Uids whose worker ended with everything removed, until the pod leaves the API.
+    removed: BTreeSet<String>,
 }
 
 impl PodSupervisor {
@@ -109,6 +114,7 @@ impl PodSupervisor {
             exits_tx,
             snapshot: None,
             orphans_removed: false,
+            removed: BTreeSet::new(),
         };
         (supervisor, exits)
     }
@@ -138,6 +144,13 @@ impl PodSupervisor {
         };
         if let Some(snapshot) = &mut self.snapshot {
             snapshot.insert(key.uid.clone());
+        }
+        if self.removed.contains(&key.uid) {
+            // Already stopped and removed: only its deletion is news.
+            if kind == EventType::Deleted {
+                self.removed.remove(&key.uid);
+            }
+            return;
         }
         let grace = deletion_grace(&pod);
         let deleting = pod.metadata.deletion_timestamp.is_some();
@@ -170,6 +183,9 @@ impl PodSupervisor {
         };
         self.directory.remove(&entry.key);
         tracing::info!(pod = %entry.key, removed = exit.removed, "pod worker ended");
+        if exit.removed {
+            self.removed.insert(exit.uid.clone());
+        }
         if exit.removed && entry.report_terminated {
             tokio::spawn(report_pod_terminated(
                 self.node_name.clone(),
@@ -242,6 +258,7 @@ impl PodSupervisor {
         let Some(listed) = self.snapshot.take() else {
             return;
         };
+        self.removed.retain(|uid| listed.contains(uid));
         for (uid, entry) in self.pods.iter_mut() {
             if !listed.contains(uid) {
                 // Deleted while the stream was down: the object is gone.

@@ -19,6 +19,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
+use std::time::Instant;
 
 use coxswain_api::k8s::Pod;
 use coxswain_cni::{
@@ -198,6 +199,17 @@ impl CniNetwork {
     }
 }
 
+impl CniNetwork {
+    /// Whether `uid` has no ADD result cached and no pod interface in its netns.
+    fn never_attached(&self, uid: &str, netns: &Path) -> Result<bool, NetworkError> {
+        let cached = self
+            .cni
+            .cached_result(&self.net.name, uid, POD_IFNAME)
+            .map_err(|e| cni_error(uid, "cache", e))?;
+        Ok(cached.is_none() && !interface_has(netns, POD_IFNAME, &[]))
+    }
+}
+
 /// See [`CniNetwork::existing`].
 enum Existing {
     Attached(Vec<IpAddr>),
@@ -211,6 +223,7 @@ impl PodNetwork for CniNetwork {
         if uid.is_empty() {
             return Err(NetworkError::Config("pod has no metadata.uid".into()));
         }
+        let started = Instant::now();
         match self.existing(&uid, netns)? {
             Existing::Attached(ips) => {
                 return Ok(PodIps {
@@ -232,6 +245,7 @@ impl PodNetwork for CniNetwork {
         match self.cni.add(&self.net, &eth) {
             Ok(added) => {
                 let ips = pod_ips(&added.result);
+                tracing::debug!(pod = %uid, ms = elapsed_ms(started), ?ips, "CNI ADD done");
                 Ok(PodIps {
                     ips,
                     host_ip: self.config.node_ip,
@@ -248,10 +262,19 @@ impl PodNetwork for CniNetwork {
     }
 
     fn teardown(&self, uid: &str, netns: &Path) -> Result<(), NetworkError> {
+        let started = Instant::now();
         let eth = self.attachment(uid, netns, POD_IFNAME);
-        self.cni
-            .del(&self.net, &eth)
-            .map_err(|e| cni_error(uid, "DEL", e))?;
+        match self.cni.del(&self.net, &eth) {
+            Ok(()) => {}
+            Err(coxswain_cni::Error::PluginNotFound { plugin, .. })
+                if self.never_attached(uid, netns)? =>
+            {
+                // The plugin was missing at ADD too, so no plugin ever ran for this pod:
+                // nothing to undo, and the pod must stay deletable until it is installed.
+                tracing::debug!(pod = %uid, %plugin, "CNI DEL skipped: the plugin is not installed and the pod was never attached");
+            }
+            Err(e) => return Err(cni_error(uid, "DEL", e)),
+        }
         let lo = self.attachment(uid, netns, "lo");
         if let Err(e) = self.cni.del(&self.loopback, &lo) {
             // loopback holds nothing on the host: forget it rather than block removal.
@@ -261,6 +284,7 @@ impl PodNetwork for CniNetwork {
                 .remove(&self.loopback.name, uid, "lo")
                 .map_err(|e| cni_error(uid, "DEL loopback", e))?;
         }
+        tracing::debug!(pod = %uid, ms = elapsed_ms(started), "CNI DEL done");
         Ok(())
     }
 
@@ -284,6 +308,11 @@ impl PodNetwork for CniNetwork {
     fn host_ip(&self) -> Option<IpAddr> {
         self.config.node_ip
     }
+}
+
+/// Milliseconds since `started`, for the ADD/DEL timing log lines.
+fn elapsed_ms(started: Instant) -> f64 {
+    started.elapsed().as_secs_f64() * 1000.0
 }
 
 fn config_error(e: coxswain_cni::Error) -> NetworkError {

@@ -6,11 +6,14 @@
 //!   exists and before it is removed. [`CniNetwork`] drives the CNI plugins through
 //!   `coxswain-cni`; [`NoNetwork`] keeps pods on loopback only (tests, hollow nodes);
 //!   [`FakeNetwork`] hands out addresses in memory (unit tests).
+//! - [`conf_dir`]: an operator's conflist directory, loaded again when it changes,
+//!   and the network that could not be configured ([`conf_dir::Unconfigured`]).
 //! - [`dns_files`]: a pod's `/etc/resolv.conf` and `/etc/hosts`.
 //! - [`dns`]: the node-local DNS server answering cluster names through a [`dns::Resolver`].
 //! - [`routes`]: host-gw routes, synced exactly, marked with their own route protocol.
 
 pub mod cni;
+pub mod conf_dir;
 pub mod dns;
 pub mod dns_files;
 pub mod fake;
@@ -23,6 +26,7 @@ use std::path::{Path, PathBuf};
 use coxswain_api::k8s::Pod;
 
 pub use cni::{CniNetwork, CniNetworkConfig, NetworkSource};
+pub use conf_dir::{ConfDirNetwork, Unconfigured};
 pub use dns_files::ClusterDns;
 pub use fake::FakeNetwork;
 

@@ -7,6 +7,10 @@
 
 #![allow(dead_code)]
 
+pub mod agent_process;
+pub mod control_plane;
+pub mod node_state;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -133,8 +133,15 @@ pub async fn write_update(
         return Ok((admitted.value, admitted.warnings));
     }
     let store = &ctx.state.store;
-    if is_terminating(object) && finalizers(object).is_empty() {
-        // The last finalizer is gone: the object can now be removed.
+    if is_terminating(object)
+        && finalizers(object).is_empty()
+        && !finalizers(&old_value).is_empty()
+        && !grace_pending(object)
+    {
+        // This write removed the last finalizer: the object can now be removed. As in
+        // Kubernetes' registry, a write to an object that had none (a pod's status while
+        // its agent stops it) removes nothing, nor does one inside a pod's grace period:
+        // a gracefully deleted pod goes only when its agent deletes it with grace 0.
         store
             .delete(&old.key, Some(old.mod_revision))
             .await
@@ -152,6 +159,14 @@ pub async fn write_update(
         .map_err(|e| store_error(ctx, e))?;
     set_meta(object, "resourceVersion", json!(revision.to_string()));
     Ok((admitted.value, admitted.warnings))
+}
+
+/// Whether the object's deletion waits for a grace period (`deletionGracePeriodSeconds` > 0).
+fn grace_pending(object: &Value) -> bool {
+    object
+        .pointer("/metadata/deletionGracePeriodSeconds")
+        .and_then(Value::as_i64)
+        .is_some_and(|g| g > 0)
 }
 
 /// Whether `new` equals `old` but for its resourceVersion and managedFields timestamps.

@@ -147,15 +147,53 @@ pub(crate) fn remove_tree(dir: &Path) -> Result<(), CgroupError> {
     for child in subdirs(dir)? {
         remove_tree(&dir.join(child))?;
     }
-    match std::fs::remove_dir(dir) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::DirectoryNotEmpty => {
-            std::fs::remove_dir_all(dir).map_err(io_err(dir))
+    let mut attempts = 0;
+    loop {
+        match std::fs::remove_dir(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::DirectoryNotEmpty => {
+                return std::fs::remove_dir_all(dir).map_err(io_err(dir));
+            }
+            Err(e)
+                if e.raw_os_error() == Some(nix::errno::Errno::EBUSY as i32)
+                    && attempts < 20
+                    && is_cgroupfs(dir) =>
+            {
+                // Processes are left in it (a container init whose runtime state is
+                // gone, e.g. after the agent was killed inside `runc create`): the pod is
+                // being removed, so they are killed, as kubelet does before it destroys a
+                // pod cgroup.
+                kill_members(dir);
+                attempts += 1;
+                std::thread::sleep(std::time::Duration::from_millis(25));
+            }
+            Err(source) => {
+                return Err(CgroupError {
+                    path: dir.to_path_buf(),
+                    source,
+                });
+            }
         }
-        Err(source) => Err(CgroupError {
-            path: dir.to_path_buf(),
-            source,
-        }),
+    }
+}
+
+/// Whether `dir` is on a cgroup filesystem (v1 or v2), not a test fixture.
+fn is_cgroupfs(dir: &Path) -> bool {
+    use nix::sys::statfs::{CGROUP_SUPER_MAGIC, CGROUP2_SUPER_MAGIC, statfs};
+    statfs(dir).is_ok_and(|s| {
+        s.filesystem_type() == CGROUP_SUPER_MAGIC || s.filesystem_type() == CGROUP2_SUPER_MAGIC
+    })
+}
+
+/// SIGKILLs every process in the cgroup at `dir` (its own `cgroup.procs`).
+fn kill_members(dir: &Path) {
+    let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+    for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+        tracing::warn!(cgroup = %dir.display(), pid, "killing a process left in a pod cgroup being removed");
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
     }
 }
