@@ -4,7 +4,11 @@ use coxswain_api::defaulting::{apply_defaults, pod_group_for};
 use coxswain_api::validation::validate;
 use coxswain_api::{Object, decode};
 
-const EXAMPLES: [(&str, &str); 3] = [
+const EXAMPLES: [(&str, &str); 4] = [
+    (
+        "priorityclass.yaml",
+        include_str!("../../../examples/priorityclass.yaml"),
+    ),
     (
         "trainingjob.yaml",
         include_str!("../../../examples/trainingjob.yaml"),

@@ -160,7 +160,10 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     let client = coxswain_control_plane::client::in_process(&server);
     tokio::spawn(scheduler::run(
         client.clone(),
-        RunnerConfig::default(),
+        RunnerConfig {
+            metrics: Some(metrics.clone()),
+            ..RunnerConfig::default()
+        },
         shutdown.clone(),
     ));
     tokio::spawn(controllers::run_all(
