@@ -28,6 +28,10 @@ enum Command {
     Describe(cmd::describe::DescribeArgs),
     /// List or show objects (table, yaml, json, name); `-w` follows changes.
     Get(cmd::get::GetArgs),
+    /// Import images into this node's agent store (`cox image import PATH`, `cox image ls`).
+    Image(cmd::image::ImageArgs),
+    /// Print a container's log (`-f` follows it).
+    Logs(cmd::logs::LogsArgs),
     /// Run the control plane: the Kubernetes-compatible API over the embedded store or etcd.
     Server(cmd::server::ServerArgs),
     /// Replay GPU-cluster traces through the placement simulator.
@@ -55,6 +59,8 @@ fn main() -> std::process::ExitCode {
         Command::Demo(args) => cmd::demo::run(args),
         Command::Describe(args) => cmd::describe::run(args),
         Command::Get(args) => cmd::get::run(args),
+        Command::Image(args) => cmd::image::run(args),
+        Command::Logs(args) => cmd::logs::run(args),
         Command::Server(args) => cmd::server::run(args),
         Command::Sim(args) => cmd::sim::run(args),
         Command::Top(args) => cmd::top::run(args),

@@ -18,6 +18,7 @@
 //!   sessions, inventory, allocation into the OCI spec, checkpoint).
 //! - [`worker`]: the pod worker, restart policies, back-off, status, re-adoption.
 //! - [`logs`]: the CRI log format.
+//! - [`usage`]: pod and container CPU/memory from their cgroups, as Prometheus text.
 //!
 //! - [`agent`]: the daemon: registration, lease, pod stream and status reports
 //!   over the control plane's gRPC node service, and the log service.
@@ -33,6 +34,7 @@ pub mod network;
 pub mod runtime;
 pub mod sandbox;
 pub mod shim;
+pub mod usage;
 pub mod volumes;
 pub mod worker;
 

@@ -8,6 +8,8 @@ pub mod delete;
 pub mod demo;
 pub mod describe;
 pub mod get;
+pub mod image;
+pub mod logs;
 pub mod manifest;
 pub mod server;
 pub mod sim;

@@ -7,7 +7,8 @@
 //!      │        └───────────────────────────────────────────────────────┘
 //!      ├─ PodSupervisor: one thread per pod uid (PodWorker::step), a status
 //!      │  reporter task per pod (UpdatePodStatus), PodTerminated after removal
-//!      └─ LogService: AgentService.ContainerLogs on the kubelet port
+//!      └─ LogService: AgentService.ContainerLogs on the kubelet port, and
+//!         `GET /metrics` (pod and container CPU/memory, `crate::usage`)
 //! ```
 //!
 //! Stopping (the `shutdown` token) detaches every pod thread without touching its
@@ -212,11 +213,18 @@ impl NodeAgent {
         let directory = PodDirectory::default();
         let logs = LogService::new(self.deps.config.clone(), directory.clone());
         let logs_stop = stop.clone();
+        // The kubelet port: logs over gRPC (h2c) and `GET /metrics` over HTTP/1.1.
+        let router = tonic::service::Routes::new(AgentServiceServer::new(logs))
+            .prepare()
+            .into_axum_router()
+            .merge(crate::usage::metrics_router(
+                self.deps.sandbox.clone(),
+                self.deps.config.cgroup_root.clone(),
+                directory.clone(),
+            ));
         let log_server = tokio::spawn(async move {
-            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-            let served = tonic::transport::Server::builder()
-                .add_service(AgentServiceServer::new(logs))
-                .serve_with_incoming_shutdown(incoming, logs_stop.cancelled_owned())
+            let served = axum::serve(listener, router)
+                .with_graceful_shutdown(logs_stop.cancelled_owned())
                 .await;
             if let Err(e) = served {
                 tracing::error!("log service on {logs_addr}: {e}");

@@ -42,6 +42,18 @@ impl PodDirectory {
         map.get(&(namespace.to_string(), name.to_string())).cloned()
     }
 
+    /// Every pod on this node (for the usage metrics).
+    pub fn pods(&self) -> Vec<crate::usage::PodRef> {
+        let map = self.0.read().unwrap_or_else(|e| e.into_inner());
+        map.iter()
+            .map(|((namespace, name), uid)| crate::usage::PodRef {
+                uid: uid.clone(),
+                namespace: namespace.clone(),
+                name: name.clone(),
+            })
+            .collect()
+    }
+
     fn insert(&self, key: &PodKey) {
         let mut map = self.0.write().unwrap_or_else(|e| e.into_inner());
         map.insert((key.namespace.clone(), key.name.clone()), key.uid.clone());

@@ -13,7 +13,7 @@ mod store;
 
 use std::path::PathBuf;
 
-pub use store::LocalImageStore;
+pub use store::{Imported, LocalImageStore};
 
 /// The image name that selects the host's root filesystem.
 pub const HOST_IMAGE: &str = "host";
@@ -92,6 +92,9 @@ pub struct Image {
     pub layers: Vec<PathBuf>,
     /// Its defaults.
     pub config: ImageConfig,
+    /// Its manifest's digest (`sha256:<hex>`); empty for a directory registered in place.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub digest: String,
 }
 
 /// Where images come from and how a container's root filesystem is made.

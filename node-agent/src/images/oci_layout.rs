@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use super::{Image, ImageConfig, ImageError};
+use super::{Image, ImageConfig, ImageError, Imported};
 
 fn invalid(layout: &Path, message: impl Into<String>) -> ImageError {
     ImageError::Invalid {
@@ -44,19 +44,43 @@ fn strings(v: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Imports the image in `layout`, unpacking new layers below `layers_dir`.
-pub fn import(layout: &Path, layers_dir: &Path, name: &str) -> Result<Image, ImageError> {
+/// Imports the image in `layout` (the manifest whose `org.opencontainers.image.ref.name`
+/// is `name`, else the first), unpacking new layers below `layers_dir`. Without `name`
+/// the image is named by the first manifest's ref name annotation.
+pub fn import(
+    layout: &Path,
+    layers_dir: &Path,
+    name: Option<&str>,
+) -> Result<Imported, ImageError> {
+    if !layout.join("index.json").is_file() {
+        return Err(invalid(
+            layout,
+            "not an OCI image layout (no index.json); give a layout directory or a .tar of one",
+        ));
+    }
     let index = read_json(layout, &layout.join("index.json"))?;
     let manifests = index["manifests"].as_array().cloned().unwrap_or_default();
+    let ref_name = |m: &Value| {
+        m["annotations"]["org.opencontainers.image.ref.name"]
+            .as_str()
+            .map(str::to_string)
+    };
     let chosen = manifests
         .iter()
-        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"].as_str() == Some(name))
+        .find(|m| name.is_some() && ref_name(m).as_deref() == name)
         .or_else(|| manifests.first())
         .ok_or_else(|| invalid(layout, "index.json lists no manifest"))?;
-    let manifest = read_json(
-        layout,
-        &blob_path(layout, chosen["digest"].as_str().unwrap_or(""))?,
-    )?;
+    let name = match name.map(str::to_string).or_else(|| ref_name(chosen)) {
+        Some(name) if !name.is_empty() => name,
+        _ => {
+            return Err(invalid(
+                layout,
+                "the index names no image (org.opencontainers.image.ref.name); give a name",
+            ));
+        }
+    };
+    let manifest_digest = chosen["digest"].as_str().unwrap_or("").to_string();
+    let manifest = read_json(layout, &blob_path(layout, &manifest_digest)?)?;
     let config_digest = manifest["config"]["digest"].as_str().unwrap_or("");
     let config = read_json(layout, &blob_path(layout, config_digest)?)?;
     let c = &config["config"];
@@ -67,6 +91,7 @@ pub fn import(layout: &Path, layers_dir: &Path, name: &str) -> Result<Image, Ima
         working_dir: c["WorkingDir"].as_str().unwrap_or("").to_string(),
     };
     let mut layers = Vec::new();
+    let mut unpacked = 0;
     for layer in manifest["layers"].as_array().cloned().unwrap_or_default() {
         let digest = layer["digest"].as_str().unwrap_or("");
         let blob = blob_path(layout, digest)?;
@@ -78,14 +103,17 @@ pub fn import(layout: &Path, layers_dir: &Path, name: &str) -> Result<Image, Ima
         if !dest.exists() {
             verify_digest(layout, &blob, &hex)?;
             unpack_layer(&blob, layers_dir, &dest)?;
+            unpacked += 1;
         }
         layers.push(dest);
     }
-    Ok(Image {
-        name: name.to_string(),
+    let image = Image {
+        name,
         layers,
         config: image_config,
-    })
+        digest: manifest_digest,
+    };
+    Ok(Imported { image, unpacked })
 }
 
 /// Unpacks one layer blob into `dest` via a temporary sibling, renamed when complete.
@@ -132,7 +160,15 @@ fn unpack_layer(blob: &Path, layers_dir: &Path, dest: &Path) -> Result<(), Image
             .map_err(|e| ImageError::io(tmp.path().join(&path), e))?;
     }
     let tmp = tmp.keep();
-    std::fs::rename(&tmp, dest).map_err(|e| ImageError::io(dest, e))
+    match std::fs::rename(&tmp, dest) {
+        Ok(()) => Ok(()),
+        // Another import unpacked the same layer meanwhile: keep theirs.
+        Err(_) if dest.is_dir() => {
+            let _ = std::fs::remove_dir_all(&tmp);
+            Ok(())
+        }
+        Err(e) => Err(ImageError::io(dest, e)),
+    }
 }
 
 /// An overlayfs whiteout: a 0:0 character device hiding a lower file.

@@ -8,6 +8,15 @@ use std::sync::Arc;
 use super::{HOST_IMAGE, Image, ImageConfig, ImageError, ImageStore};
 use crate::mounts::Mounter;
 
+/// What one import did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Imported {
+    /// The image as recorded.
+    pub image: Image,
+    /// How many of its layers were unpacked now (the others were already in the store).
+    pub unpacked: usize,
+}
+
 /// Images kept on the local disk.
 pub struct LocalImageStore {
     dir: PathBuf,
@@ -43,7 +52,8 @@ impl LocalImageStore {
         self.dir.join("layers")
     }
 
-    /// Records `image` under its name (overwriting an older record).
+    /// Records `image` under its name (overwriting an older record; atomically, so a
+    /// running agent never reads half a record).
     pub fn record(&self, image: &Image) -> Result<(), ImageError> {
         let refs = self.dir.join("refs");
         std::fs::create_dir_all(&refs).map_err(|e| ImageError::io(&refs, e))?;
@@ -52,7 +62,64 @@ impl LocalImageStore {
             image: image.name.clone(),
             message: e.to_string(),
         })?;
-        std::fs::write(&path, body).map_err(|e| ImageError::io(&path, e))
+        let tmp = refs.join(format!(
+            ".{}.tmp-{}",
+            ref_file(&image.name),
+            std::process::id()
+        ));
+        std::fs::write(&tmp, body).map_err(|e| ImageError::io(&tmp, e))?;
+        std::fs::rename(&tmp, &path).map_err(|e| ImageError::io(&path, e))
+    }
+
+    /// Every recorded image, by name.
+    pub fn list(&self) -> Result<Vec<Image>, ImageError> {
+        let refs = self.dir.join("refs");
+        let entries = match std::fs::read_dir(&refs) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(ImageError::io(&refs, e)),
+        };
+        let mut images = Vec::new();
+        for entry in entries {
+            let path = entry.map_err(|e| ImageError::io(&refs, e))?.path();
+            let is_record = path.extension().is_some_and(|e| e == "json")
+                && !path
+                    .file_name()
+                    .is_some_and(|f| f.to_string_lossy().starts_with('.'));
+            if !is_record {
+                continue;
+            }
+            let body = std::fs::read(&path).map_err(|e| ImageError::io(&path, e))?;
+            let image: Image = serde_json::from_slice(&body).map_err(|e| ImageError::Invalid {
+                image: path.display().to_string(),
+                message: e.to_string(),
+            })?;
+            images.push(image);
+        }
+        images.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(images)
+    }
+
+    /// Imports `path`, an OCI image layout directory or a tar archive of one, as `name`
+    /// (default: the name the layout's index gives its first image).
+    pub fn import(&self, name: Option<&str>, path: &Path) -> Result<Imported, ImageError> {
+        let meta = std::fs::metadata(path).map_err(|e| ImageError::io(path, e))?;
+        let imported = if meta.is_dir() {
+            super::oci_layout::import(path, &self.layers_dir(), name)?
+        } else {
+            let unpacked = self.unpack_archive(path)?;
+            super::oci_layout::import(unpacked.path(), &self.layers_dir(), name).map_err(|e| {
+                match e {
+                    ImageError::Invalid { message, .. } => ImageError::Invalid {
+                        image: path.display().to_string(),
+                        message,
+                    },
+                    other => other,
+                }
+            })?
+        };
+        self.record(&imported.image)?;
+        Ok(imported)
     }
 
     /// Registers a root filesystem directory (used in place, not copied) as `name`.
@@ -72,6 +139,7 @@ impl LocalImageStore {
             name: name.to_string(),
             layers: vec![rootfs.to_path_buf()],
             config,
+            digest: String::new(),
         };
         self.record(&image)?;
         Ok(image)
@@ -79,14 +147,20 @@ impl LocalImageStore {
 
     /// Imports an OCI image layout directory as `name`.
     pub fn import_oci_layout(&self, name: &str, layout: &Path) -> Result<Image, ImageError> {
-        let image = super::oci_layout::import(layout, &self.layers_dir(), name)?;
-        self.record(&image)?;
-        Ok(image)
+        let imported = super::oci_layout::import(layout, &self.layers_dir(), Some(name))?;
+        self.record(&imported.image)?;
+        Ok(imported.image)
     }
 
     /// Imports an OCI image layout packed as a tar archive (`docker save`-style
     /// `oci-archive`) as `name`.
     pub fn import_archive(&self, name: &str, archive: &Path) -> Result<Image, ImageError> {
+        let unpacked = self.unpack_archive(archive)?;
+        self.import_oci_layout(name, unpacked.path())
+    }
+
+    /// Unpacks a tar archive into a temporary directory under the store.
+    fn unpack_archive(&self, archive: &Path) -> Result<tempfile::TempDir, ImageError> {
         let tmp = self.dir.join("tmp");
         std::fs::create_dir_all(&tmp).map_err(|e| ImageError::io(&tmp, e))?;
         let unpacked = tempfile::Builder::new()
@@ -97,7 +171,7 @@ impl LocalImageStore {
         tar::Archive::new(file)
             .unpack(unpacked.path())
             .map_err(|e| ImageError::io(archive, e))?;
-        self.import_oci_layout(name, unpacked.path())
+        Ok(unpacked)
     }
 }
 
@@ -108,6 +182,7 @@ impl ImageStore for LocalImageStore {
                 name: HOST_IMAGE.into(),
                 layers: vec![PathBuf::from("/")],
                 config: ImageConfig::default(),
+                digest: String::new(),
             });
         }
         let path = self.dir.join("refs").join(ref_file(image));

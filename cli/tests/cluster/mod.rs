@@ -1,0 +1,235 @@
+//! A one-node cluster from the built `cox` binary for the CLI's tests: `cox server` on a
+//! free loopback port and `cox agent` (real runc, no CNI, no devices) under a private
+//! root and cgroup root. Needs root, runc and util-linux (run scripts/setup.sh as root);
+//! without them the tests fail saying so.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The node the agent registers.
+pub const NODE: &str = "n1";
+
+/// A server and an agent; both are killed when dropped.
+pub struct Cluster {
+    /// Holds the server's data, the agent's root and the daemons' logs.
+    pub dir: tempfile::TempDir,
+    /// The kubeconfig `cox server` wrote.
+    pub kubeconfig: PathBuf,
+    /// The agent's `--root`.
+    pub agent_root: PathBuf,
+    cgroup_root: String,
+    server: Child,
+    agent: Child,
+}
+
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
+    listener.local_addr().expect("its address").port()
+}
+
+fn log_file(dir: &Path, name: &str) -> std::fs::File {
+    std::fs::File::create(dir.join(name)).expect("log file")
+}
+
+impl Cluster {
+    /// Starts the server and the agent and waits until the node is registered.
+    pub fn start() -> Self {
+        assert!(
+            std::fs::metadata("/proc/self")
+                .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+                .unwrap_or(false),
+            "the cox CLI cluster tests start `cox agent`, which needs root: run them as root \
+             after scripts/setup.sh"
+        );
+        let dir = tempfile::Builder::new()
+            .prefix("cox-cli-it-")
+            .tempdir_in("/var/tmp")
+            .expect("temp dir");
+        let port = free_port();
+        let url = format!("http://127.0.0.1:{port}");
+        let server = Command::new(env!("CARGO_BIN_EXE_cox"))
+            .args(["server", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .stdout(Stdio::null())
+            .stderr(log_file(dir.path(), "server.log"))
+            .spawn()
+            .expect("cox server starts");
+        let agent_root = dir.path().join("agent");
+        let cgroup_root = format!("coxswain-cli-it-{}", std::process::id());
+        let agent = Command::new(env!("CARGO_BIN_EXE_cox"))
+            .args(["agent", "--server", &url, "--node-name", NODE, "--root"])
+            .arg(&agent_root)
+            .args([
+                "--runtime",
+                "runc",
+                "--node-ip",
+                "127.0.0.1",
+                "--logs-listen",
+                "127.0.0.1:0",
+                "--cgroup-root",
+                &cgroup_root,
+                "--no-cni",
+                "--no-devices",
+            ])
+            .stdout(Stdio::null())
+            .stderr(log_file(dir.path(), "agent.log"))
+            .spawn()
+            .expect("cox agent starts");
+        let kubeconfig = dir.path().join("data/kubeconfig");
+        let cluster = Cluster {
+            dir,
+            kubeconfig,
+            agent_root,
+            cgroup_root,
+            server,
+            agent,
+        };
+        cluster.eventually("node n1 to register", || {
+            let out = cluster.cox(&["get", "node", NODE, "-o", "name"]);
+            out.status.success().then_some(())
+        });
+        cluster
+    }
+
+    /// Runs `cox args` against this cluster.
+    pub fn cox(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_cox"))
+            .args(args)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .output()
+            .expect("cox runs")
+    }
+
+    /// Runs `cox args`, asserts it succeeded and returns its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.cox(args);
+        assert!(
+            out.status.success(),
+            "cox {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs `cox args`, asserts it failed and returns its stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.cox(args);
+        assert!(
+            !out.status.success(),
+            "cox {args:?} should have failed: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    /// Applies `yaml`.
+    pub fn apply(&self, yaml: &str) {
+        let file = self.dir.path().join("manifest.yaml");
+        std::fs::write(&file, yaml).expect("manifest written");
+        self.ok(&["apply", "-f", file.to_str().expect("utf-8 path")]);
+    }
+
+    /// The pod as JSON, if it exists.
+    pub fn pod(&self, namespace: &str, name: &str) -> Option<Value> {
+        let out = self.cox(&["get", "pod", name, "-n", namespace, "-o", "json"]);
+        out.status
+            .success()
+            .then(|| serde_json::from_slice(&out.stdout).expect("pod JSON"))
+    }
+
+    /// Waits for the pod's phase to be `phase`; panics (with the status and the agent's
+    /// log) if it settles in another terminal phase or after a generous hang guard.
+    pub fn wait_phase(&self, namespace: &str, name: &str, phase: &str) -> Value {
+        self.eventually(&format!("pod {namespace}/{name} to be {phase}"), || {
+            let pod = self.pod(namespace, name)?;
+            let now = pod["status"]["phase"].as_str().unwrap_or_default();
+            if now != phase && matches!(now, "Succeeded" | "Failed") {
+                panic!(
+                    "pod {name} ended {now}, not {phase}: {:#}\nagent log:\n{}",
+                    pod["status"],
+                    self.agent_log()
+                );
+            }
+            (now == phase).then_some(pod)
+        })
+    }
+
+    /// Polls `check` every 100 ms until it returns `Some`; panics after a generous hang
+    /// guard (not a timing assertion).
+    pub fn eventually<T>(&self, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+        let limit = Instant::now() + Duration::from_secs(120);
+        loop {
+            if let Some(value) = check() {
+                return value;
+            }
+            assert!(
+                Instant::now() < limit,
+                "timed out waiting for {what}\nagent log:\n{}",
+                self.agent_log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The agent's log so far (for failure messages).
+    pub fn agent_log(&self) -> String {
+        let log = std::fs::read_to_string(self.dir.path().join("agent.log")).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(40).collect();
+        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+    }
+
+    /// Deletes every pod and waits until the agent has removed them (so no container
+    /// outlives the test).
+    pub fn delete_all_pods(&self) {
+        let names = self.ok(&["get", "pods", "-A", "-o", "json"]);
+        let list: Value = serde_json::from_str(&names).expect("pod list JSON");
+        for pod in list["items"].as_array().into_iter().flatten() {
+            let ns = pod["metadata"]["namespace"].as_str().unwrap_or("default");
+            let name = pod["metadata"]["name"].as_str().unwrap_or_default();
+            self.ok(&["delete", "pod", name, "-n", ns]);
+        }
+        self.eventually("every pod to be removed by the agent", || {
+            let out = self.ok(&["get", "pods", "-A", "-o", "name"]);
+            out.trim().is_empty().then_some(())
+        });
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for child in [&mut self.agent, &mut self.server] {
+            child.kill().ok();
+            child.wait().ok();
+        }
+        // The (by now empty) cgroup root in every hierarchy, v1 and v2.
+        let mut roots = vec![Path::new("/sys/fs/cgroup").join(&self.cgroup_root)];
+        for hierarchy in std::fs::read_dir("/sys/fs/cgroup")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            roots.push(hierarchy.path().join(&self.cgroup_root));
+        }
+        for root in roots {
+            remove_cgroup_tree(&root);
+        }
+    }
+}
+
+/// Removes an empty cgroup and the empty cgroups below it (cgroupfs only allows rmdir).
+fn remove_cgroup_tree(dir: &Path) {
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            remove_cgroup_tree(&entry.path());
+        }
+    }
+    std::fs::remove_dir(dir).ok();
+}
