@@ -80,7 +80,34 @@ pub fn render(nodes: &[Node], slices: &[ResourceSlice], pods: &[Pod]) -> String 
                 .push((owner.clone(), share.milli));
         }
     }
-    owners.extend(holdings.keys().cloned());
+    // Letters follow the map: the first GPU's holder is A, and so on down the rows.
+    let mut node_names: Vec<&str> = nodes
+        .iter()
+        .filter_map(|n| n.metadata.name.as_deref())
+        .collect();
+    node_names.sort();
+    for node in node_names {
+        let mut gpus = gpus_by_node.get(node).cloned().unwrap_or_default();
+        gpus.sort_by_key(|g| g.index);
+        for gpu in gpus {
+            for (owner, _) in held
+                .get(&(node.to_string(), gpu.uuid))
+                .into_iter()
+                .flatten()
+            {
+                if !owners.contains(owner) {
+                    owners.push(owner.clone());
+                }
+            }
+        }
+    }
+    owners.extend(
+        holdings
+            .keys()
+            .filter(|o| !owners.contains(o))
+            .cloned()
+            .collect::<Vec<_>>(),
+    );
     let index: HashMap<&Owner, usize> = owners.iter().enumerate().map(|(i, o)| (o, i)).collect();
 
     let mut rows = Vec::new();
@@ -253,7 +280,7 @@ fn short_model(model: &str) -> String {
 
 /// Milli-GPUs as GPUs: `3`, `2.25`.
 fn gpus_text(milli: u64) -> String {
-    if milli % 1000 == 0 {
+    if milli.is_multiple_of(1000) {
         (milli / 1000).to_string()
     } else {
         let text = format!("{:.3}", milli as f64 / 1000.0);

@@ -164,7 +164,7 @@ fn gpu_map_matches_the_golden_rendering() {
     let node_a = text.lines().find(|l| l.starts_with("node-a")).unwrap();
     assert!(node_a.ends_with("A A A A A A A A"), "{node_a}");
     let node_b = text.lines().find(|l| l.starts_with("node-b")).unwrap();
-    assert!(node_b.ends_with("* c B . . . . x"), "{node_b}");
+    assert!(node_b.ends_with("* c D . . . . x"), "{node_b}");
 }
 
 #[test]
