@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use controllers_support::{Cluster, fast_config, report, start, wait_for};
 use coxswain_api::coxswain::{PodGroup, TrainingJob};
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Event, Pod, Service};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 
 const JOB: &str = r#"
@@ -262,6 +262,22 @@ async fn a_failed_pod_restarts_the_whole_gang() {
             .conditions
             .iter()
             .any(|c| c.type_ == "Restarting" && c.status == "False")
+    );
+    let events: Api<Event> = Api::namespaced(f.cluster.client.clone(), "default");
+    let params = ListParams::default().fields("involvedObject.name=ddp");
+    let restart = wait_for("a GangRestart event", || async {
+        let list = events.list(&params).await.unwrap().items;
+        list.into_iter()
+            .find(|e| e.reason.as_deref() == Some("GangRestart"))
+    })
+    .await;
+    assert_eq!(restart.type_.as_deref(), Some("Warning"));
+    assert!(
+        restart
+            .message
+            .as_deref()
+            .is_some_and(|m| m.contains("pod ddp-worker-1 failed with exit code 1")),
+        "{restart:?}"
     );
 }
 

@@ -10,7 +10,7 @@ use coxswain_control_plane::workloads::{Clock, FakeClock, WorkloadsConfig};
 use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
-use workloads_support::{fast_config, live_pods, obj, set_phase, start, wait_for};
+use workloads_support::{event_reasons, fast_config, live_pods, obj, set_phase, start, wait_for};
 
 fn cronjob(name: &str, policy: &str) -> CronJob {
     obj(serde_json::json!({
@@ -150,4 +150,11 @@ async fn forbid_holds_a_run_back_until_the_active_one_finishes() {
     let active = status.active.unwrap();
     assert_eq!(active.len(), 1);
     assert_eq!(active[0].name.as_deref(), Some(second.as_str()));
+    let reasons = event_reasons(client, "CronJob", "forbid", "SawCompletedJob").await;
+    for reason in ["SuccessfulCreate", "JobAlreadyActive"] {
+        assert!(
+            reasons.iter().any(|r| r == reason),
+            "{reason} in {reasons:?}"
+        );
+    }
 }

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, PostParams};
-use workloads_support::{fast_config, live_pods, obj, set_phase, start, wait_for};
+use workloads_support::{event_reasons, fast_config, live_pods, obj, set_phase, start, wait_for};
 
 fn node(name: &str, labels: serde_json::Value, taints: serde_json::Value) -> Node {
     obj(
@@ -85,6 +85,7 @@ async fn one_pod_per_matching_node_and_new_nodes_get_one() {
         placed,
         BTreeSet::from(["n1".into(), "n2".into(), "n3".into()])
     );
+    event_reasons(client, "DaemonSet", "agent", "SuccessfulCreate").await;
     for pod in live_pods(client, "app=agent").await {
         let tolerations = pod.spec.as_ref().unwrap().tolerations.clone().unwrap();
         assert!(

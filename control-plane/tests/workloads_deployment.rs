@@ -6,7 +6,9 @@ mod workloads_support;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
-use workloads_support::{fast_config, is_ready, live_pods, obj, phase, set_phase, start, wait_for};
+use workloads_support::{
+    event_reasons, fast_config, is_ready, live_pods, obj, phase, set_phase, start, wait_for,
+};
 
 fn deployment(name: &str, replicas: i32, image: &str, strategy: serde_json::Value) -> Deployment {
     obj(serde_json::json!({
@@ -164,6 +166,7 @@ async fn rolling_update_keeps_min_available_and_rollback_reuses_the_old_replicas
     assert_eq!(back.spec.replicas, Some(4));
     assert_eq!(revision(&back.metadata), "3");
     assert_eq!(revision(&deploys.get("web").await.unwrap().metadata), "3");
+    event_reasons(client, "Deployment", "web", "ScalingReplicaSet").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -242,4 +245,9 @@ async fn replicaset_replaces_deleted_pods_and_scales_down_unready_first() {
     })
     .await;
     assert_eq!(status.available_replicas, Some(2));
+    let reasons = event_reasons(client, "ReplicaSet", "rs", "SuccessfulDelete").await;
+    assert!(
+        reasons.iter().any(|r| r == "SuccessfulCreate"),
+        "{reasons:?}"
+    );
 }

@@ -6,7 +6,9 @@ use std::collections::BTreeSet;
 
 use k8s_openapi::api::batch::v1::Job;
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use workloads_support::{fast_config, live_pods, obj, phase, set_phase, start, wait_for};
+use workloads_support::{
+    event_reasons, fast_config, live_pods, obj, phase, set_phase, start, wait_for,
+};
 
 fn job(name: &str, spec: serde_json::Value) -> Job {
     let mut spec = spec;
@@ -220,6 +222,11 @@ async fn backoff_limit_fails_the_job() {
     let all = live_pods(client, "job-name=flaky").await;
     assert_eq!(all.len(), 2, "no pod after the backoff limit");
     assert!(active(&live_pods(client, "job-name=flaky").await).is_empty());
+    let reasons = event_reasons(client, "Job", "flaky", "BackoffLimitExceeded").await;
+    assert!(
+        reasons.iter().any(|r| r == "SuccessfulCreate"),
+        "{reasons:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -34,7 +34,9 @@ const JOB_ROLE_LABEL: &str = "training.kubeflow.org/job-role";
 /// The [`TrainingJob`] that runs `job`: same name and namespace, owned by `job` when it
 /// has a uid. Kubeflow's defaults are applied first; a job that fails validation, or asks
 /// for what coxswain cannot do (a gang smaller than the job), is refused with every
-/// problem and its field path. Not carried over: `runPolicy.cleanPodPolicy`,
+/// problem and its field path. Not carried over: `runPolicy.ttlSecondsAfterFinished` (the
+/// PyTorchJob controller deletes the PyTorchJob, which takes its training job with it),
+/// `runPolicy.cleanPodPolicy`,
 /// `runPolicy.managedBy`, `schedulingPolicy.minResources` (the gang's resources are
 /// computed from the pods) and `elasticPolicy` (the job runs at its written size).
 pub fn to_training_job(job: &PyTorchJob) -> Result<TrainingJob, ValidationError> {
@@ -161,7 +163,9 @@ pub fn to_training_job(job: &PyTorchJob) -> Result<TrainingJob, ValidationError>
             run_policy: Some(RunPolicy {
                 backoff_limit: run_policy.backoff_limit,
                 active_deadline_seconds: run_policy.active_deadline_seconds,
-                ttl_seconds_after_finished: run_policy.ttl_seconds_after_finished,
+                // The PyTorchJob's controller deletes the PyTorchJob itself (and the
+                // training job with it); a training job deleted first would be recreated.
+                ttl_seconds_after_finished: None,
                 suspend: run_policy.suspend,
                 scheduling_timeout_seconds: scheduling.schedule_timeout_seconds.map(i64::from),
             }),

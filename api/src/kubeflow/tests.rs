@@ -165,6 +165,70 @@ fn validation_names_the_field_of_each_kubeflow_rule() {
     assert_eq!(found.len(), 9, "{found:#?}");
 }
 
+/// [`MINIMAL`] with its `master` key written as Kubeflow's defaulting writes it.
+fn minimal() -> PyTorchJob {
+    let mut job = job(MINIMAL);
+    let specs = &mut job.spec.pytorch_replica_specs;
+    let master = specs.remove("master").unwrap();
+    specs.insert(MASTER.to_string(), master);
+    job
+}
+
+#[test]
+fn bad_gangs_are_refused_naming_the_field() {
+    assert_eq!(problems(minimal()), Vec::<String>::new());
+    // A GPU no device plugin could serve (not <vendor domain>/<type>).
+    let mut bare_gpu = minimal();
+    let worker = bare_gpu.spec.pytorch_replica_specs.get_mut(WORKER).unwrap();
+    worker.template.spec.as_mut().unwrap().containers[0].resources =
+        Some(k8s_openapi::api::core::v1::ResourceRequirements {
+            limits: Some(
+                [(
+                    "gpu".to_string(),
+                    k8s_openapi::apimachinery::pkg::api::resource::Quantity("1".to_string()),
+                )]
+                .into(),
+            ),
+            ..Default::default()
+        });
+    let found = problems(bare_gpu);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert!(
+        found[0].starts_with(
+            "spec.pytorchReplicaSpecs.Worker.template.spec.containers[0].resources.limits[gpu]: "
+        ) && found[0].contains("like nvidia.com/gpu"),
+        "{found:#?}"
+    );
+
+    // No pods at all.
+    let mut empty = job(MINIMAL);
+    empty.spec.pytorch_replica_specs.remove("master");
+    empty
+        .spec
+        .pytorch_replica_specs
+        .get_mut(WORKER)
+        .unwrap()
+        .replicas = Some(0);
+    assert_eq!(
+        problems(empty),
+        vec!["spec.pytorchReplicaSpecs: the replicas of all types must add up to at least 1"]
+    );
+
+    // Pod names that cannot be host names: `<job>-worker-<i>` over 63 characters.
+    let mut long = minimal();
+    long.metadata.name = Some("m".repeat(55));
+    let found = problems(long);
+    assert_eq!(found.len(), 2, "{found:#?}");
+    for (found, replica_type) in found.iter().zip(["Master", "Worker"]) {
+        assert!(
+            found.starts_with(&format!(
+                "spec.pytorchReplicaSpecs.{replica_type}: pod names like"
+            )) && found.contains("64 characters"),
+            "{found}"
+        );
+    }
+}
+
 #[test]
 fn an_unknown_restart_policy_is_refused_with_its_path() {
     let text = MINIMAL.replace("replicas: 3", "replicas: 3\n      restartPolicy: Sometimes");

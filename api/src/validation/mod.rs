@@ -18,6 +18,7 @@ mod podgroup;
 mod pytorchjob;
 mod queue;
 mod resources;
+mod training_resources;
 mod trainingjob;
 mod workloads;
 

@@ -4,6 +4,7 @@
 use super::field::{FieldError, FieldPath, push_invalid};
 use super::metadata::validate_labels;
 use super::pod::validate_pod_spec;
+use super::training_resources::validate_template_resource_names;
 use crate::kubeflow::{
     DEFAULT_CONTAINER_NAME, MASTER, PyTorchJob, REPLICA_TYPES, ReplicaSpec, RunPolicy,
 };
@@ -131,6 +132,7 @@ fn validate_replica(
         return;
     };
     errors.extend(validate_pod_spec(spec, &spec_path));
+    errors.extend(validate_template_resource_names(spec, &spec_path));
     if !spec.containers.is_empty()
         && !spec
             .containers

@@ -5,6 +5,7 @@ use std::collections::HashSet;
 use super::field::{FieldError, FieldPath, push_invalid};
 use super::metadata::validate_labels;
 use super::pod::validate_pod_spec;
+use super::training_resources::validate_template_resource_names;
 use crate::coxswain::{ReplicaGroup, RunPolicy, SuccessPolicyType, TrainingJob};
 use crate::names::{self, DNS1123_LABEL_MAX_LENGTH};
 use crate::quantity::ParsedQuantity;
@@ -23,6 +24,20 @@ pub fn validate_training_job(job: &TrainingJob) -> Vec<FieldError> {
         ));
     }
     let job_name = job.metadata.name.as_deref().unwrap_or_default();
+    // The job's headless Service, and so its pods' subdomain, is named after it: a
+    // Service name is a DNS-1035 label. (Other name rules are checked with the metadata.)
+    if !job_name.is_empty()
+        && names::dns1123_label(job_name).is_empty()
+        && !names::dns1035_label(job_name).is_empty()
+    {
+        errors.push(FieldError::invalid(
+            &FieldPath::new("metadata").child("name"),
+            format!(
+                "{job_name:?}: must start with a letter, because the job's headless \
+                 Service (its pods' DNS subdomain) is named after it (a DNS-1035 label)"
+            ),
+        ));
+    }
     let mut seen = HashSet::new();
     for (index, group) in spec.replica_groups.iter().enumerate() {
         let group_path = groups_path.index(index);
@@ -185,6 +200,10 @@ fn validate_group(
         return;
     };
     errors.extend(validate_pod_spec(spec, &template_path.child("spec")));
+    errors.extend(validate_template_resource_names(
+        spec,
+        &template_path.child("spec"),
+    ));
     if let Some(gpus) = group.gpus_per_replica {
         let gpus_path = path.child("gpusPerReplica");
         if gpus < 0 {

@@ -8,11 +8,14 @@
 //!
 //! - [`trainingjob`]: a `TrainingJob` runs as a gang of pods with a `PodGroup`, a headless
 //!   `Service`, an MPI hostfile and rendezvous env; it restarts the whole gang on failure.
+//! - [`pytorchjob`]: a Kubeflow `PyTorchJob` runs as a `TrainingJob` it owns, with
+//!   Kubeflow's per-replica services and its status mirrored back in Kubeflow's shape.
 //! - [`gc`]: the garbage collector deletes dependents whose owners are gone and completes
 //!   `Foreground` and `Orphan` deletions.
 
 pub mod clock;
 pub mod gc;
+pub mod pytorchjob;
 pub mod trainingjob;
 
 use std::sync::Arc;
@@ -104,6 +107,7 @@ impl Error {
 pub async fn run_all(client: kube::Client, config: ControllersConfig, shutdown: CancellationToken) {
     tokio::join!(
         trainingjob::run(client.clone(), config.clone(), shutdown.clone()),
+        pytorchjob::run(client.clone(), config.clone(), shutdown.clone()),
         gc::run(client, config, shutdown),
     );
 }

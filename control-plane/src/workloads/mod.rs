@@ -27,6 +27,8 @@ use tokio_util::sync::CancellationToken;
 pub use clock::{Clock, FakeClock, SystemClock};
 pub use error::Error;
 
+use crate::events::EventRecorder;
+
 /// Settings shared by the workload controllers.
 #[derive(Clone)]
 pub struct WorkloadsConfig {
@@ -65,19 +67,51 @@ impl std::fmt::Debug for WorkloadsConfig {
     }
 }
 
-/// What every reconcile gets: the client, the settings and the per-object error counts.
+/// What every reconcile gets: the client, the settings, the event recorders and the
+/// per-object error counts.
 pub struct Context {
     /// The API client the controller reads and writes through.
     pub client: kube::Client,
     /// The controllers' settings.
     pub config: WorkloadsConfig,
+    /// One event recorder per controller, named as Kubernetes names them.
+    pub events: Recorders,
     failures: std::sync::Mutex<std::collections::HashMap<String, u32>>,
+}
+
+/// The event recorders of the five controllers (`source.component` as in Kubernetes).
+#[derive(Debug, Clone)]
+pub struct Recorders {
+    /// `job-controller`.
+    pub job: EventRecorder,
+    /// `cronjob-controller`.
+    pub cronjob: EventRecorder,
+    /// `replicaset-controller`.
+    pub replicaset: EventRecorder,
+    /// `deployment-controller`.
+    pub deployment: EventRecorder,
+    /// `daemonset-controller`.
+    pub daemonset: EventRecorder,
+}
+
+impl Recorders {
+    fn new(client: &kube::Client) -> Self {
+        let recorder = |component: &str| EventRecorder::new(client.clone(), component);
+        Recorders {
+            job: recorder("job-controller"),
+            cronjob: recorder("cronjob-controller"),
+            replicaset: recorder("replicaset-controller"),
+            deployment: recorder("deployment-controller"),
+            daemonset: recorder("daemonset-controller"),
+        }
+    }
 }
 
 impl Context {
     /// A context over `client` with `config`.
     pub fn new(client: kube::Client, config: WorkloadsConfig) -> Self {
         Context {
+            events: Recorders::new(&client),
             client,
             config,
             failures: Default::default(),

@@ -22,6 +22,7 @@ use super::owned::{create_pod, delete, list_owned, owner_ref, pod_from_template}
 use super::runner::{controller_of, drive};
 use super::selector::{self, is_active, is_available, is_ready};
 use super::{Context, Error};
+use crate::events::EventType;
 
 /// Runs the ReplicaSet controller until `shutdown` is cancelled.
 pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
@@ -83,13 +84,30 @@ pub async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Context>) -> Result<Action,
                 owner_ref(rs.as_ref()),
                 &Default::default(),
             );
-            active.push(create_pod(client, &pod).await?);
+            let pod = create_pod(client, &pod).await?;
+            let message = format!(
+                "Created pod: {}",
+                pod.metadata.name.as_deref().unwrap_or_default()
+            );
+            ctx.events
+                .replicaset
+                .publish(rs.as_ref(), EventType::Normal, "SuccessfulCreate", &message)
+                .await;
+            active.push(pod);
         }
     } else if active.len() > replicas {
         active.sort_by_key(deletion_rank);
         let excess = active.len() - replicas;
         for pod in active.drain(..excess) {
             delete(client, &pod, &Default::default()).await?;
+            let message = format!(
+                "Deleted pod: {}",
+                pod.metadata.name.as_deref().unwrap_or_default()
+            );
+            ctx.events
+                .replicaset
+                .publish(rs.as_ref(), EventType::Normal, "SuccessfulDelete", &message)
+                .await;
         }
     }
     let now = ctx.now();

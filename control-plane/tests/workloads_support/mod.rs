@@ -12,7 +12,7 @@ use coxswain_control_plane::apiserver::ApiServer;
 use coxswain_control_plane::client::in_process;
 use coxswain_control_plane::store::EmbeddedStore;
 use coxswain_control_plane::workloads::{self, WorkloadsConfig};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use tokio_util::sync::CancellationToken;
 
@@ -130,4 +130,29 @@ pub async fn set_phase(client: &kube::Client, pod: &Pod, phase: &str, exit_code:
         .patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
         .await
         .unwrap();
+}
+
+/// The reasons of the events recorded about the `kind` object `name` in `default`, once
+/// `reason` is among them (events are written after the step that causes them).
+pub async fn event_reasons(
+    client: &kube::Client,
+    kind: &str,
+    name: &str,
+    reason: &str,
+) -> Vec<String> {
+    let events: Api<Event> = Api::namespaced(client.clone(), "default");
+    let params = ListParams::default().fields(&format!("involvedObject.name={name}"));
+    wait_for(&format!("a {reason} event on {kind} {name}"), || async {
+        let reasons: Vec<String> = events
+            .list(&params)
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|e| e.involved_object.kind.as_deref() == Some(kind))
+            .filter_map(|e| e.reason)
+            .collect();
+        reasons.iter().any(|r| r == reason).then_some(reasons)
+    })
+    .await
 }

@@ -70,6 +70,28 @@ fn training_job_rules() {
     );
 
     let mut job = training_job();
+    if let Some(spec) = &mut job.spec.replica_groups[1].template.spec {
+        spec.containers[0].resources = Some(ResourceRequirements {
+            limits: limits(&[("gpu", "8")]),
+            ..Default::default()
+        });
+    }
+    job.spec.replica_groups[1].gpus_per_replica = None;
+    assert_one(
+        Object::TrainingJob(job),
+        "spec.replicaGroups[1].template.spec.containers[0].resources.limits[gpu]",
+        "no device plugin can serve it",
+    );
+
+    let mut job = training_job();
+    job.metadata.name = Some("1resnet".into());
+    assert_one(
+        Object::TrainingJob(job),
+        "metadata.name",
+        "must start with a letter",
+    );
+
+    let mut job = training_job();
     job.metadata.name = Some("a".repeat(54));
     job.spec.replica_groups[1].replicas = 100;
     assert_one(

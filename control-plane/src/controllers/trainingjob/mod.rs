@@ -32,11 +32,16 @@ use tokio_util::sync::CancellationToken;
 use self::observe::ObservedPod;
 use self::plan::Plan;
 use super::{ControllersConfig, Error};
+use crate::events::{EventRecorder, EventType};
+
+/// The component named in the events this controller records.
+pub const COMPONENT: &str = "trainingjob-controller";
 
 /// What every reconcile shares.
 pub struct Context {
     client: kube::Client,
     config: ControllersConfig,
+    events: EventRecorder,
     /// Failed reconciles in a row per job (`namespace/name`), for the error back-off.
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -45,6 +50,7 @@ impl Context {
     /// A context over `client` with `config`.
     pub fn new(client: kube::Client, config: ControllersConfig) -> Self {
         Self {
+            events: EventRecorder::new(client.clone(), COMPONENT),
             client,
             config,
             failures: Mutex::new(HashMap::new()),
@@ -148,16 +154,22 @@ async fn reconcile_job(cached: &TrainingJob, ctx: &Context) -> Result<Action, Er
         ensure(
             Api::<PodGroup>::namespaced(client.clone(), &ns),
             render::pod_group(job),
+            job,
+            ctx,
         )
         .await?;
         ensure(
             Api::<Service>::namespaced(client.clone(), &ns),
             render::headless_service(job),
+            job,
+            ctx,
         )
         .await?;
         ensure(
             Api::<ConfigMap>::namespaced(client.clone(), &ns),
             render::hostfile_config_map(job),
+            job,
+            ctx,
         )
         .await?;
     }
@@ -197,7 +209,12 @@ async fn carry_out(
             ..Default::default()
         };
         match pods_api.delete(&deletion.name, &params).await {
-            Ok(_) => {}
+            Ok(_) => {
+                let message = format!("Deleted pod: {}", deletion.name);
+                ctx.events
+                    .publish(job, EventType::Normal, "SuccessfulDelete", &message)
+                    .await;
+            }
             Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
             Err(e) => {
                 return Err(Error::api(format!("deleting pod {ns}/{}", deletion.name))(
@@ -216,7 +233,12 @@ async fn carry_out(
         };
         let pod = render::pod(job, replica);
         match pods_api.create(&PostParams::default(), &pod).await {
-            Ok(_) => {}
+            Ok(_) => {
+                let message = format!("Created pod: {}", job.pod_name(group, *index));
+                ctx.events
+                    .publish(job, EventType::Normal, "SuccessfulCreate", &message)
+                    .await;
+            }
             // A pod of this name is still terminating; its deletion wakes us again.
             Err(kube::Error::Api(s)) if s.code == 409 => {}
             Err(e) => {
@@ -227,6 +249,12 @@ async fn carry_out(
     }
     if job.status.as_ref() != Some(&plan.status) {
         write_status(job, ns, &plan.status, ctx).await?;
+        // Only once the transition is stored: a failed write replans and re-announces.
+        for event in &plan.events {
+            ctx.events
+                .publish(job, event.type_, event.reason, &event.message)
+                .await;
+        }
     }
     if plan.delete_job {
         let jobs = Api::<TrainingJob>::namespaced(ctx.client.clone(), ns);
@@ -271,15 +299,21 @@ async fn write_status(
     Ok(())
 }
 
-/// Creates `object` unless one of its name exists already.
-async fn ensure<K>(api: Api<K>, object: K) -> Result<(), Error>
+/// Creates `object` unless one of its name exists already; records the creation on `job`.
+async fn ensure<K>(api: Api<K>, object: K, job: &TrainingJob, ctx: &Context) -> Result<(), Error>
 where
     K: Resource + Clone + Serialize + DeserializeOwned + Debug,
     K::DynamicType: Default,
 {
     let name = object.meta().name.clone().unwrap_or_default();
     match api.create(&PostParams::default(), &object).await {
-        Ok(_) => Ok(()),
+        Ok(_) => {
+            let message = format!("Created {}: {name}", K::kind(&Default::default()));
+            ctx.events
+                .publish(job, EventType::Normal, "SuccessfulCreate", &message)
+                .await;
+            Ok(())
+        }
         Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
         Err(e) => Err(Error::api(format!(
             "creating {} {name}",

@@ -26,6 +26,7 @@ use super::conditions::{self, clear, is_true, set};
 use super::observe::{ObservedPod, PodPhase};
 use super::render::{Replica, replicas};
 use crate::controllers::ControllersConfig;
+use crate::events::EventType;
 
 /// `Restarting` reason while the old gang is removed and the back-off runs.
 pub const REASON_BACKING_OFF: &str = "BackingOff";
@@ -33,6 +34,8 @@ pub const REASON_BACKING_OFF: &str = "BackingOff";
 pub const REASON_RECREATED: &str = "GangRecreated";
 /// `Failed` reason when the gang failed more often than `backoffLimit` allows.
 pub const REASON_BACKOFF_LIMIT: &str = "BackoffLimitExceeded";
+/// Event reason when a failed pod makes the controller restart the whole gang.
+pub const EVENT_GANG_RESTART: &str = "GangRestart";
 
 /// Where the gang is in its lifecycle (see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +81,17 @@ pub struct Deletion {
     pub immediately: bool,
 }
 
+/// An event about the job, recorded once the plan is carried out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanEvent {
+    /// Normal or Warning.
+    pub type_: EventType,
+    /// The CamelCase reason (`GangRestart`, `Succeeded`, ...).
+    pub reason: &'static str,
+    /// What happened, for people.
+    pub message: String,
+}
+
 /// What one reconcile does.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Plan {
@@ -91,6 +105,18 @@ pub struct Plan {
     pub delete_job: bool,
     /// Reconcile again after this long even if nothing changes.
     pub requeue_after: Option<Duration>,
+    /// Events for the transitions this plan makes (only when the status changes).
+    pub events: Vec<PlanEvent>,
+}
+
+impl Plan {
+    fn event(&mut self, type_: EventType, reason: &'static str, message: impl Into<String>) {
+        self.events.push(PlanEvent {
+            type_,
+            reason,
+            message: message.into(),
+        });
+    }
 }
 
 /// Why the gang must stop: a pod that failed or vanished.
@@ -137,6 +163,7 @@ pub fn plan(
                     "the job was resumed",
                     now,
                 );
+                plan.event(EventType::Normal, "Resumed", "the job was resumed");
             }
             active(job, pods, &by_name, &expected, now, config, &mut plan);
         }
@@ -203,6 +230,13 @@ fn finished(job: &TrainingJob, pods: &[ObservedPod], now: Timestamp, plan: &mut 
 
 fn suspend(pods: &[ObservedPod], now: Timestamp, plan: &mut Plan) {
     stop_pods(pods, true, plan);
+    if !is_true(&plan.status, Type::Suspended) {
+        plan.event(
+            EventType::Normal,
+            "Suspended",
+            "the job was suspended: its pods are stopped",
+        );
+    }
     let status = &mut plan.status;
     set(
         status,
@@ -277,7 +311,8 @@ fn back_off(
         now,
     );
     plan.status.reason = Some(REASON_RECREATED.to_string());
-    plan.status.message = Some(message);
+    plan.status.message = Some(message.clone());
+    plan.event(EventType::Normal, REASON_RECREATED, message);
     plan.create = expected
         .iter()
         .map(|r| (r.group.name.clone(), r.index))
@@ -341,8 +376,9 @@ fn active(
             );
             clear(status, Type::Scheduled, "GangFailed", failure.message, now);
             status.reason = Some(REASON_BACKING_OFF.to_string());
-            status.message = Some(message);
+            status.message = Some(message.clone());
             stop_pods(pods, true, plan);
+            plan.event(EventType::Warning, EVENT_GANG_RESTART, message);
             plan.requeue_after = Some(wait);
         }
         return;
@@ -385,16 +421,26 @@ fn active(
         .all(|p| matches!(p.phase, PodPhase::Running | PodPhase::Succeeded));
     if all_present && up && running > 0 {
         if !is_true(status, Type::Running) {
+            let message = format!("all {} pods of the gang are running", expected.len());
             set(
                 status,
                 Type::Running,
                 true,
                 "AllPodsRunning",
-                format!("all {} pods of the gang are running", expected.len()),
+                message.clone(),
                 now,
             );
             status.reason = Some("Running".to_string());
             status.message = Some("every pod of the gang is running".to_string());
+            clear(
+                status,
+                Type::Restarting,
+                "Recovered",
+                "the recreated gang is running",
+                now,
+            );
+            plan.event(EventType::Normal, "Running", message);
+            return;
         }
         clear(
             status,
@@ -427,9 +473,11 @@ fn deadline_exceeded(
     (now >= due).then(|| format!("the job ran longer than activeDeadlineSeconds ({seconds}s)"))
 }
 
-/// The first failure of the gang: a failed pod, or, once the gang was placed, a pod
-/// deleted while it ran on a node or gone. (Pods still terminating after a suspension or a
-/// restart are waited for, not failures: the gang is not placed then.)
+/// The failure of the gang: a failed pod, or, once the gang was placed, a pod deleted
+/// while it ran on a node or gone. (Pods still terminating after a suspension or a restart
+/// are waited for, not failures: the gang is not placed then.) The first failed pod in rank
+/// order decides whether the gang may restart; the message names every failed pod, since
+/// the one that failed first often takes its peers down with it.
 fn find_failure(
     job: &TrainingJob,
     by_name: &HashMap<&str, &ObservedPod>,
@@ -437,6 +485,7 @@ fn find_failure(
     status: &TrainingJobStatus,
 ) -> Option<Failure> {
     let placed = is_true(status, Type::Scheduled);
+    let mut failures: Vec<Failure> = Vec::new();
     for replica in expected {
         let name = job.pod_name(&replica.group.name, replica.index);
         let policy = replica
@@ -445,7 +494,7 @@ fn find_failure(
             .unwrap_or(ReplicaRestartPolicy::OnFailure);
         let Some(pod) = by_name.get(name.as_str()) else {
             if placed {
-                return Some(Failure {
+                failures.push(Failure {
                     message: format!("pod {name} disappeared"),
                     retryable: policy != ReplicaRestartPolicy::Never,
                 });
@@ -458,19 +507,23 @@ fn find_failure(
                 ReplicaRestartPolicy::ExitCode => pod.exit_code.is_none_or(|c| c >= 128),
                 ReplicaRestartPolicy::OnFailure | ReplicaRestartPolicy::Always => true,
             };
-            return Some(Failure {
+            failures.push(Failure {
                 message: pod.describe_failure(),
                 retryable,
             });
-        }
-        if placed && pod.terminating && pod.bound && !pod.phase.is_terminal() {
-            return Some(Failure {
+        } else if placed && pod.terminating && pod.bound && !pod.phase.is_terminal() {
+            failures.push(Failure {
                 message: format!("pod {name} was deleted while it ran"),
                 retryable: policy != ReplicaRestartPolicy::Never,
             });
         }
     }
-    None
+    let retryable = failures.first()?.retryable;
+    let messages: Vec<String> = failures.into_iter().map(|f| f.message).collect();
+    Some(Failure {
+        message: messages.join("; "),
+        retryable,
+    })
 }
 
 /// Why the job succeeded, when its success policy is met.
@@ -511,6 +564,17 @@ fn finish(
     now: Timestamp,
     plan: &mut Plan,
 ) {
+    let event_type = match type_ {
+        Type::Succeeded => EventType::Normal,
+        _ => EventType::Warning,
+    };
+    let event_reason = match reason {
+        "DeadlineExceeded" => "DeadlineExceeded",
+        REASON_BACKOFF_LIMIT => REASON_BACKOFF_LIMIT,
+        "Succeeded" => "Succeeded",
+        _ => "Failed",
+    };
+    plan.event(event_type, event_reason, message.clone());
     let status = &mut plan.status;
     set(status, type_, true, reason, message.clone(), now);
     clear(status, Type::Running, reason, message.clone(), now);

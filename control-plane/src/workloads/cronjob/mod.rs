@@ -27,6 +27,7 @@ use super::job::status::{finished_at, has_condition, is_finished};
 use super::owned::{background, delete, fresh, list_owned, owner_ref};
 use super::runner::{controller_of, drive};
 use super::{Context, Error};
+use crate::events::EventType;
 use plan::{MAX_MISSED_WARNING, decide, schedule_of};
 
 /// Annotation on each Job with the time it was scheduled for.
@@ -91,10 +92,33 @@ pub async fn reconcile(cj: Arc<CronJob>, ctx: Arc<Context>) -> Result<Action, Er
         let done: Vec<&Job> = jobs.iter().filter(|j| has_condition(j, type_)).collect();
         let excess = done.len().saturating_sub(limit.max(0) as usize);
         for job in done.into_iter().take(excess) {
-            delete(client, job, &background()).await?;
+            delete_job(&ctx, &cj, job).await?;
         }
     }
     let old = cj.status.clone().unwrap_or_default();
+    // Runs the status still lists as active that have finished since.
+    for job in jobs.iter().filter(|j| is_finished(j)) {
+        let was_active = old
+            .active
+            .iter()
+            .flatten()
+            .any(|r| r.uid.is_some() && r.uid == job.metadata.uid);
+        if was_active {
+            let state = if has_condition(job, "Complete") {
+                "Complete"
+            } else {
+                "Failed"
+            };
+            let message = format!(
+                "Saw completed job: {}, status: {state}",
+                job.metadata.name.as_deref().unwrap_or_default()
+            );
+            ctx.events
+                .cronjob
+                .publish(&cj, EventType::Normal, "SawCompletedJob", &message)
+                .await;
+        }
+    }
     // The newest scheduled time of the Jobs themselves too: the cached CronJob may predate
     // the status write that recorded it.
     let mut last_schedule = jobs
@@ -120,6 +144,11 @@ pub async fn reconcile(cj: Arc<CronJob>, ctx: Arc<Context>) -> Result<Action, Er
         match schedule_of(&cj) {
             Err((field, message)) => {
                 tracing::warn!(cronjob = %object, "{field}: {message}");
+                let message = format!("invalid schedule: {field}: {message}");
+                ctx.events
+                    .cronjob
+                    .publish(&cj, EventType::Warning, "InvalidSchedule", &message)
+                    .await;
             }
             Ok((schedule, tz)) => {
                 let decision = decide(&cj, &schedule, &tz, &jobs, now);
@@ -132,10 +161,26 @@ pub async fn reconcile(cj: Arc<CronJob>, ctx: Arc<Context>) -> Result<Action, Er
                 }
                 if decision.forbidden {
                     tracing::debug!(cronjob = %object, "run skipped: one is still active and concurrencyPolicy is Forbid");
+                    ctx.events
+                        .cronjob
+                        .publish(
+                            &cj,
+                            EventType::Normal,
+                            "JobAlreadyActive",
+                            "Not starting job because prior execution is running and concurrency policy is Forbid",
+                        )
+                        .await;
+                }
+                if let Some(at) = decision.too_late {
+                    let message = format!("Missed scheduled time to start a job: {at}");
+                    ctx.events
+                        .cronjob
+                        .publish(&cj, EventType::Warning, "MissSchedule", &message)
+                        .await;
                 }
                 if decision.replace_active {
                     for job in jobs.iter().filter(|j| !is_finished(j)) {
-                        delete(client, job, &background()).await?;
+                        delete_job(&ctx, &cj, job).await?;
                     }
                     active.clear();
                 }
@@ -173,6 +218,20 @@ pub async fn reconcile(cj: Arc<CronJob>, ctx: Arc<Context>) -> Result<Action, Er
     Ok(requeue.map_or_else(Action::await_change, Action::requeue))
 }
 
+/// Deletes one of the CronJob's Jobs (background) and records it.
+async fn delete_job(ctx: &Context, cj: &CronJob, job: &Job) -> Result<(), Error> {
+    delete(&ctx.client, job, &background()).await?;
+    let message = format!(
+        "Deleted job {}",
+        job.metadata.name.as_deref().unwrap_or_default()
+    );
+    ctx.events
+        .cronjob
+        .publish(cj, EventType::Normal, "SuccessfulDelete", &message)
+        .await;
+    Ok(())
+}
+
 /// Creates the Job for the run scheduled at `at`; an existing one of that name is reused.
 async fn create_job(cj: &CronJob, ctx: &Context, name: &str, at: Timestamp) -> Result<Job, Error> {
     let ns = cj.metadata.namespace.clone().unwrap_or_default();
@@ -194,7 +253,18 @@ async fn create_job(cj: &CronJob, ctx: &Context, name: &str, at: Timestamp) -> R
     };
     let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
     match jobs.create(&PostParams::default(), &job).await {
-        Ok(job) => Ok(job),
+        Ok(job) => {
+            ctx.events
+                .cronjob
+                .publish(
+                    cj,
+                    EventType::Normal,
+                    "SuccessfulCreate",
+                    &format!("Created job {name}"),
+                )
+                .await;
+            Ok(job)
+        }
         Err(e) if is_already_exists(&e) => jobs
             .get(name)
             .await

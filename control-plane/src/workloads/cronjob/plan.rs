@@ -23,6 +23,9 @@ pub struct Decision {
     pub forbidden: bool,
     /// Scheduled times passed since the last run (more than [`MAX_MISSED_WARNING`] is warned).
     pub missed: usize,
+    /// The latest run not started because `startingDeadlineSeconds` passed (Kubernetes'
+    /// `MissSchedule`), when no run within the deadline is due.
+    pub too_late: Option<Timestamp>,
     /// The next scheduled time after now.
     pub next: Option<Timestamp>,
 }
@@ -63,12 +66,15 @@ pub fn decide(
         .as_ref()
         .and_then(|s| s.last_schedule_time.as_ref())
         .map_or(created, |t| t.0);
+    let unlimited = earliest;
+    let mut cutoff = None;
     if let Some(deadline) = cj.spec.starting_deadline_seconds {
         // Runs whose start would be later than their deadline are not considered at all.
-        let cutoff = now
+        let at = now
             .checked_sub(SignedDuration::from_secs(deadline))
             .unwrap_or(Timestamp::MIN);
-        earliest = earliest.max(cutoff);
+        earliest = earliest.max(at);
+        cutoff = Some(at);
     }
     let mut latest = None;
     let mut missed = 0usize;
@@ -87,9 +93,13 @@ pub fn decide(
         replace_active: false,
         forbidden: false,
         missed,
+        too_late: None,
         next,
     };
     let Some(at) = latest else {
+        if let Some(cutoff) = cutoff {
+            decision.too_late = latest_before(schedule, tz, unlimited, cutoff);
+        }
         return decision;
     };
     let job = job_name(name, at);
@@ -109,6 +119,27 @@ pub fn decide(
         _ => decision.start = Some((job, at)),
     }
     decision
+}
+
+/// The latest scheduled time in `(after, until]`, looking at no more than 100,000.
+fn latest_before(
+    schedule: &Schedule,
+    tz: &TimeZone,
+    after: Timestamp,
+    until: Timestamp,
+) -> Option<Timestamp> {
+    let mut latest = None;
+    let mut t = after;
+    for _ in 0..100_000 {
+        match schedule.next_after(t, tz) {
+            Some(next) if next <= until => {
+                latest = Some(next);
+                t = next;
+            }
+            _ => break,
+        }
+    }
+    latest
 }
 
 #[cfg(test)]

@@ -32,6 +32,7 @@ use super::owned::{create_pod, delete, list_owned, owner_ref, pod_from_template}
 use super::runner::{controller_of, drive};
 use super::selector::{self, is_active, is_available, is_ready};
 use super::{Context, Error};
+use crate::events::EventType;
 use placement::{default_tolerations, should_run};
 
 /// Label with the hash of the template a daemon pod was made from.
@@ -64,6 +65,20 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
             },
         );
     drive("daemonset", controller, reconcile, ctx, shutdown).await;
+}
+
+/// Deletes one of the DaemonSet's pods and records it.
+async fn delete_pod(ctx: &Context, ds: &DaemonSet, pod: &Pod) -> Result<(), Error> {
+    delete(&ctx.client, pod, &Default::default()).await?;
+    let message = format!(
+        "Deleted pod: {}",
+        pod.metadata.name.as_deref().unwrap_or_default()
+    );
+    ctx.events
+        .daemonset
+        .publish(ds, EventType::Normal, "SuccessfulDelete", &message)
+        .await;
+    Ok(())
 }
 
 fn node_of(pod: &Pod) -> &str {
@@ -114,7 +129,7 @@ pub async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action, 
         .iter()
         .filter(|p| selector::phase(p) == "Failed" && !selector::is_deleting(p))
     {
-        delete(client, pod, &Default::default()).await?;
+        delete_pod(&ctx, &ds, pod).await?;
     }
     let mut by_node: BTreeMap<String, Vec<Pod>> = BTreeMap::new();
     for pod in pods.into_iter().filter(is_active) {
@@ -131,7 +146,7 @@ pub async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action, 
         if !should_run(&pod_spec, node) {
             misscheduled += i32::from(!here.is_empty());
             for pod in &here {
-                delete(client, pod, &Default::default()).await?;
+                delete_pod(&ctx, &ds, pod).await?;
             }
             continue;
         }
@@ -140,13 +155,13 @@ pub async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action, 
         let mut here = here.into_iter();
         let keep = here.next();
         for extra in here {
-            delete(client, &extra, &Default::default()).await?;
+            delete_pod(&ctx, &ds, &extra).await?;
         }
         desired.insert(node_name, keep);
     }
     // Pods on nodes that no longer exist.
     for pod in by_node.into_values().flatten() {
-        delete(client, &pod, &Default::default()).await?;
+        delete_pod(&ctx, &ds, &pod).await?;
     }
 
     // Rolling update: old pods go, unavailable ones first, at most maxUnavailable at once.
@@ -186,7 +201,7 @@ pub async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action, 
             if available && unavailable >= max_unavailable {
                 continue;
             }
-            delete(client, pod, &Default::default()).await?;
+            delete_pod(&ctx, &ds, pod).await?;
             unavailable += i32::from(available);
             *slot = None;
         }
@@ -221,7 +236,16 @@ pub async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action, 
                 }
             }
         }
-        *slot = Some(create_pod(client, &pod).await?);
+        let pod = create_pod(client, &pod).await?;
+        let message = format!(
+            "Created pod: {}",
+            pod.metadata.name.as_deref().unwrap_or_default()
+        );
+        ctx.events
+            .daemonset
+            .publish(ds.as_ref(), EventType::Normal, "SuccessfulCreate", &message)
+            .await;
+        *slot = Some(pod);
     }
 
     let scheduled: Vec<&Pod> = desired.values().flatten().collect();

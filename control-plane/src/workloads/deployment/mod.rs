@@ -33,6 +33,7 @@ use super::owned::{background, delete, fresh, is_controlled_by, list_owned, owne
 use super::runner::{controller_of, drive};
 use super::selector::{self, is_active, is_available, is_ready};
 use super::{Context, Error};
+use crate::events::EventType;
 use hash::{POD_TEMPLATE_HASH, same_template, template_hash};
 use rolling::{RsCount, new_rs_target, old_rs_targets, surge_and_unavailable};
 
@@ -192,10 +193,12 @@ pub async fn reconcile(deploy: Arc<Deployment>, ctx: Arc<Context>) -> Result<Act
     // Apply: resize ReplicaSets, renumber a reused one, create the new one.
     for (i, rs) in rss.iter_mut().enumerate() {
         let mut patch = serde_json::Map::new();
+        let mut scaled = None;
         if let Some(target) = targets.get(&i)
             && *target != rs_replicas(rs)
         {
             patch.insert("spec".into(), json!({"replicas": target}));
+            scaled = Some((rs_replicas(rs), *target));
         }
         if Some(i) == new_index && revision_of(rs) < revision {
             patch.insert(
@@ -213,12 +216,19 @@ pub async fn reconcile(deploy: Arc<Deployment>, ctx: Arc<Context>) -> Result<Act
                 )
                 .await
                 .ctx(|| format!("scaling replicaset {ns}/{rs_name} of deployment {object}"))?;
+            if let Some((from, to)) = scaled {
+                scaling_event(&ctx, &deploy, &rs_name, from, to).await;
+            }
         }
     }
     let mut new_rs = new_index.map(|i| rss[i].clone());
     if let Some(size) = create_new {
         match create_replica_set(&deploy, &rs_api, size, revision).await? {
-            Some(rs) => new_rs = Some(rs),
+            Some(rs) => {
+                let rs_name = rs.metadata.name.clone().unwrap_or_default();
+                scaling_event(&ctx, &deploy, &rs_name, 0, size).await;
+                new_rs = Some(rs);
+            }
             None => return Ok(Action::requeue(std::time::Duration::ZERO)),
         }
     }
@@ -259,6 +269,16 @@ pub async fn reconcile(deploy: Arc<Deployment>, ctx: Arc<Context>) -> Result<Act
     )
     .await?;
     Ok(Action::await_change())
+}
+
+/// Records Kubernetes' `ScalingReplicaSet` event for a resize of `rs_name`.
+async fn scaling_event(ctx: &Context, deploy: &Deployment, rs_name: &str, from: i32, to: i32) {
+    let direction = if to > from { "up" } else { "down" };
+    let message = format!("Scaled {direction} replica set {rs_name} from {from} to {to}");
+    ctx.events
+        .deployment
+        .publish(deploy, EventType::Normal, "ScalingReplicaSet", &message)
+        .await;
 }
 
 /// Creates the ReplicaSet for the Deployment's current template. `None` after a hash

@@ -32,6 +32,7 @@ use super::owned::{background, create_pod, delete, fresh, list_owned};
 use super::runner::{backoff, controller_of, drive};
 use super::selector::{self, is_active, is_ready};
 use super::{Context, Error};
+use crate::events::EventType;
 use failure_policy::{Verdict, judge};
 use pods::{CONTROLLER_UID, completion_index, job_labels, new_pod};
 use status::{finished_at, format_indexes, has_condition, is_finished, set_condition};
@@ -176,15 +177,22 @@ pub async fn reconcile(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action, Error
     let mut requeue: Option<Duration> = None;
     let mut active_count = active.len() as i32;
     let mut ready = active.iter().filter(|p| is_ready(p)).count() as i32;
+    let events = &ctx.events.job;
     if failure.is_some() || complete || suspended {
         for pod in &active {
-            delete(client, *pod, &Default::default()).await?;
+            delete_pod(ctx.as_ref(), &job, pod).await?;
         }
         active_count = 0;
         ready = 0;
         if let Some((reason, message)) = &failure {
             set_condition(&mut conditions, "Failed", "True", reason, message, now);
+            events
+                .publish(&job, EventType::Warning, reason, message)
+                .await;
         } else if complete {
+            events
+                .publish(&job, EventType::Normal, "Completed", "Job completed")
+                .await;
             set_condition(
                 &mut conditions,
                 "Complete",
@@ -195,6 +203,11 @@ pub async fn reconcile(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action, Error
             );
             completion_time = Some(now);
         } else {
+            if !has_condition(&job, "Suspended") {
+                events
+                    .publish(&job, EventType::Normal, "Suspended", "Job suspended")
+                    .await;
+            }
             set_condition(
                 &mut conditions,
                 "Suspended",
@@ -207,6 +220,9 @@ pub async fn reconcile(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action, Error
         }
     } else {
         if has_condition(&job, "Suspended") {
+            events
+                .publish(&job, EventType::Normal, "Resumed", "Job resumed")
+                .await;
             set_condition(
                 &mut conditions,
                 "Suspended",
@@ -255,7 +271,7 @@ pub async fn reconcile(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action, Error
             }
         }
         for pod in &excess {
-            delete(client, *pod, &Default::default()).await?;
+            delete_pod(ctx.as_ref(), &job, pod).await?;
             active_count -= 1;
             ready -= i32::from(is_ready(pod));
         }
@@ -275,7 +291,11 @@ pub async fn reconcile(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action, Error
             requeue = min_requeue(requeue, wait);
         } else {
             for index in to_create {
-                create_pod(client, &new_pod(&job, index)).await?;
+                let pod = create_pod(client, &new_pod(&job, index)).await?;
+                let message = format!("Created pod: {}", pod.metadata.name.unwrap_or_default());
+                events
+                    .publish(&job, EventType::Normal, "SuccessfulCreate", &message)
+                    .await;
                 active_count += 1;
             }
         }
@@ -316,6 +336,20 @@ pub async fn reconcile(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action, Error
         return Ok(Action::await_change());
     }
     Ok(requeue.map_or_else(Action::await_change, Action::requeue))
+}
+
+/// Deletes one of the Job's pods and records it.
+async fn delete_pod(ctx: &Context, job: &Job, pod: &Pod) -> Result<(), Error> {
+    delete(&ctx.client, pod, &Default::default()).await?;
+    let message = format!(
+        "Deleted pod: {}",
+        pod.metadata.name.as_deref().unwrap_or_default()
+    );
+    ctx.events
+        .job
+        .publish(job, EventType::Normal, "SuccessfulDelete", &message)
+        .await;
+    Ok(())
 }
 
 /// `ttlSecondsAfterFinished`: deletes a finished Job once its time is up.

@@ -8,11 +8,12 @@ use coxswain_api::coxswain::{
 };
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
-use super::{REASON_BACKING_OFF, REASON_BACKOFF_LIMIT, REASON_RECREATED, plan};
+use super::{EVENT_GANG_RESTART, REASON_BACKING_OFF, REASON_BACKOFF_LIMIT, REASON_RECREATED, plan};
 use crate::controllers::ControllersConfig;
 use crate::controllers::trainingjob::conditions::{get, is_true};
 use crate::controllers::trainingjob::observe::{ObservedPod, PodPhase};
 use crate::controllers::trainingjob::render::tests::{group, job};
+use crate::events::EventType;
 
 fn pod(name: &str, phase: PodPhase, bound: bool) -> ObservedPod {
     ObservedPod {
@@ -104,12 +105,22 @@ fn a_failure_backs_off_then_recreates_the_whole_gang() {
         vec![("llm-worker-0", false), ("llm-worker-1", true)]
     );
     assert_eq!(plan.requeue_after, Some(Duration::from_secs(10)));
+    let events: Vec<(EventType, &str)> = plan.events.iter().map(|e| (e.type_, e.reason)).collect();
+    assert_eq!(events, vec![(EventType::Warning, EVENT_GANG_RESTART)]);
+    assert!(
+        plan.events[0]
+            .message
+            .contains("pod llm-worker-1 failed with exit code 1"),
+        "the event names the failed pod and its exit: {}",
+        plan.events[0].message
+    );
 
     // While old pods remain, nothing is created.
     let mut terminating = failed[0].clone();
     terminating.terminating = true;
     let plan = step(&mut job, &[terminating], t(6));
     assert!(plan.create.is_empty() && plan.delete.is_empty());
+    assert!(plan.events.is_empty(), "a transition is announced once");
     // Gone, but the back-off has not passed.
     let plan = step(&mut job, &[], t(8));
     assert!(plan.create.is_empty());
@@ -122,7 +133,9 @@ fn a_failure_backs_off_then_recreates_the_whole_gang() {
         get(&plan.status, Type::Restarting).unwrap().reason,
         REASON_RECREATED
     );
+    assert_eq!(plan.events[0].reason, REASON_RECREATED);
     let plan = step(&mut job, &running, t(16));
+    assert_eq!(plan.events[0].reason, "Running");
     assert!(!is_true(&plan.status, Type::Restarting));
     assert!(is_true(&plan.status, Type::Running));
     // The second failure waits twice as long.
