@@ -4,35 +4,14 @@
 //! and exits 0 only when the job succeeded. Needs root, runc and the CNI plugins, like the
 //! agent's own tests; `scripts/setup.sh` installs them.
 
-use std::path::{Path, PathBuf};
+mod cluster;
+
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Bound on the whole demo: a hang fails the test instead of blocking CI.
 const LIMIT: Duration = Duration::from_secs(480);
-
-/// `cox-nvidia-plugin`, which the demo expects beside `cox`; built when missing.
-fn plugin_beside_cox() -> PathBuf {
-    let path = Path::new(env!("CARGO_BIN_EXE_cox")).with_file_name("cox-nvidia-plugin");
-    if !path.is_file() {
-        eprintln!("cox-nvidia-plugin not built yet: running cargo build -p coxswain-nvidia-plugin");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args([
-                "build",
-                "-p",
-                "coxswain-nvidia-plugin",
-                "--bin",
-                "cox-nvidia-plugin",
-            ])
-            .status();
-        assert!(
-            path.is_file(),
-            "THE cox-nvidia-plugin BINARY IS MISSING beside cox and building it failed ({status:?})"
-        );
-    }
-    path
-}
 
 /// The losses rank 0 printed, in epoch order.
 fn losses(output: &str) -> Vec<f64> {
@@ -49,7 +28,7 @@ fn demo_trains_the_example_job_to_success_and_leaves_nothing_running() {
         nix_is_root(),
         "THIS TEST NEEDS ROOT: cox demo runs containers with runc in namespaces and cgroups"
     );
-    plugin_beside_cox();
+    cluster::plugin_beside_cox();
     let data = tempfile::tempdir().unwrap();
     let mut demo = Command::new(env!("CARGO_BIN_EXE_cox"))
         .args([

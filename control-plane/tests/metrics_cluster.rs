@@ -223,10 +223,36 @@ async fn cluster_gauges_follow_the_api() {
             ("coxswain_trainingjobs", &[("state", "Running")], 1.0),
             ("coxswain_trainingjobs", &[("state", "Pending")], 1.0),
             ("coxswain_trainingjobs", &[("state", "Failed")], 0.0),
+            (
+                "coxswain_pod_gpus",
+                &[
+                    ("namespace", "default"),
+                    ("pod", "running"),
+                    ("node", "n1"),
+                    ("owner_kind", "Pod"),
+                    ("owner", "running"),
+                ],
+                2.0,
+            ),
+            (
+                "coxswain_pod_gpus",
+                &[
+                    ("namespace", "default"),
+                    ("pod", "share"),
+                    ("node", "n2"),
+                    ("owner_kind", "Pod"),
+                    ("owner", "share"),
+                ],
+                0.5,
+            ),
         ],
     )
     .await;
     promtool_check(&text);
+    assert!(
+        !text.contains("pod=\"finished\""),
+        "a finished pod holds no GPUs: {text}"
+    );
 
     // A node that goes away loses its series; a pod that finishes frees its GPUs.
     nodes.delete("n3", &Default::default()).await.unwrap();
@@ -251,6 +277,10 @@ async fn cluster_gauges_follow_the_api() {
         sample(&text, "coxswain_node_gpus_allocatable", &[("node", "n3")]),
         None,
         "{text}"
+    );
+    assert!(
+        !text.contains("pod=\"running\""),
+        "the failed pod's GPU series is gone: {text}"
     );
 
     shutdown.cancel();

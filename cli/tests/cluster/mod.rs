@@ -26,6 +26,30 @@ pub struct Cluster {
     cgroup_root: String,
     server: Child,
     agent: Child,
+    plugin: Option<Child>,
+}
+
+/// `cox-nvidia-plugin`, which must sit beside `cox`; built when missing.
+pub fn plugin_beside_cox() -> PathBuf {
+    let path = Path::new(env!("CARGO_BIN_EXE_cox")).with_file_name("cox-nvidia-plugin");
+    if !path.is_file() {
+        eprintln!("cox-nvidia-plugin not built yet: running cargo build -p coxswain-nvidia-plugin");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args([
+                "build",
+                "-p",
+                "coxswain-nvidia-plugin",
+                "--bin",
+                "cox-nvidia-plugin",
+            ])
+            .status();
+        assert!(
+            path.is_file(),
+            "THE cox-nvidia-plugin BINARY IS MISSING beside cox and building it failed ({status:?})"
+        );
+    }
+    path
 }
 
 fn free_port() -> u16 {
@@ -40,6 +64,16 @@ fn log_file(dir: &Path, name: &str) -> std::fs::File {
 impl Cluster {
     /// Starts the server and the agent and waits until the node is registered.
     pub fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// Like [`Cluster::start`], plus `cox-nvidia-plugin --simulate topology` registered with
+    /// the agent; waits until the node reports the simulated GPUs.
+    pub fn start_with_gpus(topology: &str) -> Self {
+        Self::start_with(Some(topology))
+    }
+
+    fn start_with(gpus: Option<&str>) -> Self {
         assert!(
             std::fs::metadata("/proc/self")
                 .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
@@ -76,12 +110,22 @@ impl Cluster {
                 "--cgroup-root",
                 &cgroup_root,
                 "--no-cni",
-                "--no-devices",
             ])
+            .args(gpus.is_none().then_some("--no-devices"))
             .stdout(Stdio::null())
             .stderr(log_file(dir.path(), "agent.log"))
             .spawn()
             .expect("cox agent starts");
+        let plugin = gpus.map(|topology| {
+            Command::new(plugin_beside_cox())
+                .arg("--plugin-dir")
+                .arg(agent_root.join("device-plugins"))
+                .args(["--simulate", topology])
+                .stdout(Stdio::null())
+                .stderr(log_file(dir.path(), "plugin.log"))
+                .spawn()
+                .expect("cox-nvidia-plugin starts")
+        });
         let kubeconfig = dir.path().join("data/kubeconfig");
         let cluster = Cluster {
             dir,
@@ -90,11 +134,20 @@ impl Cluster {
             cgroup_root,
             server,
             agent,
+            plugin,
         };
         cluster.eventually("node n1 to register", || {
             let out = cluster.cox(&["get", "node", NODE, "-o", "name"]);
             out.status.success().then_some(())
         });
+        if gpus.is_some() {
+            cluster.eventually("node n1 to report its GPUs", || {
+                let node: Value =
+                    serde_json::from_str(&cluster.ok(&["get", "node", NODE, "-o", "json"])).ok()?;
+                let gpus = node["status"]["allocatable"]["nvidia.com/gpu"].as_str()?;
+                (gpus != "0").then_some(())
+            });
+        }
         cluster
     }
 
@@ -205,7 +258,14 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        for child in [&mut self.agent, &mut self.server] {
+        for child in [
+            Some(&mut self.agent),
+            self.plugin.as_mut(),
+            Some(&mut self.server),
+        ]
+        .into_iter()
+        .flatten()
+        {
             child.kill().ok();
             child.wait().ok();
         }

@@ -22,7 +22,7 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, ApiResource, DynamicObject};
 use kube::runtime::reflector::{self, Store as Reflection};
 use kube::runtime::{WatchStreamExt, watcher};
-use prometheus::{Gauge, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{Gauge, GaugeVec, IntGauge, IntGaugeVec, Opts, Registry};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -68,6 +68,9 @@ pub struct ClusterMetrics {
     pub pods: IntGaugeVec,
     /// `coxswain_pods_unscheduled`: pending pods not bound to a node.
     pub unscheduled: IntGauge,
+    /// `coxswain_pod_gpus{namespace,pod,node,owner_kind,owner}`: GPUs a bound, unfinished pod
+    /// holds (whole GPUs plus shares as fractions), with its controlling owner for per-job sums.
+    pub pod_gpus: GaugeVec,
 }
 
 fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
@@ -119,6 +122,17 @@ impl ClusterMetrics {
                 &["state"],
             ),
             pods: gauge_vec(registry, "coxswain_pods", "Pods by phase.", &["phase"]),
+            pod_gpus: register(
+                registry,
+                GaugeVec::new(
+                    Opts::new(
+                        "coxswain_pod_gpus",
+                        "GPUs held by a bound pod that has not finished (shares as fractions), with its controlling owner.",
+                    ),
+                    &["namespace", "pod", "node", "owner_kind", "owner"],
+                )
+                .expect("valid metric"),
+            ),
             unscheduled: register(
                 registry,
                 IntGauge::new(
@@ -166,6 +180,8 @@ pub struct ClusterState {
     pub unscheduled: i64,
     /// Training jobs per state.
     pub trainingjobs: BTreeMap<&'static str, i64>,
+    /// GPUs per holding pod: (namespace, pod, node, owner kind, owner) → GPUs.
+    pub pod_gpus: BTreeMap<[String; 5], f64>,
 }
 
 impl ClusterState {
@@ -215,6 +231,11 @@ impl ClusterState {
                     let entry = state.gpus.entry(node.to_string()).or_default();
                     entry.allocated += gpus;
                     entry.milli_allocated += milli;
+                    if gpus > 0 || milli > 0 {
+                        state
+                            .pod_gpus
+                            .insert(pod_labels(pod, node), gpus as f64 + milli as f64 / 1000.0);
+                    }
                 }
                 Some(_) => {}
             }
@@ -264,6 +285,11 @@ impl ClusterState {
             metrics.pods.with_label_values(&[phase]).set(*count);
         }
         metrics.unscheduled.set(self.unscheduled);
+        metrics.pod_gpus.reset();
+        for (labels, gpus) in &self.pod_gpus {
+            let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
+            metrics.pod_gpus.with_label_values(&labels).set(*gpus);
+        }
         for (job_state, count) in &self.trainingjobs {
             metrics
                 .trainingjobs
@@ -271,6 +297,22 @@ impl ClusterState {
                 .set(*count);
         }
     }
+}
+
+/// `coxswain_pod_gpus`' labels of `pod` on `node`: its controlling owner, else the pod itself.
+fn pod_labels(pod: &Pod, node: &str) -> [String; 5] {
+    let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let (kind, owner) = pod
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|r| r.controller == Some(true))
+        .map_or(("Pod".to_string(), name.clone()), |r| {
+            (r.kind.clone(), r.name.clone())
+        });
+    [namespace, name, node.to_string(), kind, owner]
 }
 
 /// The share of free whole GPUs that sit on nodes with fewer than `request` free GPUs, so
