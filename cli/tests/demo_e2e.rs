@@ -6,7 +6,6 @@
 
 mod cluster;
 
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
