@@ -6,10 +6,6 @@ use coxswain_api::{Object, decode};
 
 const EXAMPLES: [(&str, &str); 4] = [
     (
-        "priorityclass.yaml",
-        include_str!("../../../examples/priorityclass.yaml"),
-    ),
-    (
         "trainingjob.yaml",
         include_str!("../../../examples/trainingjob.yaml"),
     ),
@@ -18,6 +14,10 @@ const EXAMPLES: [(&str, &str); 4] = [
         include_str!("../../../examples/podgroup.yaml"),
     ),
     ("queue.yaml", include_str!("../../../examples/queue.yaml")),
+    (
+        "priorityclass.yaml",
+        include_str!("../../../examples/priorityclass.yaml"),
+    ),
 ];
 
 const DOCS: &str = include_str!("../../../docs/api.md");
@@ -57,6 +57,10 @@ fn examples_have_the_expected_kinds() {
     );
     assert_eq!(kinds("podgroup.yaml", EXAMPLES[1].1), vec!["PodGroup"]);
     assert_eq!(kinds("queue.yaml", EXAMPLES[2].1), vec!["Queue", "Queue"]);
+    assert_eq!(
+        kinds("priorityclass.yaml", EXAMPLES[3].1),
+        vec!["PriorityClass"]
+    );
 }
 
 #[test]
@@ -83,5 +87,35 @@ fn docs_show_the_example_manifests() {
             DOCS.contains(&manifest),
             "docs/api.md must show examples/{name} verbatim"
         );
+    }
+}
+
+/// The workload examples under `examples/workloads/`: one object each, of the kind the file
+/// is named after, valid before and after defaulting.
+#[test]
+fn workload_examples_are_valid() {
+    let examples = [
+        ("Job", include_str!("../../../examples/workloads/job.yaml")),
+        (
+            "Deployment",
+            include_str!("../../../examples/workloads/deployment.yaml"),
+        ),
+        (
+            "DaemonSet",
+            include_str!("../../../examples/workloads/daemonset.yaml"),
+        ),
+        (
+            "CronJob",
+            include_str!("../../../examples/workloads/cronjob.yaml"),
+        ),
+    ];
+    for (kind, text) in examples {
+        let mut objects = decode_example(kind, text);
+        assert_eq!(objects.len(), 1, "examples/workloads: one {kind}");
+        let mut object = objects.remove(0);
+        assert_eq!(object.kind(), kind, "examples/workloads/{kind}");
+        assert_eq!(validate(&object), vec![], "examples/workloads: {kind}");
+        apply_defaults(&mut object);
+        assert_eq!(validate(&object), vec![], "{kind} after defaulting");
     }
 }
