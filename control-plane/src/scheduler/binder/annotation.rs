@@ -1,57 +1,35 @@
-//! The pod annotation that carries the GPUs the scheduler picked.
-//!
-//! `coxswain.dev/gpu-devices` holds a JSON array of strings: a whole GPU is its device
-//! ID (`"GPU-8f1c…"`), a share is `"<id>:<milli>"` (`"GPU-8f1c…:250"`). The node agent
-//! asks the device plugin to `Allocate` exactly these IDs.
+//! The pod annotation that carries the GPUs the scheduler picked; its format lives in
+//! [`coxswain_api::gpu_devices`], shared with the node agent and `cox top`.
+
+use coxswain_api::gpu_devices::{GpuShare, format_gpu_devices, parse_gpu_devices};
 
 use super::super::model::DeviceAlloc;
 use super::BindError;
 
-/// The pod annotation naming the allocated GPUs.
-pub const GPU_DEVICES_ANNOTATION: &str = "coxswain.dev/gpu-devices";
+pub use coxswain_api::gpu_devices::GPU_DEVICES_ANNOTATION;
 
 /// The annotation value for `devices`.
 pub fn format_devices(devices: &[DeviceAlloc]) -> String {
-    let items: Vec<String> = devices
+    let shares: Vec<GpuShare> = devices
         .iter()
-        .map(|d| {
-            if d.milli >= 1000 {
-                d.id.clone()
-            } else {
-                format!("{}:{}", d.id, d.milli)
-            }
+        .map(|d| GpuShare {
+            id: d.id.clone(),
+            milli: d.milli.min(1000),
         })
         .collect();
-    serde_json::to_string(&items).unwrap_or_else(|_| "[]".to_string())
+    format_gpu_devices(&shares)
 }
 
 /// Parses an annotation value written by [`format_devices`].
 pub fn parse_devices(value: &str) -> Result<Vec<DeviceAlloc>, BindError> {
-    let items: Vec<String> = serde_json::from_str(value)
-        .map_err(|e| BindError::Annotation(format!("not a JSON array of strings: {e}")))?;
-    items
+    let shares = parse_gpu_devices(value).map_err(|e| BindError::Annotation(e.0))?;
+    Ok(shares
         .into_iter()
-        .map(|item| match item.rsplit_once(':') {
-            Some((id, milli)) if !id.is_empty() => {
-                let milli: u16 = milli
-                    .parse()
-                    .ok()
-                    .filter(|m| (1..=1000).contains(m))
-                    .ok_or_else(|| {
-                        BindError::Annotation(format!("{item}: share must be 1..=1000 milli"))
-                    })?;
-                Ok(DeviceAlloc {
-                    id: id.to_string(),
-                    milli,
-                })
-            }
-            _ if item.is_empty() => Err(BindError::Annotation("empty device ID".to_string())),
-            _ => Ok(DeviceAlloc {
-                id: item,
-                milli: 1000,
-            }),
+        .map(|s| DeviceAlloc {
+            id: s.id,
+            milli: s.milli,
         })
-        .collect()
+        .collect())
 }
 
 #[cfg(test)]
