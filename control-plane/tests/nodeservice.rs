@@ -408,3 +408,82 @@ async fn the_lifecycle_loop_marks_a_node_with_a_stale_lease() {
     task.await.unwrap();
     assert_eq!(ready_status(&nodes.get("n2").await.unwrap()).0, "True");
 }
+
+#[tokio::test]
+async fn pods_on_a_lost_node_fail_after_their_toleration_and_stay_failed() {
+    let grace = Duration::from_secs(40);
+    let cluster = start_with(NodeServiceConfig {
+        lease_grace: grace,
+        ..NodeServiceConfig::default()
+    })
+    .await;
+    register(&cluster, "n1", "10.0.0.1").await;
+    let worker = create_pod(&cluster.client, pod_on("worker", "n1")).await;
+    let mut patient = pod_on("patient", "n1");
+    patient["spec"]["tolerations"] = json!([{
+        "key": "node.kubernetes.io/unreachable",
+        "operator": "Exists",
+        "effect": "NoExecute",
+        "tolerationSeconds": 3600
+    }]);
+    create_pod(&cluster.client, patient).await;
+    let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), "default");
+    let phase = |pod: &Pod| pod.status.as_ref().and_then(|s| s.phase.clone());
+
+    let now = k8s_openapi::jiff::Timestamp::now();
+    let lost = now + k8s_openapi::jiff::SignedDuration::from_secs(41);
+    lifecycle::check_leases(&cluster.client, grace, lost)
+        .await
+        .unwrap();
+    // Not ready, but within the default 300 s toleration: nothing fails yet.
+    let within = lost + k8s_openapi::jiff::SignedDuration::from_secs(299);
+    lifecycle::check_leases(&cluster.client, grace, within)
+        .await
+        .unwrap();
+    assert_ne!(
+        phase(&pods.get("worker").await.unwrap()).as_deref(),
+        Some("Failed")
+    );
+
+    let past = lost + k8s_openapi::jiff::SignedDuration::from_secs(301);
+    lifecycle::check_leases(&cluster.client, grace, past)
+        .await
+        .unwrap();
+    let failed = pods.get("worker").await.unwrap();
+    let status = failed.status.clone().unwrap();
+    assert_eq!(status.phase.as_deref(), Some("Failed"));
+    assert_eq!(status.reason.as_deref(), Some(lifecycle::REASON_NODE_LOST));
+    assert!(
+        status
+            .conditions
+            .iter()
+            .flatten()
+            .any(|c| c.type_ == "DisruptionTarget" && c.status == "True"),
+        "{status:?}"
+    );
+    assert_ne!(
+        phase(&pods.get("patient").await.unwrap()).as_deref(),
+        Some("Failed"),
+        "a pod that tolerates an hour stays"
+    );
+
+    // The agent comes back and reports the pod running: the terminal phase is kept.
+    cluster
+        .grpc
+        .clone()
+        .update_pod_status(pb::UpdatePodStatusRequest {
+            node_name: "n1".to_string(),
+            namespace: "default".to_string(),
+            name: "worker".to_string(),
+            uid: worker.metadata.uid.clone().unwrap(),
+            status: serde_json::to_vec(&json!({"phase": "Running"})).unwrap(),
+        })
+        .await
+        .unwrap();
+    let after = pods.get("worker").await.unwrap();
+    assert_eq!(phase(&after).as_deref(), Some("Failed"));
+    assert_eq!(
+        after.status.unwrap().reason.as_deref(),
+        Some(lifecycle::REASON_NODE_LOST)
+    );
+}

@@ -31,7 +31,7 @@ pub(crate) async fn update(
             .map_err(|e| api_status(&what, e))?
             .ok_or_else(|| Status::not_found(format!("{what} not found")))?;
         check_owner(&pod, &what, &request.node_name, &request.uid)?;
-        pod.status = Some(status.clone());
+        pod.status = Some(keep_terminal_phase(pod.status.as_ref(), status.clone()));
         match pods
             .replace_status(&request.name, &PostParams::default(), &pod)
             .await
@@ -83,6 +83,30 @@ pub(crate) async fn terminated(
         Err(e) if is_not_found(&e) || is_conflict(&e) => Ok(pb::PodTerminatedResponse {}),
         Err(e) => Err(api_status(&what, e)),
     }
+}
+
+/// A terminal phase is final (as the API server enforces in Kubernetes): when the control
+/// plane failed a pod (its node was lost), an agent that comes back cannot revive it; its
+/// container states are still taken.
+fn keep_terminal_phase(current: Option<&PodStatus>, mut new: PodStatus) -> PodStatus {
+    let Some(current) = current else { return new };
+    let terminal = |phase: Option<&str>| matches!(phase, Some("Succeeded" | "Failed"));
+    if terminal(current.phase.as_deref()) && !terminal(new.phase.as_deref()) {
+        new.phase = current.phase.clone();
+        new.reason = current.reason.clone();
+        new.message = current.message.clone();
+        let kept: Vec<_> = current
+            .conditions
+            .iter()
+            .flatten()
+            .filter(|c| c.type_ == "DisruptionTarget")
+            .cloned()
+            .collect();
+        let conditions = new.conditions.get_or_insert_with(Vec::new);
+        conditions.retain(|c| c.type_ != "DisruptionTarget");
+        conditions.extend(kept);
+    }
+    new
 }
 
 fn require(value: &str, field: &str) -> Result<(), Status> {
