@@ -106,11 +106,21 @@ impl AgentService for LogService {
             .ok()
             .filter(|b| *b > 0)
             .unwrap_or(usize::MAX);
-        let exit_file = self.config.container_dir(&container_id).join("exit");
+        let container_dir = self.config.container_dir(&container_id);
+        let exit_file = container_dir.join("exit");
         let next_instance = dir.join(format!("{}.log", instance + 1));
         let (tx, rx) = mpsc::channel(16);
         tokio::task::spawn_blocking(move || {
-            let finished = || exit_file.exists() || next_instance.exists() || !dir.exists();
+            // The container has exited when its exit file is written, or when the agent has
+            // already removed its directory (a finished pod's containers are torn down; their
+            // logs stay): without the second test a follow of a pod that finished between
+            // two polls never ended.
+            let finished = || {
+                exit_file.exists()
+                    || !container_dir.exists()
+                    || next_instance.exists()
+                    || !dir.exists()
+            };
             let emit = |mut bytes: Vec<u8>| {
                 if tx.is_closed() {
                     return false;
