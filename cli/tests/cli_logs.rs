@@ -139,15 +139,32 @@ fn logs_reach_the_containers_through_the_server() {
         .stdout(Stdio::piped())
         .spawn()
         .expect("cox logs -f starts");
+    // A reader thread, so a stream that never delivers fails the test instead of hanging it.
     let mut stdout = follow.stdout.take().expect("piped stdout");
-    let mut seen = Vec::new();
-    let first = "tick 1\n";
-    while seen.len() < first.len() {
+    let (tx, rx) = std::sync::mpsc::channel::<u8>();
+    std::thread::spawn(move || {
         let mut byte = [0u8; 1];
-        std::io::Read::read_exact(&mut stdout, &mut byte).expect("the first line arrives");
-        seen.push(byte[0]);
-    }
-    assert_eq!(String::from_utf8_lossy(&seen), first);
+        while std::io::Read::read(&mut stdout, &mut byte).is_ok_and(|n| n == 1) {
+            if tx.send(byte[0]).is_err() {
+                break;
+            }
+        }
+    });
+    let read_until = |text: &str| -> String {
+        let mut seen = Vec::new();
+        while !String::from_utf8_lossy(&seen).ends_with(text) {
+            match rx.recv_timeout(Duration::from_secs(60)) {
+                Ok(byte) => seen.push(byte),
+                Err(e) => panic!(
+                    "cox logs -f: no {text:?} ({e}); got {:?}\nagent log:\n{}",
+                    String::from_utf8_lossy(&seen),
+                    cluster.agent_log()
+                ),
+            }
+        }
+        String::from_utf8_lossy(&seen).into_owned()
+    };
+    assert_eq!(read_until("tick 1\n"), "tick 1\n");
     assert!(
         follow.try_wait().expect("try_wait").is_none(),
         "cox logs -f ended while the container still runs"
@@ -156,9 +173,7 @@ fn logs_reach_the_containers_through_the_server() {
     // its root filesystem, so write it there.
     let rootfs = container_rootfs(&cluster, "ticker");
     std::fs::write(rootfs.join("tmp/cox-ticker-go"), "").expect("signal file written");
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut stdout, &mut rest).expect("the rest of the log");
-    assert_eq!(rest, "tick 2\n");
+    assert_eq!(read_until("tick 2\n"), "tick 2\n");
     let limit = Instant::now() + Duration::from_secs(60);
     let status = loop {
         if let Some(status) = follow.try_wait().expect("try_wait") {
