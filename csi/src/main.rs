@@ -15,6 +15,12 @@ use tokio::signal::unix::{SignalKind, signal};
 #[derive(Debug, Parser)]
 #[command(name = "cox-csi", version)]
 struct Args {
+    /// Log format: `text` or `json` (one JSON object per line).
+    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+    /// Log level or filter (`info`, `debug`, ...); `RUST_LOG` wins when set.
+    #[arg(long, default_value = "info")]
+    log_level: String,
     /// Endpoint to serve on, unix:///path/to/csi.sock.
     #[arg(long, env = "CSI_ENDPOINT")]
     endpoint: String,
@@ -83,15 +89,27 @@ async fn run(args: Args) -> Result<(), Error> {
     server::serve(driver, &socket, shutdown).await
 }
 
+/// Logs to stderr: `format` is `text` or `json`; `level` a filter (`info`, `debug`, ...),
+/// overridden by `RUST_LOG` when set.
+fn init_logging(format: &str, level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    match run(Args::parse()).await {
+    let args = Args::parse();
+    init_logging(&args.log_format, &args.log_level);
+    match run(args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("cox-csi: {e}");

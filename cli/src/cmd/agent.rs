@@ -27,6 +27,9 @@ pub const SHIM_NAME: &str = "coxswain-shim";
 /// Arguments of `cox agent`.
 #[derive(Args)]
 pub struct AgentArgs {
+    /// Logging: `--log-format text|json`, `--log-level`.
+    #[command(flatten)]
+    pub log: super::server::LogArgs,
     /// The control plane's URL, e.g. http://127.0.0.1:6443, or unix:///path/to/socket
     /// (`cox server --listen-unix`).
     #[arg(long)]
@@ -103,7 +106,7 @@ fn parse_label(value: &str) -> Result<(String, String), String> {
 
 /// Runs `cox agent` until a signal stops it.
 pub fn run(args: AgentArgs) -> anyhow::Result<()> {
-    super::server::init_logging();
+    super::server::init_logging(&args.log);
     if !running_as_root() {
         bail!("cox agent must run as root: it makes namespaces, cgroups and mounts");
     }

@@ -27,6 +27,9 @@ const DRAIN_GRACE: Duration = Duration::from_secs(10);
 /// Arguments of `cox server`.
 #[derive(Args)]
 pub struct ServerArgs {
+    /// Logging: `--log-format text|json`, `--log-level`.
+    #[command(flatten)]
+    pub log: super::server::LogArgs,
     /// Directory for the embedded store and the kubeconfig.
     #[arg(long)]
     pub data_dir: PathBuf,
@@ -73,20 +76,49 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 
 /// Runs `cox server` until a signal stops it.
 pub fn run(args: ServerArgs) -> anyhow::Result<()> {
-    init_logging();
+    init_logging(&args.log);
     check_listen_address(&args.listen)?;
     let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
     runtime.block_on(serve(args))
 }
 
-/// Logs to stderr, filtered by `RUST_LOG` (default `info`).
-pub fn init_logging() {
+/// How the daemons (`cox server`, `cox agent`) log to stderr.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line (timestamp, level, target, fields), for log collectors.
+    Json,
+}
+
+/// The logging flags every daemon takes.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct LogArgs {
+    /// Log format: `text` or `json`.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Log level or filter (`info`, `debug`, `coxswain_node_agent=debug,info`); `RUST_LOG`
+    /// wins when set.
+    #[arg(long, default_value = "info")]
+    pub log_level: String,
+}
+
+/// Logs to stderr as `args` say.
+pub fn init_logging(args: &LogArgs) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&args.log_level))
+        .unwrap_or_else(|error| {
+            eprintln!("--log-level {:?}: {error}; using info", args.log_level);
+            tracing_subscriber::EnvFilter::new("info")
+        });
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match args.log_format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
 }
 
 async fn serve(args: ServerArgs) -> anyhow::Result<()> {
@@ -145,6 +177,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         "etcd"
     };
     eprintln!("cox server: serving the API on {url} ({backend})");
+    tracing::info!(%url, backend, "serving the API and the node service");
     if let Some(socket) = &unix_socket {
         eprintln!(
             "cox server: also on unix://{} (mode 0600)",

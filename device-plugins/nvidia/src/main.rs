@@ -21,6 +21,12 @@ use tokio_util::sync::CancellationToken;
 #[derive(Debug, Parser)]
 #[command(name = "cox-nvidia-plugin", version)]
 struct Args {
+    /// Log format: `text` or `json` (one JSON object per line).
+    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+    /// Log level or filter (`info`, `debug`, ...); `RUST_LOG` wins when set.
+    #[arg(long, default_value = "info")]
+    log_level: String,
     /// Directory with kubelet.sock; the plugin's socket is created here too.
     #[arg(long, default_value = DEFAULT_PLUGIN_DIR)]
     plugin_dir: PathBuf,
@@ -162,14 +168,25 @@ async fn shutdown_on_signal(cancel: CancellationToken) {
     }
 }
 
+/// Logs to stderr: `format` is `text` or `json`; `level` a filter (`info`, `debug`, ...),
+/// overridden by `RUST_LOG` when set.
+fn init_logging(format: &str, level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    init_logging(&args.log_format, &args.log_level);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

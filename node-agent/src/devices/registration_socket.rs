@@ -72,7 +72,10 @@ pub(super) fn start(
                 () = cancel.cancelled() => break,
             }
             let serving = server.as_ref().is_some_and(|s| !s.is_finished());
-            if serving && file_identity(&socket) == bound {
+            // `bound` is None when the socket vanished between binding and looking at it
+            // (a stopping predecessor removing "its" socket, whose inode ours may reuse):
+            // serve again rather than trust the empty identity forever.
+            if serving && bound.is_some() && file_identity(&socket) == bound {
                 continue;
             }
             tracing::warn!(socket = %socket.display(), "registration socket removed or replaced; serving a new one");
