@@ -487,3 +487,41 @@ async fn pods_on_a_lost_node_fail_after_their_toleration_and_stay_failed() {
         Some(lifecycle::REASON_NODE_LOST)
     );
 }
+
+#[tokio::test]
+async fn a_second_delete_leaves_a_terminating_pod_to_its_agent() {
+    let cluster = start_with(NodeServiceConfig::default()).await;
+    register(&cluster, "n1", "10.0.0.1").await;
+    let mut pod = pod_on("graceful", "n1");
+    pod["spec"]["terminationGracePeriodSeconds"] = json!(30);
+    create_pod(&cluster.client, pod).await;
+    let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), "default");
+
+    pods.delete("graceful", &DeleteParams::default())
+        .await
+        .unwrap();
+    let terminating = pods.get("graceful").await.unwrap();
+    assert!(terminating.metadata.deletion_timestamp.is_some());
+    // A garbage collector or a second `kubectl delete` must not take it from the agent.
+    pods.delete("graceful", &DeleteParams::default())
+        .await
+        .unwrap();
+    let still = pods.get_opt("graceful").await.unwrap();
+    assert!(still.is_some(), "a second delete removed a terminating pod");
+    assert_eq!(
+        still.unwrap().metadata.deletion_timestamp,
+        terminating.metadata.deletion_timestamp,
+        "the deadline stays"
+    );
+    // Only an explicit grace period of 0 (the agent's final delete, or --force) removes it.
+    pods.delete(
+        "graceful",
+        &DeleteParams {
+            grace_period_seconds: Some(0),
+            ..DeleteParams::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert!(pods.get_opt("graceful").await.unwrap().is_none());
+}

@@ -221,13 +221,24 @@ async fn delete_object(
 
 /// The grace period of a pod bound to a node that is not being deleted yet; its agent stops the
 /// containers and then deletes it with grace 0. Unbound pods go at once.
+///
+/// A pod already terminating stays with its agent: deleting it again (a garbage collector, a
+/// second `kubectl delete`) changes nothing, as in Kubernetes; only an explicit grace period of
+/// 0 (`--grace-period=0 --force`, or the agent's own final delete) removes it at once.
 fn graceful_pod_seconds(kind: &KindInfo, pod: &Value, options: &DeleteOptions) -> Option<i64> {
-    if kind.kind != "Pod" || is_terminating(pod) {
+    if kind.kind != "Pod" {
         return None;
     }
     pod.pointer("/spec/nodeName")
         .and_then(Value::as_str)
         .filter(|n| !n.is_empty())?;
+    if is_terminating(pod) {
+        return (options.grace_period_seconds != Some(0)).then(|| {
+            pod.pointer("/metadata/deletionGracePeriodSeconds")
+                .and_then(Value::as_i64)
+                .unwrap_or(1)
+        });
+    }
     let grace = options.grace_period_seconds.or_else(|| {
         pod.pointer("/spec/terminationGracePeriodSeconds")
             .and_then(Value::as_i64)
