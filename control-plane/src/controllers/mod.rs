@@ -74,6 +74,59 @@ impl ControllersConfig {
     }
 }
 
+/// Failed reconciles in a row per object (`namespace/name`), for the error back-off.
+#[derive(Debug, Default)]
+pub(crate) struct FailureCounts(std::sync::Mutex<std::collections::HashMap<String, u32>>);
+
+impl FailureCounts {
+    /// Forgets `object`'s failures (its reconcile succeeded).
+    pub(crate) fn reset(&self, object: &impl kube::ResourceExt) {
+        self.lock().remove(&object_key(object));
+    }
+
+    /// Counts one more failure of `object`; returns how many in a row.
+    pub(crate) fn record(&self, object: &impl kube::ResourceExt) -> u32 {
+        let mut counts = self.lock();
+        let count = counts.entry(object_key(object)).or_insert(0);
+        *count += 1;
+        *count
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, u32>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// `namespace/name` of `object`, as the controllers log it.
+pub(crate) fn object_key(object: &impl kube::ResourceExt) -> String {
+    format!(
+        "{}/{}",
+        object.namespace().unwrap_or_default(),
+        object.name_any()
+    )
+}
+
+/// The object of kind `kind` that controls an object with `meta` (its controller owner
+/// reference), in the same namespace.
+pub(crate) fn controller_ref<K>(
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    kind: &str,
+) -> Option<kube::runtime::reflector::ObjectRef<K>>
+where
+    K: kube::Resource<DynamicType = ()>,
+{
+    let owner = meta
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|o| o.controller == Some(true) && o.kind == kind)?;
+    let object = kube::runtime::reflector::ObjectRef::new(&owner.name);
+    Some(match meta.namespace.as_deref() {
+        Some(ns) => object.within(ns),
+        None => object,
+    })
+}
+
 fn exponential(base: Duration, max: Duration, exponent: i32) -> Duration {
     let factor = 2u32.saturating_pow(u32::try_from(exponent.clamp(0, 31)).unwrap_or(31));
     base.saturating_mul(factor).min(max)

@@ -16,8 +16,7 @@
 pub mod render;
 pub mod status;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use coxswain_api::coxswain::TrainingJob;
@@ -45,7 +44,7 @@ pub struct Context {
     config: ControllersConfig,
     events: EventRecorder,
     /// Failed reconciles in a row per job (`namespace/name`), for the error back-off.
-    failures: Mutex<HashMap<String, u32>>,
+    failures: super::FailureCounts,
 }
 
 impl Context {
@@ -55,7 +54,7 @@ impl Context {
             events: EventRecorder::new(client.clone(), COMPONENT),
             client,
             config,
-            failures: Mutex::new(HashMap::new()),
+            failures: super::FailureCounts::default(),
         }
     }
 }
@@ -81,45 +80,22 @@ pub async fn run(client: kube::Client, config: ControllersConfig, shutdown: Canc
 
 /// The PyTorchJob that controls `training`, if any.
 fn controlling_job(training: TrainingJob) -> Option<ObjectRef<PyTorchJob>> {
-    let owner = training
-        .metadata
-        .owner_references
-        .iter()
-        .flatten()
-        .find(|o| o.controller == Some(true) && o.kind == "PyTorchJob")?;
-    let job = ObjectRef::new(&owner.name);
-    Some(match training.metadata.namespace.as_deref() {
-        Some(ns) => job.within(ns),
-        None => job,
-    })
-}
-
-fn key(job: &PyTorchJob) -> String {
-    format!("{}/{}", job.namespace().unwrap_or_default(), job.name_any())
+    super::controller_ref(&training.metadata, "PyTorchJob")
 }
 
 /// Brings one PyTorchJob's training job, services and status in line with its spec.
 pub async fn reconcile(job: Arc<PyTorchJob>, ctx: Arc<Context>) -> Result<Action, Error> {
     let result = reconcile_job(&job, &ctx).await;
     if result.is_ok() {
-        ctx.failures
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&key(&job));
+        ctx.failures.reset(job.as_ref());
     }
     result
 }
 
 /// Retries a job whose reconcile failed after a back-off that doubles per failure in a row.
 pub fn error_policy(job: Arc<PyTorchJob>, error: &Error, ctx: Arc<Context>) -> Action {
-    let failures = {
-        let mut map = ctx.failures.lock().unwrap_or_else(|e| e.into_inner());
-        let count = map.entry(key(&job)).or_insert(0);
-        *count += 1;
-        *count
-    };
-    let wait = ctx.config.error_backoff(failures);
-    tracing::warn!(job = %key(&job), %error, retry_in = ?wait, "reconciling pytorchjob failed");
+    let wait = ctx.config.error_backoff(ctx.failures.record(job.as_ref()));
+    tracing::warn!(job = %super::object_key(job.as_ref()), %error, retry_in = ?wait, "reconciling pytorchjob failed");
     Action::requeue(wait)
 }
 

@@ -11,9 +11,8 @@ pub mod observe;
 pub mod plan;
 pub mod render;
 
-use std::collections::HashMap;
 use std::fmt::Debug;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use coxswain_api::coxswain::{PodGroup, TrainingJob};
@@ -43,7 +42,7 @@ pub struct Context {
     config: ControllersConfig,
     events: EventRecorder,
     /// Failed reconciles in a row per job (`namespace/name`), for the error back-off.
-    failures: Mutex<HashMap<String, u32>>,
+    failures: super::FailureCounts,
 }
 
 impl Context {
@@ -53,7 +52,7 @@ impl Context {
             events: EventRecorder::new(client.clone(), COMPONENT),
             client,
             config,
-            failures: Mutex::new(HashMap::new()),
+            failures: super::FailureCounts::default(),
         }
     }
 }
@@ -84,45 +83,22 @@ pub async fn run(client: kube::Client, config: ControllersConfig, shutdown: Canc
 
 /// The training job that controls `pod`, if any.
 fn controlling_job(pod: Pod) -> Option<ObjectRef<TrainingJob>> {
-    let owner = pod
-        .metadata
-        .owner_references
-        .iter()
-        .flatten()
-        .find(|o| o.controller == Some(true) && o.kind == TrainingJob::KIND)?;
-    let job = ObjectRef::new(&owner.name);
-    Some(match pod.metadata.namespace.as_deref() {
-        Some(ns) => job.within(ns),
-        None => job,
-    })
-}
-
-fn key(job: &TrainingJob) -> String {
-    format!("{}/{}", job.namespace().unwrap_or_default(), job.name_any())
+    super::controller_ref(&pod.metadata, TrainingJob::KIND)
 }
 
 /// Brings one job's children and status in line with its spec.
 pub async fn reconcile(job: Arc<TrainingJob>, ctx: Arc<Context>) -> Result<Action, Error> {
     let result = reconcile_job(&job, &ctx).await;
     if result.is_ok() {
-        ctx.failures
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&key(&job));
+        ctx.failures.reset(job.as_ref());
     }
     result
 }
 
 /// Retries a job whose reconcile failed after a back-off that doubles per failure in a row.
 pub fn error_policy(job: Arc<TrainingJob>, error: &Error, ctx: Arc<Context>) -> Action {
-    let failures = {
-        let mut map = ctx.failures.lock().unwrap_or_else(|e| e.into_inner());
-        let count = map.entry(key(&job)).or_insert(0);
-        *count += 1;
-        *count
-    };
-    let wait = ctx.config.error_backoff(failures);
-    tracing::warn!(job = %key(&job), %error, retry_in = ?wait, "reconciling training job failed");
+    let wait = ctx.config.error_backoff(ctx.failures.record(job.as_ref()));
+    tracing::warn!(job = %super::object_key(job.as_ref()), %error, retry_in = ?wait, "reconciling training job failed");
     Action::requeue(wait)
 }
 
@@ -268,7 +244,7 @@ async fn carry_out(
         };
         match jobs.delete(&name, &params).await {
             Ok(_) => {
-                tracing::info!(job = %key(job), "deleted finished training job (ttlSecondsAfterFinished)")
+                tracing::info!(job = %super::object_key(job), "deleted finished training job (ttlSecondsAfterFinished)")
             }
             Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
             Err(e) => return Err(Error::api(format!("deleting training job {ns}/{name}"))(e)),
