@@ -21,6 +21,9 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::{Client, Resource};
 use serde_json::json;
 
+/// How many event records a recorder remembers the count of.
+const MAX_REMEMBERED: usize = 4096;
+
 /// Whether an event is routine or something a user should look at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EventType {
@@ -194,10 +197,13 @@ impl EventRecorder {
     }
 
     fn remember(&self, name: &str, count: i32) {
-        self.counts
-            .lock()
-            .expect("event counts")
-            .insert(name.to_owned(), count);
+        let mut counts = self.counts.lock().expect("event counts");
+        // Bounded, like client-go's LRU of 4096: a forgotten record is found again by its
+        // stable name (create → 409 → bump), so dropping the cache only costs a GET.
+        if counts.len() >= MAX_REMEMBERED && !counts.contains_key(name) {
+            counts.clear();
+        }
+        counts.insert(name.to_owned(), count);
     }
 
     /// `<object>.<hash of what makes two events the same>`: stable across restarts.
