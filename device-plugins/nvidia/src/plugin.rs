@@ -150,8 +150,11 @@ impl NvidiaPlugin {
         while !cancel.is_cancelled() {
             let serving = cancel.child_token();
             let mut server = self.spawn_server(&socket, serving.clone())?;
+            // Taken right after binding: a socket removed before this (an agent
+            // clearing the directory as it starts) is noticed as gone.
+            let own = unix::file_identity(&socket);
             let outcome = tokio::select! {
-                outcome = session::run(self, &socket, cancel) => outcome,
+                outcome = session::run(self, &socket, own, cancel) => outcome,
                 ended = &mut server => {
                     serving.cancel();
                     if let Ok(Err(e)) = ended {

@@ -17,10 +17,14 @@ const REGISTER_TIMEOUT: Duration = Duration::from_secs(5);
 pub(super) async fn run(
     server: &NvidiaPlugin,
     socket: &Path,
+    own: Option<(u64, u64)>,
     cancel: &CancellationToken,
 ) -> Result<(), Error> {
     let kubelet = server.config.kubelet_socket();
-    let own = unix::file_identity(socket);
+    if own.is_none() {
+        tracing::warn!(socket = %socket.display(), "plugin socket removed as it was bound; serving a new one");
+        return Ok(());
+    }
     let mut registered_with = None;
     let mut waiting_logged = false;
     let mut tick = tokio::time::interval(server.config.watch_interval);
