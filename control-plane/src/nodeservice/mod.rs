@@ -24,6 +24,7 @@ pub mod pods;
 pub mod register;
 pub mod resolve;
 pub mod routes;
+pub mod volumes;
 
 use std::net::Ipv4Addr;
 use std::pin::Pin;
@@ -198,6 +199,33 @@ impl pb::node_service_server::NodeService for NodeService {
         request: Request<pb::RecordEventRequest>,
     ) -> Result<Response<pb::RecordEventResponse>, Status> {
         events::record(self, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    type WatchVolumesStream = EventStream<pb::VolumeEvent>;
+
+    async fn watch_volumes(
+        &self,
+        request: Request<pb::WatchVolumesRequest>,
+    ) -> Result<Response<Self::WatchVolumesStream>, Status> {
+        volumes::watch(self, request.into_inner()).map(Response::new)
+    }
+
+    async fn report_provisioning(
+        &self,
+        request: Request<pb::ReportProvisioningRequest>,
+    ) -> Result<Response<pb::ReportProvisioningResponse>, Status> {
+        volumes::report_provisioning(self, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn report_volume_deleted(
+        &self,
+        request: Request<pb::ReportVolumeDeletedRequest>,
+    ) -> Result<Response<pb::ReportVolumeDeletedResponse>, Status> {
+        volumes::report_deleted(self, request.into_inner())
             .await
             .map(Response::new)
     }

@@ -1,4 +1,5 @@
-//! WatchPods: the pods bound to one node, each with the secrets and configMaps it references.
+//! WatchPods: the pods bound to one node, each with the secrets, configMaps and claims it
+//! references and the volumes its claims are bound to.
 //!
 //! A kube-runtime watcher over `spec.nodeName=<node>` feeds the stream: every pod of the
 //! initial list as ADDED, one SYNCED, then ADDED / MODIFIED / DELETED as pods are bound,
@@ -10,7 +11,9 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use coxswain_proto::node::v1alpha1 as pb;
 use coxswain_proto::node::v1alpha1::pod_event::Type;
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Container, PersistentVolume, PersistentVolumeClaim, Pod, Secret,
+};
 use kube::api::Api;
 use kube::runtime::{WatchStreamExt, watcher};
 use tokio::sync::mpsc;
@@ -86,19 +89,19 @@ async fn stream_pods(client: kube::Client, node: String, tx: &Sender) {
                 let mut ok = true;
                 for key in gone {
                     if let Some(pod) = sent.pods.remove(&key) {
-                        ok &= send(tx, Type::Deleted, Some(&pod), Vec::new(), Vec::new()).await;
+                        ok &= send(tx, Type::Deleted, Some(&pod), Attachments::default()).await;
                     }
                 }
                 if !sent.synced {
                     sent.synced = true;
-                    ok &= send(tx, Type::Synced, None, Vec::new(), Vec::new()).await;
+                    ok &= send(tx, Type::Synced, None, Attachments::default()).await;
                 }
                 ok
             }
             watcher::Event::Apply(pod) => apply(&client, &mut sent, pod, tx).await,
             watcher::Event::Delete(pod) => {
                 sent.pods.remove(&key(&pod));
-                send(tx, Type::Deleted, Some(&pod), Vec::new(), Vec::new()).await
+                send(tx, Type::Deleted, Some(&pod), Attachments::default()).await
             }
         };
         if !ok {
@@ -120,17 +123,20 @@ async fn apply(client: &kube::Client, sent: &mut Sent, pod: Pod, tx: &Sender) ->
         None => Type::Added,
         Some(_) => Type::Modified,
     };
-    let (secrets, config_maps) = attachments(client, &pod).await;
-    send(tx, kind, Some(&pod), secrets, config_maps).await
+    let attachments = attachments(client, &pod).await;
+    send(tx, kind, Some(&pod), attachments).await
 }
 
-async fn send(
-    tx: &Sender,
-    kind: Type,
-    pod: Option<&Pod>,
+/// The objects a pod event carries beside the pod, each as JSON.
+#[derive(Default)]
+struct Attachments {
     secrets: Vec<Vec<u8>>,
     config_maps: Vec<Vec<u8>>,
-) -> bool {
+    claims: Vec<Vec<u8>>,
+    volumes: Vec<Vec<u8>>,
+}
+
+async fn send(tx: &Sender, kind: Type, pod: Option<&Pod>, attachments: Attachments) -> bool {
     let pod = match pod.map(serde_json::to_vec).transpose() {
         Ok(pod) => pod.unwrap_or_default(),
         Err(e) => {
@@ -143,35 +149,77 @@ async fn send(
     let event = pb::PodEvent {
         r#type: kind as i32,
         pod,
-        secrets,
-        config_maps,
+        secrets: attachments.secrets,
+        config_maps: attachments.config_maps,
+        persistent_volume_claims: attachments.claims,
+        persistent_volumes: attachments.volumes,
     };
     tx.send(Ok(event)).await.is_ok()
 }
 
-/// The secrets and configMaps `pod` references, as JSON; missing ones are left out (the
-/// agent reports the pod's containers as waiting on them).
-async fn attachments(client: &kube::Client, pod: &Pod) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+/// The secrets, configMaps and claims `pod` references and the volumes its claims are
+/// bound to, as JSON; missing ones are left out (the agent reports the pod's containers
+/// as waiting on them).
+async fn attachments(client: &kube::Client, pod: &Pod) -> Attachments {
     let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
     let (secret_names, config_map_names) = references(pod);
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
-    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
-    let mut out = (Vec::new(), Vec::new());
-    for name in secret_names {
-        match secrets.get_opt(&name).await {
-            Ok(Some(secret)) => out.0.extend(serde_json::to_vec(&secret).ok()),
+    let mut out = Attachments {
+        secrets: fetch::<Secret>(Api::namespaced(client.clone(), namespace), secret_names).await,
+        config_maps: fetch::<ConfigMap>(
+            Api::namespaced(client.clone(), namespace),
+            config_map_names,
+        )
+        .await,
+        ..Attachments::default()
+    };
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), namespace);
+    let mut volume_names = BTreeSet::new();
+    for name in claim_references(pod) {
+        match claims.get_opt(&name).await {
+            Ok(Some(claim)) => {
+                let bound = claim.spec.as_ref().and_then(|s| s.volume_name.clone());
+                volume_names.extend(bound.filter(|v| !v.is_empty()));
+                out.claims.extend(serde_json::to_vec(&claim).ok());
+            }
             Ok(None) => {}
-            Err(error) => tracing::warn!(%namespace, %name, %error, "reading a pod's secret"),
+            Err(error) => tracing::warn!(%namespace, %name, %error, "reading a pod's claim"),
         }
     }
-    for name in config_map_names {
-        match config_maps.get_opt(&name).await {
-            Ok(Some(config_map)) => out.1.extend(serde_json::to_vec(&config_map).ok()),
+    out.volumes = fetch::<PersistentVolume>(Api::all(client.clone()), volume_names).await;
+    out
+}
+
+/// The named objects of `api`, as JSON; missing ones are left out.
+async fn fetch<K>(api: Api<K>, names: BTreeSet<String>) -> Vec<Vec<u8>>
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + serde::Serialize
+        + std::fmt::Debug,
+{
+    let mut out = Vec::new();
+    for name in names {
+        match api.get_opt(&name).await {
+            Ok(Some(object)) => out.extend(serde_json::to_vec(&object).ok()),
             Ok(None) => {}
-            Err(error) => tracing::warn!(%namespace, %name, %error, "reading a pod's configMap"),
+            Err(error) => {
+                tracing::warn!(kind = %K::kind(&()), %name, %error, "reading a pod's reference")
+            }
         }
     }
     out
+}
+
+/// The names of the PersistentVolumeClaims `pod`'s volumes use.
+pub fn claim_references(pod: &Pod) -> BTreeSet<String> {
+    let volumes = pod.spec.as_ref().and_then(|s| s.volumes.as_ref());
+    volumes
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.persistent_volume_claim.as_ref())
+        .map(|c| c.claim_name.clone())
+        .collect()
 }
 
 /// The names of the secrets and configMaps `pod`'s volumes, env, envFrom and image pull
