@@ -288,6 +288,7 @@ async fn pod_churn_with_agent_kills_and_a_reboot_leaks_nothing() {
         bridge: bridge.0.clone(),
         dns_port: Some(53),
         log_filter: "info,coxswain_node_agent::network::cni=debug".into(),
+        device_plugin_dir: None,
     };
     let log = h.dir.path().join("agent.log");
     eprintln!("churn: agent log {}", log.display());

@@ -31,12 +31,15 @@ pub struct AgentSpec {
     pub cgroup_root: String,
     /// `runc` or `crun`.
     pub runtime: String,
-    /// The pod bridge (coxswain's conflist on the assigned pod CIDR).
+    /// The pod bridge (coxswain's conflist on the assigned pod CIDR); empty: no pod
+    /// network (host-network pods only).
     pub bridge: String,
     /// The node-local DNS port (`None`: no DNS server).
     pub dns_port: Option<u16>,
     /// The `tracing` filter of its log.
     pub log_filter: String,
+    /// Where it serves `kubelet.sock` for device plugins (`None`: no device manager).
+    pub device_plugin_dir: Option<PathBuf>,
 }
 
 impl AgentSpec {
@@ -45,6 +48,7 @@ impl AgentSpec {
             "server": self.server, "node": self.node, "root": self.root,
             "cgroup_root": self.cgroup_root, "runtime": self.runtime, "bridge": self.bridge,
             "dns_port": self.dns_port, "log_filter": self.log_filter,
+            "device_plugin_dir": self.device_plugin_dir,
         })
         .to_string()
     }
@@ -136,10 +140,13 @@ pub fn child_main() {
     daemon.logs_listen = "127.0.0.1:0".parse().unwrap();
     daemon.lease_interval = Duration::from_secs(1);
     daemon.reconnect_max = Duration::from_secs(1);
-    let mut network = NodeNetworkConfig::new(&root);
-    network.bridge = text("bridge");
-    network.dns_port = spec["dns_port"].as_u64().map(|p| p as u16);
-    daemon.network = Some(network);
+    if !text("bridge").is_empty() {
+        let mut network = NodeNetworkConfig::new(&root);
+        network.bridge = text("bridge");
+        network.dns_port = spec["dns_port"].as_u64().map(|p| p as u16);
+        daemon.network = Some(network);
+    }
+    daemon.device_plugin_dir = spec["device_plugin_dir"].as_str().map(PathBuf::from);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async move {
         coxswain_node_agent::agent::run(daemon, deps, CancellationToken::new())
