@@ -467,25 +467,28 @@ async fn pods_on_a_lost_node_fail_after_their_toleration_and_stay_failed() {
         "a pod that tolerates an hour stays"
     );
 
-    // The agent comes back and reports the pod running: the terminal phase is kept.
-    cluster
-        .grpc
-        .clone()
-        .update_pod_status(pb::UpdatePodStatusRequest {
-            node_name: "n1".to_string(),
-            namespace: "default".to_string(),
-            name: "worker".to_string(),
-            uid: worker.metadata.uid.clone().unwrap(),
-            status: serde_json::to_vec(&json!({"phase": "Running"})).unwrap(),
-        })
-        .await
-        .unwrap();
-    let after = pods.get("worker").await.unwrap();
-    assert_eq!(phase(&after).as_deref(), Some("Failed"));
-    assert_eq!(
-        after.status.unwrap().reason.as_deref(),
-        Some(lifecycle::REASON_NODE_LOST)
-    );
+    // The agent comes back and reports the pod running, then (having stopped its
+    // container, which exited 0) succeeded: the terminal phase is kept either way.
+    for reported in ["Running", "Succeeded"] {
+        cluster
+            .grpc
+            .clone()
+            .update_pod_status(pb::UpdatePodStatusRequest {
+                node_name: "n1".to_string(),
+                namespace: "default".to_string(),
+                name: "worker".to_string(),
+                uid: worker.metadata.uid.clone().unwrap(),
+                status: serde_json::to_vec(&json!({"phase": reported})).unwrap(),
+            })
+            .await
+            .unwrap();
+        let after = pods.get("worker").await.unwrap();
+        assert_eq!(phase(&after).as_deref(), Some("Failed"), "after {reported}");
+        assert_eq!(
+            after.status.unwrap().reason.as_deref(),
+            Some(lifecycle::REASON_NODE_LOST)
+        );
+    }
 }
 
 #[tokio::test]

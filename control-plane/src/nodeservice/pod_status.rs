@@ -86,12 +86,12 @@ pub(crate) async fn terminated(
 }
 
 /// A terminal phase is final (as the API server enforces in Kubernetes): when the control
-/// plane failed a pod (its node was lost), an agent that comes back cannot revive it; its
-/// container states are still taken.
+/// plane failed a pod (its node was lost), an agent that comes back cannot revive it, nor
+/// turn it `Succeeded` by stopping its containers; its container states are still taken.
 fn keep_terminal_phase(current: Option<&PodStatus>, mut new: PodStatus) -> PodStatus {
     let Some(current) = current else { return new };
     let terminal = |phase: Option<&str>| matches!(phase, Some("Succeeded" | "Failed"));
-    if terminal(current.phase.as_deref()) && !terminal(new.phase.as_deref()) {
+    if terminal(current.phase.as_deref()) && new.phase != current.phase {
         new.phase = current.phase.clone();
         new.reason = current.reason.clone();
         new.message = current.message.clone();

@@ -17,6 +17,15 @@ pub enum PodCommand {
     Changed,
     /// Stop the pod's containers (SIGTERM, SIGKILL after the grace period) and remove it.
     Terminate(Duration),
+    /// The pod's phase in the API is terminal: start nothing again; stop and remove
+    /// the pod when a container still runs or when the control plane ended it
+    /// (`disrupted`: its node was lost), keep a pod that finished here (its logs).
+    Ended {
+        /// The pod's grace period.
+        grace: Duration,
+        /// Whether the API status carries the `DisruptionTarget` condition.
+        disrupted: bool,
+    },
     /// The agent is stopping: leave the pod running and end the thread.
     Detach,
 }
@@ -66,6 +75,13 @@ pub fn run_pod_thread(
                 PodCommand::Terminate(grace) => {
                     terminating = true;
                     worker.terminate(grace);
+                }
+                PodCommand::Ended { grace, disrupted } => {
+                    worker.hold();
+                    if disrupted || worker.has_running_containers() {
+                        terminating = true;
+                        worker.terminate(grace);
+                    }
                 }
                 PodCommand::Detach => detach = true,
             }

@@ -5,6 +5,10 @@
 //! - ADDED/MODIFIED start a worker for a new uid or wake the existing one; a pod
 //!   with a `deletionTimestamp` is terminated with its grace period and, once
 //!   removed, reported with `PodTerminated` (the control plane then deletes it).
+//! - A pod whose phase in the API is terminal (Succeeded, Failed) starts nothing
+//!   again; its worker is stopped and removed (without PodTerminated: the object
+//!   stays) when a container still runs — a returning agent's pod that the control
+//!   plane failed while the node was lost — or when the control plane ended it.
 //! - DELETED terminates the worker; nothing is reported, the object is gone.
 //! - SYNCED ends a snapshot: workers of pods the snapshot did not list were deleted
 //!   while the stream was down and are terminated; after the agent's first snapshot,
@@ -166,6 +170,7 @@ impl PodSupervisor {
         }
         let grace = deletion_grace(&pod);
         let deleting = pod.metadata.deletion_timestamp.is_some();
+        let ended = ended_in_api(&pod);
         match kind {
             EventType::Deleted => {
                 if let Some(entry) = self.pods.get_mut(&key.uid) {
@@ -180,6 +185,8 @@ impl PodSupervisor {
                 if let Some(entry) = self.pods.get_mut(&key.uid) {
                     if deleting {
                         entry.terminate(grace, true);
+                    } else if let Some(disrupted) = ended {
+                        let _ = entry.commands.send(PodCommand::Ended { grace, disrupted });
                     } else {
                         let _ = entry.commands.send(PodCommand::Changed);
                     }
@@ -295,6 +302,22 @@ impl PodSupervisor {
             Err(e) => tracing::warn!("removing leftover pods: {e}"),
         }
     }
+}
+
+/// `Some(disrupted)` when the pod's phase in the API is terminal (Succeeded or
+/// Failed); `disrupted` when the control plane ended it (the `DisruptionTarget`
+/// condition its node lifecycle sets on a lost node's pods).
+fn ended_in_api(pod: &Pod) -> Option<bool> {
+    let status = pod.status.as_ref()?;
+    if !matches!(status.phase.as_deref(), Some("Succeeded" | "Failed")) {
+        return None;
+    }
+    let conditions = status.conditions.iter().flatten();
+    Some(
+        conditions
+            .into_iter()
+            .any(|c| c.type_ == "DisruptionTarget" && c.status == "True"),
+    )
 }
 
 fn pod_key(pod: &Pod) -> Option<PodKey> {

@@ -116,6 +116,8 @@ pub struct PodWorker {
     ips: Option<PodIps>,
     /// The pod's resolv.conf and hosts files, when the network gives cluster DNS.
     dns_files: Option<PodDnsFiles>,
+    /// No container starts or restarts any more: the API says the pod has ended.
+    held: bool,
 }
 
 impl PodWorker {
@@ -150,6 +152,7 @@ impl PodWorker {
             problem: None,
             ips: None,
             dns_files: None,
+            held: false,
         }
     }
 
@@ -166,6 +169,17 @@ impl PodWorker {
     /// Whether everything of the pod has been removed after [`Self::terminate`].
     pub fn is_removed(&self) -> bool {
         self.state == State::Removed
+    }
+
+    /// Never starts or restarts a container from now on (the pod's phase in the API
+    /// is terminal, as a kubelet treats it); running ones are left to [`Self::terminate`].
+    pub fn hold(&mut self) {
+        self.held = true;
+    }
+
+    /// Whether one of the pod's containers is running.
+    pub fn has_running_containers(&self) -> bool {
+        self.containers().any(ContainerRecord::is_running)
     }
 
     /// Asks for the pod to be stopped (SIGTERM, then SIGKILL after `grace`) and removed.
@@ -321,6 +335,9 @@ impl PodWorker {
 
     /// Whether a not-running app container is to be (re)started under the restart policy.
     fn should_start(&self, rec: &ContainerRecord) -> bool {
+        if self.held {
+            return false;
+        }
         match rec.terminated() {
             None => true,
             Some(t) => match self.restart_policy().as_str() {

@@ -120,6 +120,9 @@ impl PodWorker {
 
     /// Starts a container that is not running, honouring the restart back-off.
     pub(super) fn maybe_start(&mut self, init: bool, i: usize) {
+        if self.held {
+            return;
+        }
         let now = self.deps.clock.now();
         let (initial, max) = (
             self.deps.config.backoff_initial,
