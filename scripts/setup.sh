@@ -18,6 +18,7 @@ packages=(
     util-linux                 # unshare, nsenter, losetup for sandboxes and CSI
     e2fsprogs                  # mkfs.ext4/resize2fs for CSI capacity-limited volumes
     prometheus                 # promtool: the metrics tests check /metrics with `promtool check metrics`
+    docker-registry            # a local OCI registry (loopback) for the agent's image pull test
 )
 
 missing=()

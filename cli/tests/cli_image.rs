@@ -200,3 +200,32 @@ spec:
 
     cluster.delete_all_pods();
 }
+
+#[test]
+fn pull_refuses_short_names_and_names_the_image_when_the_registry_is_unreachable() {
+    let root = tempfile::tempdir().unwrap();
+    let cox = |image: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_cox"))
+            .args(["image", "pull", image, "--insecure-registry", "127.0.0.1:1"])
+            .arg("--root")
+            .arg(root.path())
+            .output()
+            .unwrap()
+    };
+    let short = cox("busybox:1.36");
+    assert!(!short.status.success());
+    let stderr = String::from_utf8_lossy(&short.stderr);
+    assert!(
+        stderr.contains("busybox:1.36: name the registry"),
+        "{stderr}"
+    );
+
+    let unreachable = cox("127.0.0.1:1/test/busybox:1.0");
+    assert!(!unreachable.status.success());
+    let stderr = String::from_utf8_lossy(&unreachable.stderr);
+    assert!(
+        stderr.contains("pulling image \"127.0.0.1:1/test/busybox:1.0\""),
+        "{stderr}"
+    );
+    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+}

@@ -19,6 +19,8 @@ pub struct AgentConfig {
     pub backoff_max: Duration,
     /// Whether containers get the default seccomp profile.
     pub seccomp: bool,
+    /// Registries (`host:port`) images are pulled from over plain HTTP instead of HTTPS.
+    pub insecure_registries: Vec<String>,
 }
 
 impl AgentConfig {
@@ -31,6 +33,7 @@ impl AgentConfig {
             backoff_initial: Duration::from_secs(10),
             backoff_max: Duration::from_secs(300),
             seccomp: true,
+            insecure_registries: Vec::new(),
         }
     }
 

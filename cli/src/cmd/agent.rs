@@ -55,6 +55,11 @@ pub struct AgentArgs {
     /// A host path prefix hostPath volumes may use (repeatable; none by default).
     #[arg(long = "allow-host-path")]
     pub allow_host_paths: Vec<PathBuf>,
+    /// A registry (`HOST:PORT`) to pull images from over plain HTTP instead of HTTPS;
+    /// repeatable. Images naming a registry (`host/repo:tag`) are pulled when not
+    /// imported.
+    #[arg(long = "insecure-registry", value_name = "HOST:PORT")]
+    pub insecure_registries: Vec<String>,
     /// Where the log service (the kubelet port) listens; port 0 picks a free one.
     #[arg(long, default_value = DEFAULT_LOGS_LISTEN)]
     pub logs_listen: SocketAddr,
@@ -124,6 +129,7 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
     let mut config = AgentConfig::new(&args.root);
     config.cgroup_root = args.cgroup_root.clone();
     config.allowed_host_paths = args.allow_host_paths.clone();
+    config.insecure_registries = args.insecure_registries.clone();
     let deps = worker_deps(&config, args.runtime, shim)?;
     let mut daemon = AgentDaemonConfig::new(args.server, args.node_name);
     daemon.node_ip = args.node_ip;

@@ -1,4 +1,4 @@
-//! `cox image import|ls`: the node agent's local image store.
+//! `cox image import|pull|ls`: the node agent's local image store.
 //!
 //! `import` puts an OCI image layout directory, or a `.tar` archive of one (`skopeo copy
 //! … oci-archive:`, `docker buildx … type=oci`), into the content-addressed store under the
@@ -6,14 +6,15 @@
 //! `<root>/images/layers/<sha256>` (a layer already there, from this image or another, is
 //! not unpacked again), and the name is recorded, so a pod on this node can say
 //! `image: NAME` at once — a running agent reads the record when it next starts a container.
-//! `ls` lists the recorded names.
+//! `pull` fetches an image from the OCI registry its reference names (as the agent does for
+//! a pod whose image is not here) into the same store. `ls` lists the recorded names.
 
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use coxswain_node_agent::AgentConfig;
-use coxswain_node_agent::images::LocalImageStore;
+use coxswain_node_agent::images::{LocalImageStore, RegistryPuller};
 use coxswain_node_agent::mounts::SystemMounter;
 
 /// Arguments of `cox image`.
@@ -27,6 +28,8 @@ pub struct ImageArgs {
 enum ImageCommand {
     /// Import an OCI image layout directory or a .tar of one into the agent's store.
     Import(ImportArgs),
+    /// Pull an image from its registry (`host[:port]/repo:tag`) into the agent's store.
+    Pull(PullArgs),
     /// List the images in the agent's store.
     Ls(LsArgs),
 }
@@ -52,6 +55,17 @@ struct ImportArgs {
 }
 
 #[derive(Args)]
+struct PullArgs {
+    /// The image reference, naming its registry: `nvcr.io/nvidia/pytorch:24.01-py3`.
+    image: String,
+    /// A registry (`HOST:PORT`) reached over plain HTTP instead of HTTPS (repeatable).
+    #[arg(long = "insecure-registry", value_name = "HOST:PORT")]
+    insecure_registries: Vec<String>,
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+#[derive(Args)]
 struct LsArgs {
     #[command(flatten)]
     store: StoreArgs,
@@ -61,6 +75,7 @@ struct LsArgs {
 pub fn run(args: ImageArgs) -> anyhow::Result<()> {
     match args.command {
         ImageCommand::Import(args) => import(args),
+        ImageCommand::Pull(args) => pull(args),
         ImageCommand::Ls(args) => ls(args),
     }
 }
@@ -83,6 +98,27 @@ fn import(args: ImportArgs) -> anyhow::Result<()> {
     let imported = store(&args.store)
         .import(args.name.as_deref(), &args.path)
         .with_context(|| format!("importing {}", args.path.display()))?;
+    print_imported(&imported);
+    Ok(())
+}
+
+fn pull(args: PullArgs) -> anyhow::Result<()> {
+    if !coxswain_node_agent::images::registry::names_registry(&args.image) {
+        bail!(
+            "{}: name the registry (host[:port]/repo:tag); short names are not pulled",
+            args.image
+        );
+    }
+    if !running_as_root() {
+        bail!("cox image pull must run as root: layers keep their files' owners");
+    }
+    let puller = RegistryPuller::new(args.insecure_registries.clone());
+    let imported = store(&args.store).with_registry(puller).pull(&args.image)?;
+    print_imported(&imported);
+    Ok(())
+}
+
+fn print_imported(imported: &coxswain_node_agent::images::Imported) {
     let image = &imported.image;
     let layers = image.layers.len();
     println!(
@@ -93,7 +129,6 @@ fn import(args: ImportArgs) -> anyhow::Result<()> {
         imported.unpacked,
         layers - imported.unpacked.min(layers),
     );
-    Ok(())
 }
 
 /// Image names are references: no spaces or control characters, not empty.

@@ -12,7 +12,7 @@ use super::AgentError;
 use crate::AgentConfig;
 use crate::clock::SystemClock;
 use crate::devices::NoDevices;
-use crate::images::LocalImageStore;
+use crate::images::{LocalImageStore, RegistryPuller};
 use crate::mounts::SystemMounter;
 use crate::network::NoNetwork;
 use crate::runtime::{OciRuntime, RuntimeKind};
@@ -37,7 +37,10 @@ pub fn worker_deps(
     Ok(WorkerDeps {
         sandbox: Arc::new(SandboxManager::system(&config)),
         runtime: Arc::new(runtime),
-        images: Arc::new(LocalImageStore::new(config.images_dir(), mounter.clone())),
+        images: Arc::new(
+            LocalImageStore::new(config.images_dir(), mounter.clone())
+                .with_registry(RegistryPuller::new(config.insecure_registries.clone())),
+        ),
         volumes: Arc::new(VolumeManager::new(
             config.allowed_host_paths.clone(),
             mounter,

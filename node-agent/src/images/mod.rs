@@ -5,14 +5,17 @@
 //! [`LocalImageStore`] serves `host` (the host's `/` read-only, for bare-metal ML
 //! environments), imported OCI image layouts and archives ([`oci_layout`],
 //! content-addressed: each layer unpacked once under `layers/<sha256>`), and plain
-//! rootfs directories such as the busybox test fixture ([`busybox`]).
+//! rootfs directories such as the busybox test fixture ([`busybox`]), and pulls from
+//! OCI registries the images it does not have ([`registry`]).
 
 pub mod busybox;
 pub mod oci_layout;
+pub mod registry;
 mod store;
 
 use std::path::PathBuf;
 
+pub use registry::RegistryPuller;
 pub use store::{Imported, LocalImageStore};
 
 /// The image name that selects the host's root filesystem.
@@ -26,6 +29,14 @@ pub enum ImageError {
     NotFound {
         /// The image reference.
         image: String,
+    },
+    /// Pulling the image from its registry failed.
+    #[error("pulling image {image:?}: {message}")]
+    Pull {
+        /// The image reference.
+        image: String,
+        /// The registry's or the transport's error.
+        message: String,
     },
     /// The image is malformed.
     #[error("image {image:?}: {message}")]
@@ -53,7 +64,9 @@ impl ImageError {
     /// The Kubernetes waiting reason for this error (`ErrImagePull` or `CreateContainerError`).
     pub fn reason(&self) -> &'static str {
         match self {
-            ImageError::NotFound { .. } | ImageError::Invalid { .. } => "ErrImagePull",
+            ImageError::NotFound { .. } | ImageError::Invalid { .. } | ImageError::Pull { .. } => {
+                "ErrImagePull"
+            }
             _ => "CreateContainerError",
         }
     }

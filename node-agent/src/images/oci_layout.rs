@@ -83,13 +83,7 @@ pub fn import(
     let manifest = read_json(layout, &blob_path(layout, &manifest_digest)?)?;
     let config_digest = manifest["config"]["digest"].as_str().unwrap_or("");
     let config = read_json(layout, &blob_path(layout, config_digest)?)?;
-    let c = &config["config"];
-    let image_config = ImageConfig {
-        entrypoint: strings(&c["Entrypoint"]),
-        cmd: strings(&c["Cmd"]),
-        env: strings(&c["Env"]),
-        working_dir: c["WorkingDir"].as_str().unwrap_or("").to_string(),
-    };
+    let image_config = image_config(&config);
     let mut layers = Vec::new();
     let mut unpacked = 0;
     for layer in manifest["layers"].as_array().cloned().unwrap_or_default() {
@@ -116,8 +110,19 @@ pub fn import(
     Ok(Imported { image, unpacked })
 }
 
+/// The runtime defaults of an OCI image config (JSON).
+pub(crate) fn image_config(config: &Value) -> ImageConfig {
+    let c = &config["config"];
+    ImageConfig {
+        entrypoint: strings(&c["Entrypoint"]),
+        cmd: strings(&c["Cmd"]),
+        env: strings(&c["Env"]),
+        working_dir: c["WorkingDir"].as_str().unwrap_or("").to_string(),
+    }
+}
+
 /// Unpacks one layer blob into `dest` via a temporary sibling, renamed when complete.
-fn unpack_layer(blob: &Path, layers_dir: &Path, dest: &Path) -> Result<(), ImageError> {
+pub(crate) fn unpack_layer(blob: &Path, layers_dir: &Path, dest: &Path) -> Result<(), ImageError> {
     std::fs::create_dir_all(layers_dir).map_err(|e| ImageError::io(layers_dir, e))?;
     let tmp = tempfile::Builder::new()
         .prefix(".unpack-")
@@ -182,7 +187,7 @@ fn whiteout(target: &Path) -> Result<(), ImageError> {
 }
 
 /// Checks that the blob's content hashes to its name.
-fn verify_digest(layout: &Path, blob: &Path, hex: &str) -> Result<(), ImageError> {
+pub(crate) fn verify_digest(layout: &Path, blob: &Path, hex: &str) -> Result<(), ImageError> {
     use sha2::{Digest, Sha256};
     let mut file = File::open(blob).map_err(|e| ImageError::io(blob, e))?;
     let mut hasher = Sha256::new();

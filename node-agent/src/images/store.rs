@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::registry::{RegistryPuller, names_registry};
 use super::{HOST_IMAGE, Image, ImageConfig, ImageError, ImageStore};
 use crate::mounts::Mounter;
 
@@ -21,6 +22,7 @@ pub struct Imported {
 pub struct LocalImageStore {
     dir: PathBuf,
     mounter: Arc<dyn Mounter>,
+    registry: Option<RegistryPuller>,
 }
 
 /// A file name for an image reference (`/` and `:` are escaped).
@@ -44,7 +46,22 @@ impl LocalImageStore {
         Self {
             dir: dir.into(),
             mounter,
+            registry: None,
         }
+    }
+
+    /// Pulls with `puller` the images that name a registry and are not in the store.
+    pub fn with_registry(mut self, puller: RegistryPuller) -> Self {
+        self.registry = Some(puller);
+        self
+    }
+
+    /// Pulls `image` from its registry and records it (whether or not it is here).
+    pub fn pull(&self, image: &str) -> Result<Imported, ImageError> {
+        let puller = self.registry.clone().unwrap_or_default();
+        let imported = puller.pull(image, &self.layers_dir(), &self.dir.join("tmp"))?;
+        self.record(&imported.image)?;
+        Ok(imported)
     }
 
     /// The directory holding unpacked layers.
@@ -189,6 +206,9 @@ impl ImageStore for LocalImageStore {
         let body = match std::fs::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if self.registry.is_some() && names_registry(image) {
+                    return self.pull(image).map(|imported| imported.image);
+                }
                 return Err(ImageError::NotFound {
                     image: image.to_string(),
                 });
