@@ -321,3 +321,52 @@ fn host_image_runs_on_the_host_root_with_a_private_writable_layer() {
         remove(&mut w, &h.clock);
     }
 }
+
+/// The interface names in a `/proc/net/dev` text.
+fn interfaces(net_dev: &str) -> std::collections::BTreeSet<String> {
+    net_dev
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split_once(':'))
+        .map(|(name, _)| name.trim().to_string())
+        .collect()
+}
+
+#[test]
+fn host_network_pods_share_the_nodes_network_and_hostname() {
+    let host_interfaces = interfaces(&std::fs::read_to_string("/proc/net/dev").unwrap());
+    let host_name = nix::unistd::gethostname()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    assert!(host_interfaces.len() > 1, "{host_interfaces:?}");
+    for kind in RUNTIMES {
+        let h = Harness::new(kind);
+        let uid = uid();
+        let spec = serde_json::json!({"restartPolicy": "Never", "hostNetwork": true, "containers": [{
+            "name": "main", "image": "busybox",
+            "command": ["sh", "-c", "hostname; cat /proc/net/dev"],
+        }]});
+        let mut w = h.worker(pod(&uid, spec));
+        let status = drive(&mut w, |s| phase(s) == "Succeeded" || phase(s) == "Failed");
+        assert_eq!(phase(&status), "Succeeded", "{kind:?}: {status:#?}");
+        let log =
+            std::fs::read_to_string(h.deps.config.pod_dir(&uid).join("logs/main/0.log")).unwrap();
+        let lines: Vec<String> = read_lines(&log).into_iter().map(|(_, l)| l).collect();
+        assert_eq!(lines[0], host_name, "{kind:?}: the node's hostname");
+        let seen = interfaces(&lines[1..].join("\n"));
+        // The host's interfaces, not a private namespace's lone `lo` (the host may gain
+        // or lose a veth meanwhile, so compare the long-lived ones).
+        let stable: Vec<&String> = host_interfaces
+            .iter()
+            .filter(|i| !i.starts_with("veth") && !i.starts_with("cox"))
+            .collect();
+        for name in stable {
+            assert!(
+                seen.contains(name),
+                "{kind:?}: {name} missing from {seen:?}"
+            );
+        }
+        remove(&mut w, &h.clock);
+    }
+}

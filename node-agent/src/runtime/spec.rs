@@ -54,6 +54,9 @@ pub struct ContainerConfig {
     pub cgroups_path: String,
     /// The hostname set in the (pod's) UTS namespace.
     pub hostname: String,
+    /// Whether the container shares the host's network and UTS namespaces
+    /// (`hostNetwork: true`): no network or UTS namespace entry, no hostname.
+    pub host_network: bool,
     /// The pod namespaces to join; `None` gives the container its own.
     pub namespaces: Option<PodNamespaces>,
     /// Container memory limit in bytes.
@@ -126,13 +129,15 @@ pub fn build_spec(c: &ContainerConfig) -> Result<Spec, OciSpecError> {
     }
 
     let ns = c.namespaces.as_ref();
-    let namespaces = vec![
+    let mut namespaces = vec![
         namespace(LinuxNamespaceType::Pid, None)?,
         namespace(LinuxNamespaceType::Mount, None)?,
-        namespace(LinuxNamespaceType::Network, ns.map(|n| &n.net))?,
         namespace(LinuxNamespaceType::Ipc, ns.map(|n| &n.ipc))?,
-        namespace(LinuxNamespaceType::Uts, ns.map(|n| &n.uts))?,
     ];
+    if !c.host_network {
+        namespaces.push(namespace(LinuxNamespaceType::Network, ns.map(|n| &n.net))?);
+        namespaces.push(namespace(LinuxNamespaceType::Uts, ns.map(|n| &n.uts))?);
+    }
 
     let mut cpu = LinuxCpuBuilder::default();
     if let Some(shares) = c.cpu_shares {
@@ -204,6 +209,13 @@ pub fn build_spec(c: &ContainerConfig) -> Result<Spec, OciSpecError> {
         .annotations(c.annotations.clone().into_iter().collect::<HashMap<_, _>>())
         .linux(linux.build()?)
         .build()
+        .map(|mut spec| {
+            if c.host_network {
+                // The host's UTS namespace: the runtime may not set a hostname there.
+                spec.set_hostname(None);
+            }
+            spec
+        })
 }
 
 #[cfg(test)]
@@ -246,6 +258,25 @@ mod tests {
         );
         assert_eq!(json["linux"]["cgroupsPath"], "/cx/podu1/c1");
         assert_eq!(json["hostname"], "web-0");
+
+        let host = build_spec(&ContainerConfig {
+            host_network: true,
+            ..config.clone()
+        })
+        .unwrap();
+        let json = serde_json::to_value(&host).unwrap();
+        let kinds: Vec<&str> = json["linux"]["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["type"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            kinds,
+            ["pid", "mount", "ipc"],
+            "hostNetwork keeps the host's net and uts"
+        );
+        assert!(json.get("hostname").is_none_or(|h| h.is_null()), "{json}");
         let caps = &json["process"]["capabilities"];
         assert!(
             caps["ambient"].as_array().is_none_or(|a| a.is_empty()),

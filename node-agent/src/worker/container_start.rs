@@ -190,6 +190,7 @@ impl PodWorker {
             mounts,
             cgroups_path: format!("{}/{id}", sandbox.cgroup),
             hostname: self.hostname(),
+            host_network: crate::network::uses_host_network(&self.pod),
             namespaces: Some(sandbox.namespaces.clone()),
             memory_limit: limits.memory_bytes,
             cpu_shares: requests.cpu_millis.map(millis_to_shares),
