@@ -1,5 +1,5 @@
 //! Gang restart end to end: the example TrainingJob (`examples/trainingjob-trainer.yaml`,
-//! two workers with one simulated GPU each and a hostPath checkpoint volume) runs on a
+//! two workers with four simulated GPUs each and a hostPath checkpoint volume) runs on a
 //! one-machine cluster of the built binaries; mid-run the test kills worker 1's trainer
 //! process with SIGKILL (found through its pod's cgroup). The controller restarts the whole
 //! gang, which resumes from rank 0's last checkpoint — the epoch counter continues instead

@@ -89,12 +89,10 @@ async fn the_pytorchjob_example_trains_to_success_with_kubeflow_env() {
             "{name}={value} in {env:?}"
         );
     }
-    assert!(
-        master["metadata"]["annotations"]["coxswain.dev/gpu-devices"]
-            .as_str()
-            .is_some_and(|g| g.contains("GPU-")),
-        "the master got a GPU: {master}"
-    );
+    let gpus = master["metadata"]["annotations"]["coxswain.dev/gpu-devices"]
+        .as_str()
+        .map_or(0, |g| g.matches("GPU-").count());
+    assert_eq!(gpus, 4, "the master got its four GPUs: {master}");
 
     // Rank 0 trained every epoch with rank 1 and the loss fell.
     let losses = epochs(&master_log, 0);

@@ -2,7 +2,7 @@
 //! service, scheduler, controllers) on the embedded store, the NVIDIA device plugin (real GPUs
 //! through NVML when a driver is loaded, otherwise simulated GPUs, said plainly), and
 //! `cox agent` running pods with runc and the CNI plugins — then submits the example
-//! TrainingJob (`examples/trainingjob-trainer.yaml`: two workers, one GPU each, a TCP
+//! TrainingJob (`examples/trainingjob-trainer.yaml`: two workers, four GPUs each, a TCP
 //! all-reduce in plain Python) and follows it: phases, the loss lines of rank 0, the result.
 //!
 //! The cluster keeps running afterwards until Ctrl-C; `--exit` stops it after the job and
@@ -380,7 +380,7 @@ async fn submit_job(client: &ApiClient) -> anyhow::Result<()> {
         ));
     }
     step(&format!(
-        "submitted TrainingJob {NAMESPACE}/{JOB} (examples/trainingjob-trainer.yaml): 2 workers × 1 GPU, one gang"
+        "submitted TrainingJob {NAMESPACE}/{JOB} (examples/trainingjob-trainer.yaml): 2 workers × 4 GPUs, one gang"
     ));
     Ok(())
 }
