@@ -201,12 +201,18 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     ));
     tokio::spawn(controllers::run_all(
         client.clone(),
-        Default::default(),
+        controllers::ControllersConfig {
+            metrics: Some(metrics.controllers.clone()),
+            ..Default::default()
+        },
         shutdown.clone(),
     ));
     tokio::spawn(workloads::run(
         client.clone(),
-        Default::default(),
+        workloads::WorkloadsConfig {
+            metrics: Some(metrics.controllers.clone()),
+            ..Default::default()
+        },
         shutdown.clone(),
     ));
     tokio::spawn(run_cluster_collector(

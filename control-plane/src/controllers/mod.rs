@@ -41,6 +41,8 @@ pub struct ControllersConfig {
     pub gc_resync: Duration,
     /// Where the controllers read the time (conditions, TTLs, back-off).
     pub clock: Arc<dyn Clock>,
+    /// Where reconciles are counted and timed (`None`: not measured).
+    pub metrics: Option<crate::metrics::controllers::ControllerMetrics>,
 }
 
 impl Default for ControllersConfig {
@@ -52,6 +54,7 @@ impl Default for ControllersConfig {
             error_backoff_max: Duration::from_secs(60),
             gc_resync: Duration::from_secs(60),
             clock: Arc::new(SystemClock),
+            metrics: None,
         }
     }
 }

@@ -11,11 +11,14 @@
 //!   computed from the API through a `kube::Client`.
 //! - [`scheduler`]: scheduling attempts, latencies per extension point, pending pods,
 //!   gang waits and preemptions, recorded by the scheduler runner.
+//! - [`controllers`]: reconciles, errors and their time per controller, recorded by the
+//!   training-job and workload controllers.
 //!
 //! `docs/metrics.md` lists every metric.
 
 pub mod api;
 pub mod cluster;
+pub mod controllers;
 pub mod scheduler;
 pub mod store;
 
@@ -41,6 +44,8 @@ pub struct Metrics {
     pub cluster: cluster::ClusterMetrics,
     /// Scheduler metrics.
     pub scheduler: scheduler::SchedulerMetrics,
+    /// Controller metrics.
+    pub controllers: controllers::ControllerMetrics,
 }
 
 impl Metrics {
@@ -52,6 +57,7 @@ impl Metrics {
             store: store::StoreMetrics::register(&registry),
             cluster: cluster::ClusterMetrics::register(&registry),
             scheduler: scheduler::SchedulerMetrics::register(&registry),
+            controllers: controllers::ControllerMetrics::register(&registry),
             registry,
         };
         Arc::new(metrics)

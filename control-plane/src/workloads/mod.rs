@@ -42,6 +42,8 @@ pub struct WorkloadsConfig {
     pub error_backoff_base: Duration,
     /// Cap of the retry delay after failed reconciles.
     pub error_backoff_max: Duration,
+    /// Where reconciles are counted and timed (`None`: not measured).
+    pub metrics: Option<crate::metrics::controllers::ControllerMetrics>,
 }
 
 impl Default for WorkloadsConfig {
@@ -52,6 +54,7 @@ impl Default for WorkloadsConfig {
             job_backoff_max: Duration::from_secs(360),
             error_backoff_base: Duration::from_millis(100),
             error_backoff_max: Duration::from_secs(60),
+            metrics: None,
         }
     }
 }

@@ -63,7 +63,8 @@ pub(crate) async fn drive<K, F, Fut>(
                 let key = format!("{name}:{}", key_of(obj.as_ref()));
                 let fut = reconcile(obj, ctx.clone());
                 async move {
-                    let result = fut.await;
+                    let metrics = ctx.config.metrics.as_ref();
+                    let result = crate::metrics::controllers::observe(metrics, name, fut).await;
                     if result.is_ok() {
                         ctx.failures
                             .lock()

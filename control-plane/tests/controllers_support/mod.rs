@@ -42,6 +42,7 @@ pub fn fast_config() -> ControllersConfig {
         error_backoff_max: Duration::from_millis(200),
         gc_resync: Duration::from_secs(5),
         clock: Arc::new(TokioClock::new()),
+        metrics: None,
     }
 }
 

@@ -85,7 +85,10 @@ fn controlling_job(training: TrainingJob) -> Option<ObjectRef<PyTorchJob>> {
 
 /// Brings one PyTorchJob's training job, services and status in line with its spec.
 pub async fn reconcile(job: Arc<PyTorchJob>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let result = reconcile_job(&job, &ctx).await;
+    let metrics = ctx.config.metrics.as_ref();
+    let result =
+        crate::metrics::controllers::observe(metrics, "pytorchjob", reconcile_job(&job, &ctx))
+            .await;
     if result.is_ok() {
         ctx.failures.reset(job.as_ref());
     }

@@ -88,7 +88,10 @@ fn controlling_job(pod: Pod) -> Option<ObjectRef<TrainingJob>> {
 
 /// Brings one job's children and status in line with its spec.
 pub async fn reconcile(job: Arc<TrainingJob>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let result = reconcile_job(&job, &ctx).await;
+    let metrics = ctx.config.metrics.as_ref();
+    let result =
+        crate::metrics::controllers::observe(metrics, "trainingjob", reconcile_job(&job, &ctx))
+            .await;
     if result.is_ok() {
         ctx.failures.reset(job.as_ref());
     }
