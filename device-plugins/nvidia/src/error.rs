@@ -73,6 +73,14 @@ pub enum Error {
         /// Transport error.
         source: Box<tonic::transport::Error>,
     },
+    /// Binding or serving the `/metrics` listener failed.
+    #[error("metrics listener {addr} (--metrics-listen): {source}")]
+    Metrics {
+        /// The address given to `--metrics-listen`.
+        addr: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
 }
 
 impl Error {
