@@ -3,13 +3,17 @@
 //! (dcgm-exporter's `modelName` label aside, see docs/metrics.md), and the
 //! values follow the devices: an XID injected through `SimulatedGpuControl`
 //! shows in `DCGM_FI_DEV_XID_ERRORS`, `coxswain_gpu_xid_errors_total` and
-//! `coxswain_gpu_healthy`, and recovery brings the health gauge back.
+//! `coxswain_gpu_healthy`, and recovery brings the health gauge back. With
+//! `--pod-resources-socket`, a fake kubelet PodResources server names the
+//! pods holding GPUs and the series carry them.
 
 mod common;
 
 use std::io::Write;
 use std::net::TcpListener;
+use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{FakeKubelet, WAIT, channel, is_root};
@@ -17,7 +21,15 @@ use coxswain_proto::deviceplugin::v1alpha1::simulated_gpu_control_client::Simula
 use coxswain_proto::deviceplugin::v1alpha1::{InjectXidRequest, RecoverRequest};
 use coxswain_proto::deviceplugin::v1beta1::Empty;
 use coxswain_proto::deviceplugin::v1beta1::device_plugin_client::DevicePluginClient;
+use coxswain_proto::podresources::v1::pod_resources_lister_server::{
+    PodResourcesLister, PodResourcesListerServer,
+};
+use coxswain_proto::podresources::v1::{
+    ContainerDevices, ContainerResources, ListPodResourcesRequest, ListPodResourcesResponse,
+    PodResources,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_stream::wrappers::UnixListenerStream;
 
 const BIN: &str = env!("CARGO_BIN_EXE_cox-nvidia-plugin");
 
@@ -273,4 +285,154 @@ fn a_listen_address_in_use_is_refused_naming_the_flag() {
         stderr.contains("--metrics-listen") && stderr.contains(&addr),
         "{stderr}"
     );
+}
+
+/// A kubelet's PodResources `List`, answering whatever the test set last.
+#[derive(Clone, Default)]
+struct FakePodResources(Arc<Mutex<Vec<PodResources>>>);
+
+#[tonic::async_trait]
+impl PodResourcesLister for FakePodResources {
+    async fn list(
+        &self,
+        _: tonic::Request<ListPodResourcesRequest>,
+    ) -> Result<tonic::Response<ListPodResourcesResponse>, tonic::Status> {
+        let pod_resources = self.0.lock().unwrap().clone();
+        Ok(tonic::Response::new(ListPodResourcesResponse {
+            pod_resources,
+        }))
+    }
+}
+
+impl FakePodResources {
+    fn serve(&self, socket: &Path) {
+        let listener = tokio::net::UnixListener::bind(socket).unwrap();
+        let service = PodResourcesListerServer::new(self.clone());
+        tokio::spawn(async move {
+            tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming(UnixListenerStream::new(listener))
+                .await
+                .unwrap();
+        });
+    }
+
+    /// `pod` in `namespace`, its container `container` holding `devices` of `resource`.
+    fn set(&self, pods: &[(&str, &str, &str, &str, &[&str])]) {
+        *self.0.lock().unwrap() = pods
+            .iter()
+            .map(
+                |(namespace, pod, container, resource, devices)| PodResources {
+                    name: pod.to_string(),
+                    namespace: namespace.to_string(),
+                    containers: vec![ContainerResources {
+                        name: container.to_string(),
+                        devices: vec![ContainerDevices {
+                            resource_name: resource.to_string(),
+                            device_ids: devices.iter().map(|d| d.to_string()).collect(),
+                        }],
+                        cpu_ids: Vec::new(),
+                    }],
+                },
+            )
+            .collect();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gpu_series_name_the_pod_holding_the_gpu() {
+    if !is_root() {
+        panic!(
+            "gpu_series_name_the_pod_holding_the_gpu NEEDS ROOT: \
+             the simulated GPUs' device nodes are created with mknod"
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let plugin_dir = dir.path().join("device-plugins");
+    let mut kubelet = FakeKubelet::start(&plugin_dir);
+    let pod_resources = FakePodResources::default();
+    let socket = dir.path().join("pod-resources.sock");
+    pod_resources.serve(&socket);
+    let addr = format!("127.0.0.1:{}", free_port());
+    let _child = tokio::process::Command::new(BIN)
+        .args(["--simulate", "pcie-4x", "--metrics-listen", &addr])
+        .arg("--plugin-dir")
+        .arg(&plugin_dir)
+        .arg("--pod-resources-socket")
+        .arg(&socket)
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    kubelet.next_registration().await;
+    let text = scrape_ok(&addr).await;
+    let gpus: Vec<String> = text
+        .lines()
+        .filter(|l| l.starts_with("DCGM_FI_DEV_GPU_UTIL{"))
+        .filter_map(|l| Some(l.split("UUID=\"").nth(1)?.split('"').next()?.to_string()))
+        .collect();
+    assert_eq!(gpus.len(), 4, "{text}");
+    let util: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("DCGM_FI_DEV_GPU_UTIL{"))
+        .collect();
+    assert!(
+        util.iter().all(|l| l.contains("pod=\"\",")),
+        "nobody holds a GPU yet: {util:#?}"
+    );
+
+    // GPU 1 to ml/train-0's trainer, GPU 2 shared by two pods (the first in
+    // namespace/pod order is named), another resource's device ignored.
+    pod_resources.set(&[
+        ("ml", "train-0", "trainer", "nvidia.com/gpu", &[&gpus[1]]),
+        ("ml", "train-1", "trainer", "nvidia.com/gpu", &[&gpus[2]]),
+        ("dev", "notebook", "jupyter", "nvidia.com/gpu", &[&gpus[2]]),
+        ("ml", "other", "c", "example.com/fpga", &[&gpus[3]]),
+    ]);
+    let text = scrape_ok(&addr).await;
+    promtool_check(&text);
+    let held = |text: &str, gpu: &str, holder: &[&str]| {
+        let uuid = format!("UUID=\"{gpu}\"");
+        let parts: Vec<&str> = [&[uuid.as_str()][..], holder].concat();
+        [
+            "DCGM_FI_DEV_GPU_UTIL",
+            "DCGM_FI_DEV_FB_USED",
+            "coxswain_gpu_healthy",
+        ]
+        .iter()
+        .all(|name| value(text, name, &parts).is_some())
+    };
+    let train0 = [
+        "pod=\"train-0\"",
+        "namespace=\"ml\"",
+        "container=\"trainer\"",
+    ];
+    let notebook = [
+        "pod=\"notebook\"",
+        "namespace=\"dev\"",
+        "container=\"jupyter\"",
+    ];
+    assert!(held(&text, &gpus[1], &train0), "{text}");
+    assert!(held(&text, &gpus[2], &notebook), "{text}");
+    for free in [&gpus[0], &gpus[3]] {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("DCGM_FI_DEV_GPU_UTIL{") && l.contains(free.as_str()))
+            .unwrap();
+        assert!(line.contains("pod=\"\","), "{line}");
+    }
+
+    // GPU 1 changes hands: the old holder's series are gone, not kept beside.
+    pod_resources.set(&[("ml", "train-9", "trainer", "nvidia.com/gpu", &[&gpus[1]])]);
+    let text = scrape_ok(&addr).await;
+    assert!(held(&text, &gpus[1], &["pod=\"train-9\""]), "{text}");
+    assert!(
+        !text.contains("train-0") && !text.contains("notebook"),
+        "{text}"
+    );
+    let series = text
+        .lines()
+        .filter(|l| l.starts_with("DCGM_FI_DEV_GPU_UTIL{"))
+        .count();
+    assert_eq!(series, 4, "one series per GPU:\n{text}");
 }

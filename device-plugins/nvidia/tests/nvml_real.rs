@@ -109,7 +109,7 @@ fn real_gpus_report_dcgm_metrics_through_nvml() {
     )
     .unwrap();
     let state = server.state().clone();
-    let text = GpuMetrics::new(state.clone(), "gpu-check").scrape();
+    let text = GpuMetrics::new(state.clone(), "gpu-check", None).scrape(&Default::default());
     assert!(
         !text.contains("simulated="),
         "real GPUs are not marked simulated"

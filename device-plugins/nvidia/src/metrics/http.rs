@@ -1,4 +1,5 @@
 //! `GET /metrics` over HTTP/1 on a TCP listener, until cancelled. Each scrape
+//! asks the PodResources socket (where one is set) who holds the GPUs, then
 //! reads the GPUs on a blocking thread (NVML calls block).
 
 use std::sync::Arc;
@@ -23,7 +24,8 @@ pub async fn bind(addr: &str) -> Result<TcpListener, Error> {
 }
 
 async fn get_metrics(State(metrics): State<Arc<GpuMetrics>>) -> Response {
-    match tokio::task::spawn_blocking(move || metrics.scrape()).await {
+    let owners = metrics.owners().await;
+    match tokio::task::spawn_blocking(move || metrics.scrape(&owners)).await {
         Ok(text) => ([(header::CONTENT_TYPE, TEXT_FORMAT)], text).into_response(),
         Err(e) => (
             StatusCode::INTERNAL_SERVER_ERROR,

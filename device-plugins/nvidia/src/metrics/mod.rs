@@ -6,9 +6,10 @@
 //! `DCGM_FI_DEV_FB_USED`/`_FREE`/`_TOTAL` (MiB), `DCGM_FI_DEV_GPU_TEMP`,
 //! `DCGM_FI_DEV_POWER_USAGE` (W), `DCGM_FI_DEV_SM_CLOCK` (MHz) and
 //! `DCGM_FI_DEV_XID_ERRORS` (the last XID), labelled `gpu`, `UUID`,
-//! `device`, `modelName`, `Hostname`; plus coxswain's `coxswain_gpu_healthy`
-//! and `coxswain_gpu_xid_errors_total`. Simulated GPUs carry
-//! `simulated="true"` on every series.
+//! `device`, `modelName`, `Hostname`, and `pod`, `namespace`, `container`
+//! when a PodResources socket says who holds the GPU ([`pods`]); plus
+//! coxswain's `coxswain_gpu_healthy` and `coxswain_gpu_xid_errors_total`.
+//! Simulated GPUs carry `simulated="true"` on every series.
 //!
 //! Readings are taken on each scrape through [`GpuBackend::telemetry`]
 //! (NVML or the simulator: one code path), as dcgm-exporter samples its
@@ -18,22 +19,31 @@
 //! [`GpuBackend::telemetry`]: crate::gpu::GpuBackend::telemetry
 
 pub mod http;
+pub mod pods;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use prometheus::{Encoder, GaugeVec, IntCounterVec, Opts, Registry, TextEncoder};
 
 use crate::gpu::{GpuInfo, GpuTelemetry};
 use crate::service::PluginState;
+use pods::{GpuOwner, GpuOwners, PodResourcesSource};
 
 /// The media type of the Prometheus text exposition format.
 pub const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// dcgm-exporter's per-GPU labels, in this order.
-const DCGM_LABELS: &[&str] = &["gpu", "UUID", "device", "modelName"];
-/// Labels of coxswain's own GPU series: snake_case (promtool's lint), and
-/// `UUID` so they join with the DCGM series.
-const HEALTH_LABELS: &[&str] = &["gpu", "UUID", "device"];
+/// Labels of every per-GPU series.
+const GPU_LABELS: &[&str] = &["gpu", "UUID", "device"];
+/// dcgm-exporter's model label, on the `DCGM_FI_*` series only (promtool
+/// lints camelCase; coxswain's own series stay clean and join on `UUID`).
+const MODEL_LABEL: &str = "modelName";
+/// The holder's labels, with a PodResources socket only; empty (absent to
+/// Prometheus) for a GPU no container holds.
+const HOLDER_LABELS: &[&str] = &["pod", "namespace", "container"];
+/// The XID counter's extra label. The counter has no holder labels, so a
+/// GPU changing hands does not restart its count.
+const XID_LABEL: &str = "xid";
 
 const MIB: f64 = (1u64 << 20) as f64;
 
@@ -51,15 +61,31 @@ pub struct GpuMetrics {
     last_xid: GaugeVec,
     healthy: GaugeVec,
     xids: IntCounterVec,
+    pod_resources: Option<PodResourcesSource>,
+    /// The last `List` failed (logged once until it answers again).
+    pod_resources_failing: AtomicBool,
     /// One scrape refreshes the series at a time.
     scraping: Mutex<()>,
 }
 
 impl GpuMetrics {
     /// Metrics of `state`'s GPUs; `hostname` is the `Hostname` label
-    /// (dcgm-exporter's: the node name).
-    pub fn new(state: Arc<PluginState>, hostname: &str) -> Self {
+    /// (dcgm-exporter's: the node name). With `pod_resources`, each GPU's
+    /// series name the pod, namespace and container holding it, as that
+    /// socket lists them.
+    pub fn new(
+        state: Arc<PluginState>,
+        hostname: &str,
+        pod_resources: Option<PodResourcesSource>,
+    ) -> Self {
         let registry = Registry::new();
+        let holder: &[&str] = if pod_resources.is_some() {
+            HOLDER_LABELS
+        } else {
+            &[]
+        };
+        let dcgm_labels = [GPU_LABELS, &[MODEL_LABEL], holder].concat();
+        let health_labels = [GPU_LABELS, holder].concat();
         let simulated = state.backend.simulated();
         let opts = |name: &str, help: &str| {
             let opts = Opts::new(name, help).const_label("Hostname", hostname);
@@ -77,13 +103,13 @@ impl GpuMetrics {
                 .expect("metric names are unique");
             vec
         };
-        let dcgm = |name: &str, help: &str| gauge(name, help, DCGM_LABELS);
+        let dcgm = |name: &str, help: &str| gauge(name, help, &dcgm_labels);
         let xids = IntCounterVec::new(
             opts(
                 "coxswain_gpu_xid_errors_total",
                 "XID errors reported by the GPU since the plugin started, by XID.",
             ),
-            &[HEALTH_LABELS, &["xid"]].concat(),
+            &[GPU_LABELS, &[XID_LABEL]].concat(),
         )
         .expect("valid metric name and labels");
         registry
@@ -104,30 +130,67 @@ impl GpuMetrics {
             healthy: gauge(
                 "coxswain_gpu_healthy",
                 "1 when the device plugin advertises the GPU as Healthy, 0 when Unhealthy.",
-                HEALTH_LABELS,
+                &health_labels,
             ),
             xids,
             registry,
             state,
+            pod_resources,
+            pod_resources_failing: AtomicBool::new(false),
             scraping: Mutex::new(()),
         }
     }
 
-    /// Reads every GPU now and returns all metrics in the text format.
-    /// Blocks on NVML: call it from a blocking thread.
-    pub fn scrape(&self) -> String {
+    /// Who holds the GPUs now: empty without a PodResources socket or when
+    /// it does not answer (the series then go out without holders).
+    pub async fn owners(&self) -> GpuOwners {
+        let Some(source) = &self.pod_resources else {
+            return GpuOwners::new();
+        };
+        match source.owners().await {
+            Ok(owners) => {
+                if self.pod_resources_failing.swap(false, Ordering::Relaxed) {
+                    tracing::info!(socket = %source.socket().display(), "pod resources answer again");
+                }
+                owners
+            }
+            Err(error) => {
+                if !self.pod_resources_failing.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(%error, "GPU metrics go without pod labels");
+                }
+                GpuOwners::new()
+            }
+        }
+    }
+
+    /// Reads every GPU now and returns all metrics in the text format;
+    /// `owners` (from [`GpuMetrics::owners`]) label the GPUs held. Blocks on
+    /// NVML: call it from a blocking thread.
+    pub fn scrape(&self, owners: &GpuOwners) -> String {
         let _one_at_a_time = self.scraping.lock().unwrap_or_else(|e| e.into_inner());
+        // Holders change between scrapes: start from no series, so a GPU's
+        // previous holder does not linger beside the new one.
+        for vec in self.gauges() {
+            vec.reset();
+        }
         let health = self.state.health.snapshot();
+        let nobody = GpuOwner::default();
         for gpu in &self.state.gpus {
             let index = gpu.index.to_string();
             let device = format!("nvidia{}", gpu.minor);
-            let dcgm = [
-                index.as_str(),
-                gpu.id.as_str(),
-                device.as_str(),
-                gpu.model.as_str(),
-            ];
-            let ours = [index.as_str(), gpu.id.as_str(), device.as_str()];
+            let owner = owners.get(&gpu.id).unwrap_or(&nobody);
+            let holder: &[&str] = if self.pod_resources.is_some() {
+                &[
+                    owner.pod.as_str(),
+                    owner.namespace.as_str(),
+                    owner.container.as_str(),
+                ]
+            } else {
+                &[]
+            };
+            let base = [index.as_str(), gpu.id.as_str(), device.as_str()];
+            let dcgm = [&base[..], &[gpu.model.as_str()], holder].concat();
+            let health_labels = [&base[..], holder].concat();
             let reading = match self.state.backend.telemetry(gpu) {
                 Ok(reading) => reading,
                 Err(error) => {
@@ -144,12 +207,12 @@ impl GpuMetrics {
                 let xid = xid.to_string();
                 let counter = self
                     .xids
-                    .with_label_values(&[&ours[..], &[xid.as_str()]].concat());
+                    .with_label_values(&[&base[..], &[xid.as_str()]].concat());
                 counter.inc_by(count.saturating_sub(counter.get()));
             }
             let is_healthy = health.get(&gpu.id).is_some_and(|h| h.is_healthy());
             self.healthy
-                .with_label_values(&ours)
+                .with_label_values(&health_labels)
                 .set(if is_healthy { 1.0 } else { 0.0 });
         }
         let mut buffer = Vec::new();
@@ -160,13 +223,26 @@ impl GpuMetrics {
         String::from_utf8(buffer).unwrap_or_default()
     }
 
-    /// Sets the DCGM gauges from one reading; a missing reading removes the
-    /// series, so a stale value is never exported.
+    fn gauges(&self) -> [&GaugeVec; 9] {
+        [
+            &self.util,
+            &self.fb_used,
+            &self.fb_free,
+            &self.fb_total,
+            &self.temp,
+            &self.power,
+            &self.sm_clock,
+            &self.last_xid,
+            &self.healthy,
+        ]
+    }
+
+    /// Sets the DCGM gauges from one reading; a reading the GPU did not give
+    /// has no series (never a stale or made-up value).
     fn set_readings(&self, gpu: &GpuInfo, labels: &[&str], r: &GpuTelemetry) {
-        let set = |vec: &GaugeVec, value: Option<f64>| match value {
-            Some(v) => vec.with_label_values(labels).set(v),
-            None => {
-                let _ = vec.remove_label_values(labels);
+        let set = |vec: &GaugeVec, value: Option<f64>| {
+            if let Some(v) = value {
+                vec.with_label_values(labels).set(v);
             }
         };
         let mib = |bytes: u64| (bytes as f64 / MIB).floor();

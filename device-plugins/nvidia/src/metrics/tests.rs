@@ -36,7 +36,7 @@ fn value(scrape: &str, name: &str, parts: &[&str]) -> Option<f64> {
 #[test]
 fn every_gpu_has_dcgm_series_with_dcgm_labels_marked_simulated() {
     let state = simulated(Topology::DgxH100);
-    let text = GpuMetrics::new(state.clone(), "node-a").scrape();
+    let text = GpuMetrics::new(state.clone(), "node-a", None).scrape(&GpuOwners::new());
     for gpu in &state.gpus {
         let uuid = format!("UUID=\"{}\"", gpu.id);
         let labels = [
@@ -84,14 +84,14 @@ fn every_gpu_has_dcgm_series_with_dcgm_labels_marked_simulated() {
 #[test]
 fn xids_and_health_follow_the_plugin_state() {
     let state = simulated(Topology::Pcie4x);
-    let metrics = GpuMetrics::new(state.clone(), "n");
+    let metrics = GpuMetrics::new(state.clone(), "n", None);
     let id = state.gpus[2].id.clone();
     let uuid = format!("UUID=\"{id}\"");
     state.xids.record(&id, 13);
     state.xids.record(&id, 79);
     state.xids.record(&id, 79);
     state.health.mark_unhealthy(&id, Instant::now());
-    let text = metrics.scrape();
+    let text = metrics.scrape(&GpuOwners::new());
     assert_eq!(value(&text, "DCGM_FI_DEV_XID_ERRORS", &[&uuid]), Some(79.0));
     assert_eq!(value(&text, "coxswain_gpu_healthy", &[&uuid]), Some(0.0));
     let count = |text: &str, xid: &str| {
@@ -111,7 +111,7 @@ fn xids_and_health_follow_the_plugin_state() {
     // A second scrape counts only what happened since.
     state.xids.record(&id, 79);
     state.health.mark_healthy(&id);
-    let text = metrics.scrape();
+    let text = metrics.scrape(&GpuOwners::new());
     assert_eq!(count(&text, "79"), Some(3.0));
     assert_eq!(value(&text, "coxswain_gpu_healthy", &[&uuid]), Some(1.0));
 }
