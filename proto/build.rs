@@ -8,6 +8,7 @@ const PROTOS: &[&str] = &[
     "coxswain/deviceplugin/v1alpha1/attributes.proto",
     "csi/v1/csi.proto",
     "coxswain/node/v1alpha1/node.proto",
+    "k8s.io/kubelet/pkg/apis/podresources/v1/api.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -7,6 +7,7 @@
 //!   capacity limit) or plain directories, with state that survives restarts.
 //! - [`mounter`]: the seam to the kernel (mounts, loop devices, mkfs).
 //! - [`client`]: dialling a driver's Unix socket.
+//! - [`metrics`]: RPC and volume metrics for `/metrics`.
 //! - [`conformance`]: the spec's rules as runnable checks.
 
 pub mod client;
@@ -14,6 +15,7 @@ pub mod conformance;
 pub mod driver;
 pub mod endpoint;
 mod error;
+pub mod metrics;
 pub mod mounter;
 pub mod server;
 

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
+use coxswain_csi::metrics::{self, CsiMetrics};
 use coxswain_csi::mounter::SystemMounter;
 use coxswain_csi::{DRIVER_NAME, Driver, DriverConfig, Error, endpoint, server};
 use tokio::signal::unix::{SignalKind, signal};
@@ -36,6 +37,9 @@ struct Args {
     /// Size of a volume whose request gives no capacity range.
     #[arg(long, value_parser = parse_bytes, default_value = "1Gi")]
     default_size: u64,
+    /// Serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9808 [default: off].
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<String>,
 }
 
 /// Parses `1073741824`, `512Mi`, `1Gi` and friends.
@@ -77,6 +81,19 @@ async fn run(args: Args) -> Result<(), Error> {
     config.capacity_bytes = args.capacity;
     config.default_size_bytes = args.default_size;
     let driver = Driver::open(config, mounter)?;
+    let metrics = Arc::new(CsiMetrics::new());
+    if let Some(addr) = &args.metrics_listen {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| Error::io(format!("metrics listener {addr} (--metrics-listen)"), e))?;
+        tracing::info!(%addr, "serving /metrics");
+        let (metrics, driver) = (metrics.clone(), driver.clone());
+        tokio::spawn(async move {
+            if let Err(error) = metrics::http::serve(listener, metrics, driver).await {
+                tracing::error!(%error, "metrics server stopped");
+            }
+        });
+    }
     let mut term = signal(SignalKind::terminate()).map_err(|e| Error::io("SIGTERM handler", e))?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| Error::io("SIGINT handler", e))?;
     let shutdown = async move {
@@ -86,7 +103,7 @@ async fn run(args: Args) -> Result<(), Error> {
         }
         tracing::info!("shutting down: finishing requests in flight");
     };
-    server::serve(driver, &socket, shutdown).await
+    server::serve_metered(driver, &socket, metrics, shutdown).await
 }
 
 /// Logs to stderr: `format` is `text` or `json`; `level` a filter (`info`, `debug`, ...),

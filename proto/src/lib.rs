@@ -36,3 +36,12 @@ pub mod node {
         tonic::include_proto!("coxswain.node.v1alpha1");
     }
 }
+
+/// The kubelet's PodResources API.
+pub mod podresources {
+    /// Package `v1` (`proto/k8s.io/kubelet/pkg/apis/podresources/v1/api.proto`), `List` only.
+    #[allow(missing_docs, clippy::all)]
+    pub mod v1 {
+        tonic::include_proto!("v1");
+    }
+}

@@ -13,6 +13,7 @@ mod mounts;
 pub mod node;
 mod provision;
 pub mod state;
+pub mod usage;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

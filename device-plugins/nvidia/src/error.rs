@@ -73,6 +73,22 @@ pub enum Error {
         /// Transport error.
         source: Box<tonic::transport::Error>,
     },
+    /// Asking the PodResources socket which pods hold the GPUs failed.
+    #[error("pod resources socket {path}: {message} (is the kubelet or agent serving it?)")]
+    PodResources {
+        /// The socket (`--pod-resources-socket`).
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// Binding or serving the `/metrics` listener failed.
+    #[error("metrics listener {addr} (--metrics-listen): {source}")]
+    Metrics {
+        /// The address given to `--metrics-listen`.
+        addr: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
 }
 
 impl Error {

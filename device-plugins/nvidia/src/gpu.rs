@@ -1,6 +1,6 @@
-//! What a GPU is to the plugin ([`GpuInfo`]), the health events backends
-//! report, and the [`GpuBackend`] seam between the plugin and NVML (or the
-//! simulator).
+//! What a GPU is to the plugin ([`GpuInfo`]), the health events and
+//! telemetry ([`GpuTelemetry`]) backends report, and the [`GpuBackend`] seam
+//! between the plugin and NVML (or the simulator).
 
 use std::time::Duration;
 
@@ -85,6 +85,25 @@ pub struct HealthEvent {
     pub kind: HealthEventKind,
 }
 
+/// One reading of a GPU's counters, the fields of DCGM's default set that
+/// NVML answers directly. `None` where the GPU does not support a reading
+/// (NVML's `NotSupported`, e.g. power on some boards): no sample is exported.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct GpuTelemetry {
+    /// Percent of the last sample period in which a kernel ran (0-100).
+    pub utilization_percent: Option<u32>,
+    /// Framebuffer memory in use, bytes.
+    pub memory_used_bytes: Option<u64>,
+    /// Framebuffer memory free, bytes.
+    pub memory_free_bytes: Option<u64>,
+    /// GPU die temperature, degrees Celsius.
+    pub temperature_celsius: Option<u32>,
+    /// Power draw, watts.
+    pub power_watts: Option<f64>,
+    /// SM clock, MHz.
+    pub sm_clock_mhz: Option<u32>,
+}
+
 /// The seam between the plugin and the GPUs: NVML on real machines, a
 /// simulator in tests and demos. Methods block; the plugin calls them from
 /// blocking threads.
@@ -103,6 +122,9 @@ pub trait GpuBackend: Send + Sync + 'static {
     fn next_event(&self, timeout: Duration) -> Result<Option<HealthEvent>, Error>;
     /// Re-checks a GPU marked unhealthy: true when it answers normally again.
     fn recheck(&self, device_id: &str) -> Result<bool, Error>;
+    /// Reads the GPU's utilization, memory, temperature, power and clock
+    /// now (for `/metrics`). An error means the GPU did not answer at all.
+    fn telemetry(&self, gpu: &GpuInfo) -> Result<GpuTelemetry, Error>;
     /// Raises an XID on a simulated GPU (real GPUs refuse).
     fn inject_xid(&self, device_id: &str, xid: u64) -> Result<(), Error> {
         let _ = xid;

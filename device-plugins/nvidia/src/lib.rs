@@ -9,6 +9,7 @@
 //! - [`allocation`]: preferred allocation (NVLink islands, NUMA locality) and
 //!   the `Allocate` response (device nodes, env, driver mounts, CDI names).
 //! - [`service`]: the gRPC services on the plugin socket.
+//! - [`metrics`]: per-GPU Prometheus metrics named like dcgm-exporter's.
 //! - [`registration`] and [`plugin`]: registering with `kubelet.sock` and the
 //!   serve/register/re-register lifecycle.
 
@@ -18,6 +19,7 @@ pub mod device_nodes;
 pub mod error;
 pub mod gpu;
 pub mod health;
+pub mod metrics;
 pub mod plugin;
 pub mod registration;
 pub mod service;

@@ -12,6 +12,8 @@ use coxswain_nvidia_plugin::backend::{NvmlBackend, SimulatedBackend};
 use coxswain_nvidia_plugin::device_nodes::Mknod;
 use coxswain_nvidia_plugin::gpu::GpuBackend;
 use coxswain_nvidia_plugin::health::XidPolicy;
+use coxswain_nvidia_plugin::metrics::pods::PodResourcesSource;
+use coxswain_nvidia_plugin::metrics::{self, GpuMetrics};
 use coxswain_nvidia_plugin::plugin::{DEFAULT_PLUGIN_DIR, DEFAULT_RESOURCE_NAME};
 use coxswain_nvidia_plugin::topology::{Topology, nvlink_islands};
 use coxswain_nvidia_plugin::{Error, NvidiaPlugin, PluginConfig};
@@ -48,6 +50,14 @@ struct Args {
     /// List the GPUs with their topology and exit.
     #[arg(long)]
     list: bool,
+    /// Serve Prometheus metrics (dcgm-exporter's names) at http://ADDR/metrics,
+    /// e.g. 127.0.0.1:9400 [default: off].
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<String>,
+    /// Label the GPU metrics with the pod holding each GPU, asked of this
+    /// PodResources socket (a kubelet's: /var/lib/kubelet/pod-resources/kubelet.sock) [default: none].
+    #[arg(long, value_name = "PATH", requires = "metrics_listen")]
+    pod_resources_socket: Option<PathBuf>,
 }
 
 /// The chosen backend, and the NVML one again when real (for `--list`).
@@ -144,6 +154,20 @@ async fn run(args: Args) -> Result<(), Error> {
         tracing::info!(backend = %state.backend.describe(), gpus = state.gpus.len(), "serving NVIDIA GPUs");
     }
     let cancel = CancellationToken::new();
+    if let Some(addr) = &args.metrics_listen {
+        let listener = metrics::http::bind(addr).await?;
+        let pods = args
+            .pod_resources_socket
+            .as_ref()
+            .map(|socket| PodResourcesSource::new(socket, &args.resource_name));
+        let gpu_metrics = Arc::new(GpuMetrics::new(state.clone(), &metrics::hostname(), pods));
+        let token = cancel.clone();
+        tokio::spawn(async move {
+            if let Err(error) = metrics::http::serve(listener, gpu_metrics, token).await {
+                tracing::error!(%error, "metrics server stopped");
+            }
+        });
+    }
     tokio::spawn(shutdown_on_signal(cancel.clone()));
     server.run(cancel).await
 }

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::allocation::{AllocationContext, CdiIndex};
 use crate::gpu::GpuBackend;
-use crate::health::{HealthMonitor, HealthTable, XidPolicy};
+use crate::health::{HealthMonitor, HealthTable, XidLog, XidPolicy};
 use crate::service::PluginState;
 use crate::service::attributes::DeviceAttributesService;
 use crate::service::control::SimulatedGpuControlService;
@@ -104,6 +104,7 @@ impl NvidiaPlugin {
         let state = PluginState {
             resource_name: config.resource_name.clone(),
             health: HealthTable::new(gpus.iter().map(|g| g.id.as_str())),
+            xids: XidLog::default(),
             policy: config.policy.clone(),
             backend,
             gpus,
@@ -131,6 +132,7 @@ impl NvidiaPlugin {
         let monitor = HealthMonitor {
             backend: self.state.backend.clone(),
             table: self.state.health.clone(),
+            xids: self.state.xids.clone(),
             policy: self.config.policy.clone(),
             recheck_after: self.config.recheck_after,
         };

@@ -9,12 +9,12 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::time::Duration;
 
 use nvml_wrapper::Nvml;
-use nvml_wrapper::enum_wrappers::device::TopologyLevel;
+use nvml_wrapper::enum_wrappers::device::{Clock, TemperatureSensor, TopologyLevel};
 use nvml_wrapper::error::NvmlError;
 
 use super::{nvml_events, pci};
 use crate::Error;
-use crate::gpu::{GpuBackend, GpuInfo, HealthEvent, HostMount, NvlinkPeer};
+use crate::gpu::{GpuBackend, GpuInfo, GpuTelemetry, HealthEvent, HostMount, NvlinkPeer};
 
 /// NVLinks per GPU NVML may report (NVML_NVLINK_MAX_LINKS).
 const MAX_NVLINKS: u32 = 18;
@@ -237,5 +237,41 @@ impl GpuBackend for NvmlBackend {
         // NotSupported on GPUs without page retirement: nothing pending.
         let pending = device.are_pages_pending_retired().unwrap_or(false);
         Ok(!pending)
+    }
+
+    fn telemetry(&self, gpu: &GpuInfo) -> Result<GpuTelemetry, Error> {
+        let d = self
+            .nvml
+            .device_by_uuid(gpu.id.as_str())
+            .map_err(nvml_err(format!("GPU {}", gpu.id)))?;
+        // Each reading on its own: a board without a power sensor still
+        // reports its utilization (dcgm-exporter leaves such fields blank too).
+        let read = |what: &str, e: NvmlError| {
+            tracing::debug!(device = %gpu.id, reading = what, error = %e, "NVML reading unavailable");
+        };
+        let memory = d.memory_info().map_err(|e| read("memory", e)).ok();
+        Ok(GpuTelemetry {
+            utilization_percent: d
+                .utilization_rates()
+                .map(|u| u.gpu)
+                .map_err(|e| read("utilization", e))
+                .ok(),
+            memory_used_bytes: memory.as_ref().map(|m| m.used),
+            memory_free_bytes: memory.as_ref().map(|m| m.free),
+            temperature_celsius: d
+                .temperature(TemperatureSensor::Gpu)
+                .map_err(|e| read("temperature", e))
+                .ok(),
+            // NVML reports milliwatts.
+            power_watts: d
+                .power_usage()
+                .map(|mw| f64::from(mw) / 1000.0)
+                .map_err(|e| read("power", e))
+                .ok(),
+            sm_clock_mhz: d
+                .clock_info(Clock::SM)
+                .map_err(|e| read("SM clock", e))
+                .ok(),
+        })
     }
 }

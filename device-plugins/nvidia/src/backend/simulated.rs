@@ -2,17 +2,17 @@
 //! GPUs, each backed by a real character device node (major 195) that the
 //! backend creates. XIDs are injected through [`GpuBackend::inject_xid`]
 //! (the `SimulatedGpuControl` gRPC service) and flow to the health monitor
-//! exactly like NVML events.
+//! exactly like NVML events. Telemetry is synthetic ([`super::synthetic`]).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::Error;
 use crate::device_nodes::{DeviceNodeMaker, NVIDIA_MAJOR, NVIDIACTL_MINOR};
-use crate::gpu::{GpuBackend, GpuInfo, HealthEvent, HealthEventKind, HostMount};
+use crate::gpu::{GpuBackend, GpuInfo, GpuTelemetry, HealthEvent, HealthEventKind, HostMount};
 use crate::topology::Topology;
 
 /// Simulated GPUs of one topology.
@@ -21,6 +21,7 @@ pub struct SimulatedBackend {
     dev_dir: PathBuf,
     gpus: Vec<GpuInfo>,
     faulted: Mutex<BTreeSet<String>>,
+    started: Instant,
     events_tx: Mutex<Sender<HealthEvent>>,
     events_rx: Mutex<Receiver<HealthEvent>>,
 }
@@ -50,6 +51,7 @@ impl SimulatedBackend {
             dev_dir: dev_dir.to_path_buf(),
             gpus,
             faulted: Mutex::new(BTreeSet::new()),
+            started: Instant::now(),
             events_tx: Mutex::new(tx),
             events_rx: Mutex::new(rx),
         })
@@ -105,6 +107,13 @@ impl GpuBackend for SimulatedBackend {
     fn recheck(&self, device_id: &str) -> Result<bool, Error> {
         self.known(device_id)?;
         Ok(!self.faulted().contains(device_id))
+    }
+
+    fn telemetry(&self, gpu: &GpuInfo) -> Result<GpuTelemetry, Error> {
+        self.known(&gpu.id)?;
+        let faulted = self.faulted().contains(&gpu.id);
+        let secs = self.started.elapsed().as_secs_f64();
+        Ok(super::synthetic::reading(gpu, secs, faulted))
     }
 
     fn inject_xid(&self, device_id: &str, xid: u64) -> Result<(), Error> {

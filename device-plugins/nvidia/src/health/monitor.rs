@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use super::state::Health;
-use super::{HealthTable, XidPolicy};
-use crate::gpu::{GpuBackend, HealthEvent};
+use super::{HealthTable, XidLog, XidPolicy};
+use crate::gpu::{GpuBackend, HealthEvent, HealthEventKind};
 
 /// How long one wait for a backend event lasts, so cancellation is noticed.
 const EVENT_WAIT: Duration = Duration::from_millis(200);
@@ -21,6 +21,8 @@ pub struct HealthMonitor {
     pub backend: Arc<dyn GpuBackend>,
     /// The table to update.
     pub table: HealthTable,
+    /// Where every XID is recorded, critical or not.
+    pub xids: XidLog,
     /// Which events are critical.
     pub policy: XidPolicy,
     /// A GPU is re-checked once it has been unhealthy this long without a
@@ -31,6 +33,11 @@ pub struct HealthMonitor {
 impl HealthMonitor {
     /// Applies one event; returns true when it marked the GPU unhealthy.
     pub fn apply(&self, event: &HealthEvent) -> bool {
+        if let HealthEventKind::Xid(xid) = event.kind
+            && self.table.get(&event.device_id).is_some()
+        {
+            self.xids.record(&event.device_id, xid);
+        }
         if !self.policy.is_critical(event.kind) {
             tracing::info!(device = %event.device_id, event = ?event.kind, "ignored health event (application XID)");
             return false;
@@ -121,6 +128,7 @@ mod tests {
         let m = HealthMonitor {
             backend: backend.clone(),
             table: HealthTable::new(ids.iter().map(String::as_str)),
+            xids: XidLog::default(),
             policy: XidPolicy::default(),
             recheck_after: Duration::from_secs(30),
         };
@@ -146,6 +154,10 @@ mod tests {
         assert!(!m.table.get(&ids[0]).unwrap().is_healthy());
         assert!(m.table.get(&ids[1]).unwrap().is_healthy());
         assert!(!m.apply(&xid("GPU-unknown", 79)));
+        // Both XIDs are on record, the ignored one too; the unknown device's is not.
+        assert_eq!(m.xids.get(&ids[0]).last, Some(79));
+        assert_eq!(m.xids.get(&ids[0]).counts.len(), 2);
+        assert_eq!(m.xids.get("GPU-unknown").last, None);
     }
 
     #[test]

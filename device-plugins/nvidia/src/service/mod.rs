@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use crate::allocation::AllocationContext;
 use crate::gpu::{GpuBackend, GpuInfo};
-use crate::health::{HealthTable, XidPolicy};
+use crate::health::{HealthTable, XidLog, XidPolicy};
 
 /// What the services share.
 pub struct PluginState {
@@ -23,6 +23,8 @@ pub struct PluginState {
     pub gpus: Vec<GpuInfo>,
     /// Per-device health.
     pub health: HealthTable,
+    /// The XIDs each GPU reported.
+    pub xids: XidLog,
     /// Which events are critical.
     pub policy: XidPolicy,
     /// Device nodes, mounts and CDI names for `Allocate`.
