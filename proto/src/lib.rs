@@ -39,7 +39,7 @@ pub mod node {
 
 /// The kubelet's PodResources API.
 pub mod podresources {
-    /// Package `v1` (`proto/k8s.io/kubelet/pkg/apis/podresources/v1/api.proto`), `List` only.
+    /// Package `v1` (`proto/k8s.io/kubelet/pkg/apis/podresources/v1/api.proto`), vendored verbatim.
     #[allow(missing_docs, clippy::all)]
     pub mod v1 {
         tonic::include_proto!("v1");

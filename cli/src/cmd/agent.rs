@@ -88,6 +88,11 @@ pub struct AgentArgs {
     /// Run no device manager (containers requesting GPUs are refused).
     #[arg(long)]
     pub no_devices: bool,
+    /// Where the kubelet's PodResources API is served, for monitoring agents such as
+    /// dcgm-exporter or `cox-nvidia-plugin --pod-resources-socket`
+    /// (default: <root>/pod-resources/kubelet.sock).
+    #[arg(long)]
+    pub pod_resources_socket: Option<PathBuf>,
 }
 
 fn parse_cni_path(value: &str) -> Vec<PathBuf> {
@@ -142,6 +147,11 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
                 .unwrap_or_else(|| args.root.join("device-plugins")),
         );
     }
+    daemon.pod_resources_socket = Some(
+        args.pod_resources_socket
+            .clone()
+            .unwrap_or_else(|| args.root.join("pod-resources").join("kubelet.sock")),
+    );
     if !args.no_cni {
         let mut network = NodeNetworkConfig::new(&args.root);
         network.bridge = args.bridge.clone();

@@ -25,8 +25,9 @@ use coxswain_proto::podresources::v1::pod_resources_lister_server::{
     PodResourcesLister, PodResourcesListerServer,
 };
 use coxswain_proto::podresources::v1::{
-    ContainerDevices, ContainerResources, ListPodResourcesRequest, ListPodResourcesResponse,
-    PodResources,
+    AllocatableResourcesRequest, AllocatableResourcesResponse, ContainerDevices,
+    ContainerResources, GetPodResourcesRequest, GetPodResourcesResponse, ListPodResourcesRequest,
+    ListPodResourcesResponse, PodResources,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_stream::wrappers::UnixListenerStream;
@@ -302,6 +303,20 @@ impl PodResourcesLister for FakePodResources {
             pod_resources,
         }))
     }
+
+    async fn get_allocatable_resources(
+        &self,
+        _: tonic::Request<AllocatableResourcesRequest>,
+    ) -> Result<tonic::Response<AllocatableResourcesResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("not used by the plugin"))
+    }
+
+    async fn get(
+        &self,
+        _: tonic::Request<GetPodResourcesRequest>,
+    ) -> Result<tonic::Response<GetPodResourcesResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("not used by the plugin"))
+    }
 }
 
 impl FakePodResources {
@@ -330,8 +345,9 @@ impl FakePodResources {
                         devices: vec![ContainerDevices {
                             resource_name: resource.to_string(),
                             device_ids: devices.iter().map(|d| d.to_string()).collect(),
+                            ..Default::default()
                         }],
-                        cpu_ids: Vec::new(),
+                        ..Default::default()
                     }],
                 },
             )

@@ -25,6 +25,7 @@ pub mod log_files;
 mod log_service;
 pub mod node_network;
 pub mod node_object;
+pub mod pod_resources;
 mod pod_thread;
 mod pods;
 pub mod resolver;
@@ -89,6 +90,9 @@ pub struct AgentDaemonConfig {
     /// The device-plugin directory (`kubelet.sock` is served there); `None`: no
     /// device manager, and containers requesting extended resources are refused.
     pub device_plugin_dir: Option<PathBuf>,
+    /// Where the kubelet's PodResources API is served (`None`: not served); monitoring
+    /// agents read which pod holds which device there.
+    pub pod_resources_socket: Option<PathBuf>,
 }
 
 impl AgentDaemonConfig {
@@ -110,6 +114,7 @@ impl AgentDaemonConfig {
             network: None,
             host_routes: None,
             device_plugin_dir: None,
+            pod_resources_socket: None,
         }
     }
 }
@@ -151,6 +156,15 @@ pub enum AgentError {
     /// The device manager could not start.
     #[error("device manager: {0}")]
     Devices(#[from] crate::devices::Error),
+    /// The PodResources socket could not be served.
+    #[error("PodResources socket {}: {source}", path.display())]
+    PodResources {
+        /// The socket path.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// A node agent: create it, take its [`NodeAgent::pod_cidr`] receiver if needed, then
@@ -244,6 +258,7 @@ impl NodeAgent {
                 stop.clone(),
             )
         });
+        let mut device_manager = None;
         if let Some(dir) = config.device_plugin_dir.clone() {
             let manager = DeviceManager::start(
                 DeviceManagerConfig::new(dir, config.node_name.clone()),
@@ -262,7 +277,18 @@ impl NodeAgent {
                 channel_rx.clone(),
                 stop.clone(),
             ));
-            deps.devices = Arc::new(manager);
+            deps.devices = Arc::new(manager.clone());
+            device_manager = Some(manager);
+        }
+        if let Some(socket) = &config.pod_resources_socket {
+            let service =
+                pod_resources::PodResourcesService::new(directory.clone(), device_manager);
+            pod_resources::serve(socket, service, stop.clone()).map_err(|source| {
+                AgentError::PodResources {
+                    path: socket.clone(),
+                    source,
+                }
+            })?;
         }
         if let Some(routes) = config.host_routes.clone() {
             tokio::spawn(host_routes::run(

@@ -269,6 +269,11 @@ impl DeviceManager {
         affected
     }
 
+    /// What each pod's containers hold, from the checkpoint: pod uid → its record.
+    pub fn pod_devices(&self) -> BTreeMap<String, super::checkpoint::PodDevices> {
+        self.shared.lock().checkpoint.pods.clone()
+    }
+
     /// The devices each pod holds, from the checkpoint: pod uid → device IDs.
     pub fn allocations(&self) -> BTreeMap<String, BTreeSet<String>> {
         let state = self.shared.lock();

@@ -77,6 +77,11 @@ pub struct Plugin {
 impl Plugin {
     /// Starts the plugin on `plugin_dir` (device nodes in its sibling `simulated-dev`).
     pub fn spawn(plugin_dir: &Path, topology: &str) -> Self {
+        Self::spawn_with(plugin_dir, topology, &[])
+    }
+
+    /// [`Plugin::spawn`] with more arguments.
+    pub fn spawn_with(plugin_dir: &Path, topology: &str, extra: &[&std::ffi::OsStr]) -> Self {
         let dev = plugin_dir.parent().unwrap().join("simulated-dev");
         let child = Command::new(plugin_binary())
             .arg("--plugin-dir")
@@ -84,6 +89,7 @@ impl Plugin {
             .arg("--simulated-dev-dir")
             .arg(dev)
             .args(["--simulate", topology, "--recheck-secs", "1"])
+            .args(extra)
             .spawn()
             .expect("starting cox-nvidia-plugin");
         Self {
