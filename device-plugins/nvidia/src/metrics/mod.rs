@@ -6,7 +6,7 @@
 //! `DCGM_FI_DEV_FB_USED`/`_FREE`/`_TOTAL` (MiB), `DCGM_FI_DEV_GPU_TEMP`,
 //! `DCGM_FI_DEV_POWER_USAGE` (W), `DCGM_FI_DEV_SM_CLOCK` (MHz) and
 //! `DCGM_FI_DEV_XID_ERRORS` (the last XID), labelled `gpu`, `UUID`,
-//! `device`, `modelName`, `Hostname`, and `pod`, `namespace`, `container`
+//! `device`, `model_name` (dcgm-exporter's `modelName`, snake_case for promtool), `Hostname`, and `pod`, `namespace`, `container`
 //! when a PodResources socket says who holds the GPU ([`pods`]); plus
 //! coxswain's `coxswain_gpu_healthy` and `coxswain_gpu_xid_errors_total`.
 //! Simulated GPUs carry `simulated="true"` on every series.
@@ -37,7 +37,7 @@ pub const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
 const GPU_LABELS: &[&str] = &["gpu", "UUID", "device"];
 /// dcgm-exporter's model label, on the `DCGM_FI_*` series only (promtool
 /// lints camelCase; coxswain's own series stay clean and join on `UUID`).
-const MODEL_LABEL: &str = "modelName";
+const MODEL_LABEL: &str = "model_name";
 /// The holder's labels, with a PodResources socket only; empty (absent to
 /// Prometheus) for a GPU no container holds.
 const HOLDER_LABELS: &[&str] = &["pod", "namespace", "container"];

@@ -43,7 +43,7 @@ fn every_gpu_has_dcgm_series_with_dcgm_labels_marked_simulated() {
             uuid.as_str(),
             &format!("gpu=\"{}\"", gpu.index),
             &format!("device=\"nvidia{}\"", gpu.minor),
-            "modelName=\"NVIDIA H100 80GB HBM3\"",
+            "model_name=\"NVIDIA H100 80GB HBM3\"",
             "Hostname=\"node-a\"",
             "simulated=\"true\"",
         ];
