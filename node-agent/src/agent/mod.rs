@@ -30,6 +30,7 @@ mod pods;
 pub mod resolver;
 mod server_endpoint;
 mod status_report;
+pub mod volume_provisioner;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -48,9 +49,12 @@ pub use node_network::{DeferredNetwork, NodeNetworkConfig};
 pub use pods::PodDirectory;
 pub use server_endpoint::ServerEndpoint;
 
+use crate::csi::{CsiDriverConfig, CsiDrivers, CsiVolumes};
 use crate::devices::{DeviceManager, DeviceManagerConfig};
+use crate::mounts::SystemMounter;
 use crate::network::routes::HostRoutes;
 use crate::runtime::RuntimeError;
+use crate::volumes::VolumeManager;
 use crate::worker::WorkerDeps;
 use control_plane_link::ControlPlaneLink;
 use host::HostFacts;
@@ -89,6 +93,12 @@ pub struct AgentDaemonConfig {
     /// The device-plugin directory (`kubelet.sock` is served there); `None`: no
     /// device manager, and containers requesting extended resources are refused.
     pub device_plugin_dir: Option<PathBuf>,
+    /// The node's CSI drivers (`--csi-driver NAME=unix:///path`); empty: pods
+    /// with claims of CSI volumes wait with an error naming the driver.
+    pub csi_drivers: Vec<CsiDriverConfig>,
+    /// How long the first Register waits for the CSI drivers to answer (a driver
+    /// reached later is announced by registering again).
+    pub csi_wait: Duration,
 }
 
 impl AgentDaemonConfig {
@@ -110,6 +120,8 @@ impl AgentDaemonConfig {
             network: None,
             host_routes: None,
             device_plugin_dir: None,
+            csi_drivers: Vec::new(),
+            csi_wait: Duration::from_secs(10),
         }
     }
 }
@@ -151,6 +163,9 @@ pub enum AgentError {
     /// The device manager could not start.
     #[error("device manager: {0}")]
     Devices(#[from] crate::devices::Error),
+    /// The CSI mount journal could not be read.
+    #[error(transparent)]
+    Csi(#[from] crate::csi::CsiError),
 }
 
 /// A node agent: create it, take its [`NodeAgent::pod_cidr`] receiver if needed, then
@@ -272,6 +287,39 @@ impl NodeAgent {
                 stop.clone(),
             ));
         }
+        let mut csi_node_ids = None;
+        if !config.csi_drivers.is_empty() {
+            let drivers = CsiDrivers::default();
+            drivers.start(&config.csi_drivers, &stop);
+            if !drivers
+                .wait_for(config.csi_drivers.len(), config.csi_wait)
+                .await
+            {
+                tracing::warn!(
+                    "not every CSI driver answered within {:?}; registering without them (they are announced once up)",
+                    config.csi_wait
+                );
+            }
+            let csi = CsiVolumes::open(
+                &deps.config.root,
+                drivers.clone(),
+                tokio::runtime::Handle::current(),
+            )?;
+            deps.volumes = Arc::new(
+                VolumeManager::new(
+                    deps.config.allowed_host_paths.clone(),
+                    Arc::new(SystemMounter),
+                )
+                .with_csi(Arc::new(csi)),
+            );
+            csi_node_ids = Some(drivers.node_ids());
+            tokio::spawn(volume_provisioner::run(
+                config.node_name.clone(),
+                drivers,
+                channel_rx.clone(),
+                stop.clone(),
+            ));
+        }
         let (mut pods, mut exits) = PodSupervisor::new(
             config.node_name.clone(),
             deps,
@@ -289,6 +337,7 @@ impl NodeAgent {
             channel: channel_tx,
             pod_cidr: self.pod_cidr,
             network,
+            csi_node_ids,
         };
         link.run(&mut pods, &mut exits, &stop).await;
         pods.detach_all().await;

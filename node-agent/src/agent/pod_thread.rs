@@ -15,6 +15,8 @@ use crate::worker::{Action, PodWorker};
 pub enum PodCommand {
     /// The pod object changed: step now.
     Changed,
+    /// Newer secrets, configMaps, claims and volumes of the pod (from a later pod event).
+    Data(Box<crate::volumes::PodData>),
     /// Stop the pod's containers (SIGTERM, SIGKILL after the grace period) and remove it.
     Terminate(Duration),
     /// The agent is stopping: leave the pod running and end the thread.
@@ -63,6 +65,7 @@ pub fn run_pod_thread(
         for command in pending {
             match command {
                 PodCommand::Changed => {}
+                PodCommand::Data(data) => worker.update_data(*data),
                 PodCommand::Terminate(grace) => {
                     terminating = true;
                     worker.terminate(grace);
