@@ -83,6 +83,15 @@ pub struct AgentArgs {
     /// Run no device manager (containers requesting GPUs are refused).
     #[arg(long)]
     pub no_devices: bool,
+    /// A CSI driver on this node, `NAME=unix:///path/csi.sock` (repeatable).
+    #[arg(long = "csi-driver", value_parser = parse_csi_driver)]
+    pub csi_drivers: Vec<coxswain_node_agent::csi::CsiDriverConfig>,
+}
+
+fn parse_csi_driver(value: &str) -> Result<coxswain_node_agent::csi::CsiDriverConfig, String> {
+    value
+        .parse()
+        .map_err(|e: coxswain_node_agent::csi::CsiError| e.to_string())
 }
 
 fn parse_cni_path(value: &str) -> Vec<PathBuf> {
@@ -129,6 +138,7 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
     daemon.node_ip = args.node_ip;
     daemon.node_labels = args.node_labels.into_iter().collect();
     daemon.logs_listen = args.logs_listen;
+    daemon.csi_drivers = args.csi_drivers.clone();
     if !args.no_devices {
         daemon.device_plugin_dir = Some(
             args.device_plugin_dir

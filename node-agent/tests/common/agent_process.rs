@@ -18,6 +18,9 @@ use tokio_util::sync::CancellationToken;
 /// The environment variable carrying the child agent's spec (JSON).
 pub const AGENT_ENV: &str = "COX_TEST_AGENT_PROCESS";
 
+/// Optional: the child agent's `--csi-driver` values, separated by spaces.
+pub const CSI_ENV: &str = "COX_TEST_AGENT_CSI_DRIVERS";
+
 /// How the child agent is started.
 #[derive(Debug, Clone)]
 pub struct AgentSpec {
@@ -31,7 +34,7 @@ pub struct AgentSpec {
     pub cgroup_root: String,
     /// `runc` or `crun`.
     pub runtime: String,
-    /// The pod bridge (coxswain's conflist on the assigned pod CIDR).
+    /// The pod bridge (coxswain's conflist on the assigned pod CIDR); empty: no pod network.
     pub bridge: String,
     /// The node-local DNS port (`None`: no DNS server).
     pub dns_port: Option<u16>,
@@ -59,6 +62,16 @@ impl AgentProcess {
     /// Starts the agent of `spec` by running this test binary's `helper` test, with
     /// its output appended to `log`.
     pub fn spawn(helper: &str, spec: &AgentSpec, log: &Path) -> Self {
+        Self::spawn_with_env(helper, spec, log, &[])
+    }
+
+    /// [`Self::spawn`] with extra environment variables (e.g. [`CSI_ENV`]).
+    pub fn spawn_with_env(
+        helper: &str,
+        spec: &AgentSpec,
+        log: &Path,
+        env: &[(&str, String)],
+    ) -> Self {
         let file = OpenOptions::new()
             .create(true)
             .append(true)
@@ -73,6 +86,7 @@ impl AgentProcess {
                 "--test-threads=1",
             ])
             .env(AGENT_ENV, spec.to_json())
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdin(Stdio::null())
             .stdout(file.try_clone().unwrap())
             .stderr(file)
@@ -136,10 +150,17 @@ pub fn child_main() {
     daemon.logs_listen = "127.0.0.1:0".parse().unwrap();
     daemon.lease_interval = Duration::from_secs(1);
     daemon.reconnect_max = Duration::from_secs(1);
-    let mut network = NodeNetworkConfig::new(&root);
-    network.bridge = text("bridge");
-    network.dns_port = spec["dns_port"].as_u64().map(|p| p as u16);
-    daemon.network = Some(network);
+    if !text("bridge").is_empty() {
+        let mut network = NodeNetworkConfig::new(&root);
+        network.bridge = text("bridge");
+        network.dns_port = spec["dns_port"].as_u64().map(|p| p as u16);
+        daemon.network = Some(network);
+    }
+    daemon.csi_drivers = std::env::var(CSI_ENV)
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(|d| d.parse().expect("a --csi-driver value"))
+        .collect();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async move {
         coxswain_node_agent::agent::run(daemon, deps, CancellationToken::new())
