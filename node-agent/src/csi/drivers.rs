@@ -185,7 +185,8 @@ impl CsiDrivers {
     /// Dials every driver of `configs` in the background, retrying each (200 ms
     /// doubling to 5 s) until it answers or `shutdown`.
     pub fn start(&self, configs: &[CsiDriverConfig], shutdown: &CancellationToken) {
-        for config in configs.iter().cloned() {
+        for config in configs {
+            let config = config.clone();
             let drivers = self.clone();
             let shutdown = shutdown.clone();
             tokio::spawn(async move {

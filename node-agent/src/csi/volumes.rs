@@ -18,6 +18,7 @@
 //! agent's runtime.
 
 use std::collections::BTreeSet;
+use std::collections::btree_map::Entry;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
@@ -108,15 +109,12 @@ impl CsiVolumes {
         let staging = if driver.stage_unstage {
             let staging = self.staging_path(&source.driver, &source.volume_id);
             let key = volume_key(&source.driver, &source.volume_id);
-            if !journal.staged.contains_key(&key) {
-                journal.staged.insert(
-                    key,
-                    StagedVolume {
-                        driver: source.driver.clone(),
-                        volume_id: source.volume_id.clone(),
-                        staging_path: staging.clone(),
-                    },
-                );
+            if let Entry::Vacant(entry) = journal.staged.entry(key) {
+                entry.insert(StagedVolume {
+                    driver: source.driver.clone(),
+                    volume_id: source.volume_id.clone(),
+                    staging_path: staging.clone(),
+                });
                 journal.save(&self.journal_path())?;
             }
             if let Some(parent) = staging.parent() {
@@ -144,17 +142,14 @@ impl CsiVolumes {
             String::new()
         };
         let key = publication_key(pod_uid, volume);
-        if !journal.published.contains_key(&key) {
-            journal.published.insert(
-                key,
-                Publication {
-                    pod_uid: pod_uid.to_string(),
-                    volume: volume.to_string(),
-                    driver: source.driver.clone(),
-                    volume_id: source.volume_id.clone(),
-                    target: target.to_path_buf(),
-                },
-            );
+        if let Entry::Vacant(entry) = journal.published.entry(key) {
+            entry.insert(Publication {
+                pod_uid: pod_uid.to_string(),
+                volume: volume.to_string(),
+                driver: source.driver.clone(),
+                volume_id: source.volume_id.clone(),
+                target: target.to_path_buf(),
+            });
             journal.save(&self.journal_path())?;
         }
         if let Some(parent) = target.parent() {
