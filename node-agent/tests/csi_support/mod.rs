@@ -48,6 +48,7 @@ fn find_or_build_driver() -> PathBuf {
 /// A `cox-csi` process; SIGKILLed on drop.
 pub struct DriverProcess {
     child: Child,
+    dir: PathBuf,
     /// Its socket.
     pub socket: PathBuf,
     /// Its state directory (images under `images/`).
@@ -69,6 +70,7 @@ impl DriverProcess {
             .expect("starting cox-csi");
         Self {
             child,
+            dir: dir.to_path_buf(),
             socket,
             state,
         }
@@ -97,8 +99,16 @@ impl DriverProcess {
 }
 
 impl Drop for DriverProcess {
+    /// Kills the driver; after a failed test, also unmounts what is left under
+    /// the test's directory and detaches its images' loop devices.
     fn drop(&mut self) {
         self.kill();
+        let mut left = mounts_containing(&self.dir.to_string_lossy());
+        left.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for mount in left {
+            let _ = nix::mount::umount2(mount.as_str(), nix::mount::MntFlags::MNT_DETACH);
+        }
+        detach_loops_under(&self.state);
     }
 }
 
