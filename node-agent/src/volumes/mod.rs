@@ -73,6 +73,9 @@ pub enum VolumeError {
         #[source]
         source: crate::csi::CsiError,
     },
+    /// Unpublishing or unstaging the pod's CSI volumes failed (retried).
+    #[error("unpublishing the pod's CSI volumes: {0}")]
+    CsiTeardown(#[source] crate::csi::CsiError),
     /// A bad field value.
     #[error("volume {volume:?}: {message}")]
     Invalid {
@@ -243,10 +246,7 @@ impl VolumeManager {
     pub fn teardown(&self, pod_dir: &Path) -> Result<(), VolumeError> {
         if let (Some(csi), Some(uid)) = (&self.csi, pod_dir.file_name()) {
             csi.unpublish_pod(&uid.to_string_lossy())
-                .map_err(|source| VolumeError::Csi {
-                    volume: "*".into(),
-                    source,
-                })?;
+                .map_err(VolumeError::CsiTeardown)?;
         }
         let dir = pod_dir.join("volumes");
         for mount in mounts_under(&dir) {
