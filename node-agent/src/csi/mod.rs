@@ -95,4 +95,6 @@ pub(crate) async fn call<T>(
 }
 
 #[cfg(test)]
+mod provisioner_tests;
+#[cfg(test)]
 mod tests;

@@ -20,10 +20,10 @@ use super::journal::{Publication, StagedVolume};
 use super::*;
 use crate::volumes::{PodData, VolumeError};
 
-const DRIVER: &str = "csi.coxswain.dev";
+pub(super) const DRIVER: &str = "csi.coxswain.dev";
 
 /// A cox-csi driver on a socket in a tempdir, served on `rt`.
-struct TestDriver {
+pub(super) struct TestDriver {
     dir: tempfile::TempDir,
     mounter: Arc<FakeMounter>,
     stop: CancellationToken,
@@ -67,7 +67,7 @@ fn runtime() -> Runtime {
 }
 
 /// A driver served and reached: (runtime, driver, registry).
-fn reached() -> (Runtime, TestDriver, CsiDrivers) {
+pub(super) fn reached() -> (Runtime, TestDriver, CsiDrivers) {
     let rt = runtime();
     let driver = test_driver();
     driver.serve(&rt);
@@ -87,7 +87,7 @@ fn reached() -> (Runtime, TestDriver, CsiDrivers) {
     (rt, driver, drivers)
 }
 
-fn claim(name: &str, uid: &str, size: &str, modes: &[&str]) -> PersistentVolumeClaim {
+pub(super) fn claim(name: &str, uid: &str, size: &str, modes: &[&str]) -> PersistentVolumeClaim {
     serde_json::from_value(serde_json::json!({
         "metadata": {"name": name, "namespace": "default", "uid": uid},
         "spec": {"accessModes": modes, "resources": {"requests": {"storage": size}}},
@@ -95,7 +95,7 @@ fn claim(name: &str, uid: &str, size: &str, modes: &[&str]) -> PersistentVolumeC
     .unwrap()
 }
 
-fn class(parameters: serde_json::Value) -> StorageClass {
+pub(super) fn class(parameters: serde_json::Value) -> StorageClass {
     serde_json::from_value(serde_json::json!({
         "metadata": {"name": "local"}, "provisioner": DRIVER, "parameters": parameters,
     }))
@@ -106,7 +106,7 @@ use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use k8s_openapi::api::storage::v1::StorageClass;
 
 /// Provisions a 16 MiB volume for claim uid `uid`; returns its ID.
-fn provision_volume(rt: &Runtime, drivers: &CsiDrivers, uid: &str) -> String {
+pub(super) fn provision_volume(rt: &Runtime, drivers: &CsiDrivers, uid: &str) -> String {
     let report = rt.block_on(provision::provision(
         "node-a",
         &claim("data", uid, "16Mi", &["ReadWriteOnce"]),
