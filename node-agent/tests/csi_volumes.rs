@@ -166,3 +166,60 @@ async fn a_claim_is_written_read_back_by_a_new_pod_and_its_capacity_is_enforced(
     assert_eq!(journal, serde_json::json!({"staged": {}, "published": {}}));
     agent.cancel();
 }
+
+async fn node_annotation(nodes: &Api<Node>) -> Option<Option<String>> {
+    let node = nodes.get_opt(NODE).await.ok()??;
+    Some(
+        node.metadata
+            .annotations
+            .unwrap_or_default()
+            .get("csi.volume.kubernetes.io/nodeid")
+            .cloned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_driver_that_comes_up_late_is_announced_by_registering_again() {
+    let h = Harness::new(RuntimeKind::Runc);
+    let cp = ControlPlane::start(NodeServiceConfig::default()).await;
+    // The driver's socket is not there yet: the agent registers without it.
+    let late_dir = h.dir.path().join("late");
+    std::fs::create_dir_all(&late_dir).unwrap();
+    let socket_flag = format!("{DRIVER}=unix://{}", late_dir.join("csi.sock").display());
+    let nodes: Api<Node> = Api::all(cp.client.clone());
+    let mut config = AgentConfig::new(h.deps.config.root.clone());
+    config.cgroup_root = h.cgroup_root.clone();
+    let shim = PathBuf::from(env!("CARGO_BIN_EXE_coxswain-shim"));
+    let deps = worker_deps(&config, Some(RuntimeKind::Runc), shim).unwrap();
+    let mut daemon = AgentDaemonConfig::new(cp.url.clone(), NODE);
+    daemon.logs_listen = "127.0.0.1:0".parse().unwrap();
+    daemon.csi_drivers = vec![socket_flag.parse().unwrap()];
+    daemon.csi_wait = Duration::from_millis(200);
+    let shutdown = CancellationToken::new();
+    let stop = shutdown.clone();
+    tokio::spawn(async move { NodeAgent::new(daemon, deps).run(stop).await.unwrap() });
+    let first = eventually("the node to register", || {
+        let nodes = nodes.clone();
+        async move { node_annotation(&nodes).await }
+    })
+    .await;
+    assert_eq!(
+        first.as_deref(),
+        Some("{}"),
+        "registered before the driver was up"
+    );
+    let driver = DriverProcess::start(&late_dir, NODE);
+    let announced = eventually("the late driver on the Node", || {
+        let nodes = nodes.clone();
+        async move {
+            node_annotation(&nodes)
+                .await
+                .flatten()
+                .filter(|a| a != "{}")
+        }
+    })
+    .await;
+    assert_eq!(announced, format!(r#"{{"{DRIVER}":"{NODE}"}}"#));
+    drop(driver);
+    shutdown.cancel();
+}
