@@ -11,7 +11,8 @@
 //!   logs and the exit status.
 //! - [`images`]: root filesystems behind [`images::ImageStore`]: `host`, imported
 //!   OCI image layouts/archives, and rootfs directories (the busybox fixture).
-//! - [`volumes`]: emptyDir, hostPath, secret, configMap and downwardAPI.
+//! - [`volumes`]: emptyDir, hostPath, secret, configMap and downwardAPI, and
+//!   claims of CSI volumes through [`csi`] (drivers, stage/publish, journal, provisioner).
 //! - [`network`]: pod networking (CNI), pod DNS files, the node-local DNS server,
 //!   host-gw routes.
 //! - [`devices`]: the device-plugin API `v1beta1` (registration server, plugin
@@ -26,6 +27,7 @@
 pub mod agent;
 pub mod clock;
 pub mod config;
+pub mod csi;
 pub mod devices;
 pub mod images;
 pub mod logs;

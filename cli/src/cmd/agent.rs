@@ -93,6 +93,15 @@ pub struct AgentArgs {
     /// (default: <root>/pod-resources/kubelet.sock).
     #[arg(long)]
     pub pod_resources_socket: Option<PathBuf>,
+    /// A CSI driver on this node, `NAME=unix:///path/csi.sock` (repeatable).
+    #[arg(long = "csi-driver", value_parser = parse_csi_driver)]
+    pub csi_drivers: Vec<coxswain_node_agent::csi::CsiDriverConfig>,
+}
+
+fn parse_csi_driver(value: &str) -> Result<coxswain_node_agent::csi::CsiDriverConfig, String> {
+    value
+        .parse()
+        .map_err(|e: coxswain_node_agent::csi::CsiError| e.to_string())
 }
 
 fn parse_cni_path(value: &str) -> Vec<PathBuf> {
@@ -140,6 +149,7 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
     daemon.node_ip = args.node_ip;
     daemon.node_labels = args.node_labels.into_iter().collect();
     daemon.logs_listen = args.logs_listen;
+    daemon.csi_drivers = args.csi_drivers.clone();
     if !args.no_devices {
         daemon.device_plugin_dir = Some(
             args.device_plugin_dir

@@ -4,6 +4,7 @@
 //! of the current session is published in a `watch` for the status reporters;
 //! the pod CIDR the control plane assigned, in another.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use coxswain_proto::node::v1alpha1::node_service_client::NodeServiceClient;
@@ -67,6 +68,9 @@ pub struct ControlPlaneLink {
     /// The pod network, configured from the first Register answer; `None` when
     /// the agent's pods stay on loopback.
     pub network: Option<NodeNetwork>,
+    /// The node IDs of the CSI drivers reached so far (announced on the Node as
+    /// `csi.volume.kubernetes.io/nodeid`); a change registers again.
+    pub csi_node_ids: Option<watch::Receiver<BTreeMap<String, String>>>,
 }
 
 impl ControlPlaneLink {
@@ -103,6 +107,7 @@ impl ControlPlaneLink {
             _ = shutdown.cancelled() => return Ok(()),
         };
         let mut client = NodeServiceClient::new(channel.clone());
+        annotate_csi(&mut self.node, self.csi_node_ids.as_ref());
         let (lease_seconds, cluster_domain) =
             register(&mut client, &mut self.node, &self.pod_cidr).await?;
         tracing::info!(node = %self.node_name, "registered with the control plane");
@@ -126,12 +131,19 @@ impl ControlPlaneLink {
             _ => self.lease_interval,
         };
         let mut node = self.node.clone();
+        let mut csi_ids = self.csi_node_ids.clone();
+        let mut register_client = client.clone();
         let lease = renew_lease(client, &self.node_name, &mut node, &self.pod_cidr, interval);
         tokio::pin!(lease);
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
                 result = &mut lease => return result,
+                Ok(()) = csi_changed(&mut csi_ids) => {
+                    // A CSI driver came up: announce it on the Node.
+                    annotate_csi(&mut self.node, csi_ids.as_ref());
+                    register(&mut register_client, &mut self.node, &self.pod_cidr).await?;
+                }
                 message = stream.message() => match message.map_err(call_error("pod stream"))? {
                     Some(event) => pods.handle(event).await,
                     None => return Err(SessionError::StreamEnded),
@@ -139,6 +151,30 @@ impl ControlPlaneLink {
                 Some(exit) = exits.recv() => pods.thread_exited(exit),
             }
         }
+    }
+}
+
+/// Puts the CSI drivers' node IDs on `node` as kubelet does.
+fn annotate_csi(node: &mut Value, ids: Option<&watch::Receiver<BTreeMap<String, String>>>) {
+    let Some(ids) = ids else {
+        return;
+    };
+    let value = crate::csi::drivers::node_id_annotation(&ids.borrow());
+    if let Some(meta) = node.get_mut("metadata").and_then(Value::as_object_mut) {
+        let annotations = meta
+            .entry("annotations")
+            .or_insert_with(|| Value::Object(Default::default()));
+        annotations[crate::csi::NODE_ID_ANNOTATION] = Value::String(value);
+    }
+}
+
+/// Resolves when the CSI node IDs changed; never when there are no CSI drivers.
+async fn csi_changed(
+    ids: &mut Option<watch::Receiver<BTreeMap<String, String>>>,
+) -> Result<(), watch::error::RecvError> {
+    match ids {
+        Some(ids) => ids.changed().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -31,6 +31,7 @@ mod pods;
 pub mod resolver;
 mod server_endpoint;
 mod status_report;
+pub mod volume_provisioner;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -49,9 +50,12 @@ pub use node_network::{DeferredNetwork, NodeNetworkConfig};
 pub use pods::PodDirectory;
 pub use server_endpoint::ServerEndpoint;
 
+use crate::csi::{CsiDriverConfig, CsiDrivers, CsiVolumes};
 use crate::devices::{DeviceManager, DeviceManagerConfig};
+use crate::mounts::SystemMounter;
 use crate::network::routes::HostRoutes;
 use crate::runtime::RuntimeError;
+use crate::volumes::VolumeManager;
 use crate::worker::WorkerDeps;
 use control_plane_link::ControlPlaneLink;
 use host::HostFacts;
@@ -93,6 +97,12 @@ pub struct AgentDaemonConfig {
     /// Where the kubelet's PodResources API is served (`None`: not served); monitoring
     /// agents read which pod holds which device there.
     pub pod_resources_socket: Option<PathBuf>,
+    /// The node's CSI drivers (`--csi-driver NAME=unix:///path`); empty: pods
+    /// with claims of CSI volumes wait with an error naming the driver.
+    pub csi_drivers: Vec<CsiDriverConfig>,
+    /// How long the first Register waits for the CSI drivers to answer (a driver
+    /// reached later is announced by registering again).
+    pub csi_wait: Duration,
 }
 
 impl AgentDaemonConfig {
@@ -115,6 +125,8 @@ impl AgentDaemonConfig {
             host_routes: None,
             device_plugin_dir: None,
             pod_resources_socket: None,
+            csi_drivers: Vec::new(),
+            csi_wait: Duration::from_secs(10),
         }
     }
 }
@@ -165,6 +177,9 @@ pub enum AgentError {
         #[source]
         source: std::io::Error,
     },
+    /// The CSI mount journal could not be read.
+    #[error(transparent)]
+    Csi(#[from] crate::csi::CsiError),
 }
 
 /// A node agent: create it, take its [`NodeAgent::pod_cidr`] receiver if needed, then
@@ -298,6 +313,39 @@ impl NodeAgent {
                 stop.clone(),
             ));
         }
+        let mut csi_node_ids = None;
+        if !config.csi_drivers.is_empty() {
+            let drivers = CsiDrivers::default();
+            drivers.start(&config.csi_drivers, &stop);
+            if !drivers
+                .wait_for(config.csi_drivers.len(), config.csi_wait)
+                .await
+            {
+                tracing::warn!(
+                    "not every CSI driver answered within {:?}; registering without them (they are announced once up)",
+                    config.csi_wait
+                );
+            }
+            let csi = CsiVolumes::open(
+                &deps.config.root,
+                drivers.clone(),
+                tokio::runtime::Handle::current(),
+            )?;
+            deps.volumes = Arc::new(
+                VolumeManager::new(
+                    deps.config.allowed_host_paths.clone(),
+                    Arc::new(SystemMounter),
+                )
+                .with_csi(Arc::new(csi)),
+            );
+            csi_node_ids = Some(drivers.node_ids());
+            tokio::spawn(volume_provisioner::run(
+                config.node_name.clone(),
+                drivers,
+                channel_rx.clone(),
+                stop.clone(),
+            ));
+        }
         let (mut pods, mut exits) = PodSupervisor::new(
             config.node_name.clone(),
             deps,
@@ -315,6 +363,7 @@ impl NodeAgent {
             channel: channel_tx,
             pod_cidr: self.pod_cidr,
             network,
+            csi_node_ids,
         };
         link.run(&mut pods, &mut exits, &stop).await;
         pods.detach_all().await;

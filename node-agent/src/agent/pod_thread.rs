@@ -15,6 +15,8 @@ use crate::worker::{Action, PodWorker};
 pub enum PodCommand {
     /// The pod object changed: step now.
     Changed,
+    /// Newer secrets, configMaps, claims and volumes of the pod (from a later pod event).
+    Data(Box<crate::volumes::PodData>),
     /// Stop the pod's containers (SIGTERM, SIGKILL after the grace period) and remove it.
     Terminate(Duration),
     /// The pod's phase in the API is terminal: start nothing again; stop and remove
@@ -72,6 +74,7 @@ pub fn run_pod_thread(
         for command in pending {
             match command {
                 PodCommand::Changed => {}
+                PodCommand::Data(data) => worker.update_data(*data),
                 PodCommand::Terminate(grace) => {
                     terminating = true;
                     worker.terminate(grace);

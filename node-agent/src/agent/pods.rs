@@ -25,12 +25,14 @@ use coxswain_api::k8s::{ConfigMap, Pod, Secret};
 use coxswain_proto::node::v1alpha1::PodEvent;
 use coxswain_proto::node::v1alpha1::pod_event::Type as EventType;
 use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
 use super::pod_thread::{PodCommand, PodThreadExit, run_pod_thread};
 use super::status_report::{PodKey, report_pod_status, report_pod_terminated};
+use crate::csi::CsiVolumes;
 use crate::devices::pod_object;
 use crate::volumes::PodData;
 use crate::worker::{PodWorker, WorkerDeps, remove_orphans};
@@ -178,9 +180,16 @@ impl PodSupervisor {
                 }
             }
             _ => {
+                let mut data = pod_data(&event.secrets, &event.config_maps);
+                add_claims(
+                    &mut data,
+                    &event.persistent_volume_claims,
+                    &event.persistent_volumes,
+                );
                 if !self.pods.contains_key(&key.uid) {
-                    let data = pod_data(&event.secrets, &event.config_maps);
                     self.start(key.clone(), pod, data);
+                } else if let Some(entry) = self.pods.get_mut(&key.uid) {
+                    let _ = entry.commands.send(PodCommand::Data(Box::new(data)));
                 }
                 if let Some(entry) = self.pods.get_mut(&key.uid) {
                     if deleting {
@@ -292,6 +301,9 @@ impl PodSupervisor {
             .into_iter()
             .chain(self.pods.keys().cloned())
             .collect();
+        if let Some(csi) = self.deps.volumes.csi().cloned() {
+            tokio::spawn(recover_csi(csi, keep.clone(), self.shutdown.clone()));
+        }
         let deps = self.deps.clone();
         match tokio::task::spawn_blocking(move || remove_orphans(&deps, &keep)).await {
             Ok(Ok(removed)) if !removed.is_empty() => {
@@ -318,6 +330,33 @@ fn ended_in_api(pod: &Pod) -> Option<bool> {
             .into_iter()
             .any(|c| c.type_ == "DisruptionTarget" && c.status == "True"),
     )
+}
+
+/// Unpublishes the CSI volumes of pods a previous agent ran that are not in
+/// `keep`, and unstages volumes nobody uses; retried (1 s doubling to 10 s) while
+/// a driver is not reachable yet.
+async fn recover_csi(csi: Arc<CsiVolumes>, keep: BTreeSet<String>, shutdown: CancellationToken) {
+    let mut backoff = super::Backoff::new(Duration::from_secs(1), Duration::from_secs(10));
+    loop {
+        let (volumes, pods) = (csi.clone(), keep.clone());
+        match tokio::task::spawn_blocking(move || volumes.recover(&pods)).await {
+            Ok(Ok(cleaned)) => {
+                if !cleaned.is_empty() {
+                    tracing::info!(
+                        ?cleaned,
+                        "unpublished the CSI volumes of pods no longer on this node"
+                    );
+                }
+                return;
+            }
+            Ok(Err(e)) => tracing::warn!("recovering CSI mounts: {e}"),
+            Err(e) => tracing::warn!("recovering CSI mounts: {e}"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff.next_delay()) => {}
+            _ = shutdown.cancelled() => return,
+        }
+    }
 }
 
 fn pod_key(pod: &Pod) -> Option<PodKey> {
@@ -366,6 +405,28 @@ pub fn pod_data(secrets: &[Vec<u8>], config_maps: &[Vec<u8>]) -> PodData {
             .insert(name, contents(map.binary_data, map.data));
     }
     data
+}
+
+/// Adds the claims and persistent volumes of a pod event to `data`.
+pub fn add_claims(data: &mut PodData, claims: &[Vec<u8>], volumes: &[Vec<u8>]) {
+    for raw in claims {
+        match serde_json::from_slice::<PersistentVolumeClaim>(raw) {
+            Ok(claim) => {
+                let name = claim.metadata.name.clone().unwrap_or_default();
+                data.claims.insert(name, claim);
+            }
+            Err(e) => tracing::warn!("pod stream: ignoring a malformed claim: {e}"),
+        }
+    }
+    for raw in volumes {
+        match serde_json::from_slice::<PersistentVolume>(raw) {
+            Ok(pv) => {
+                let name = pv.metadata.name.clone().unwrap_or_default();
+                data.persistent_volumes.insert(name, pv);
+            }
+            Err(e) => tracing::warn!("pod stream: ignoring a malformed persistent volume: {e}"),
+        }
+    }
 }
 
 /// Binary and text entries of a Secret or ConfigMap as bytes; text wins on a clash, as

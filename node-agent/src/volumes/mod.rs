@@ -2,7 +2,9 @@
 //! starts and bind-mounted into containers by the spec builder:
 //! emptyDir (a directory, or a tmpfs of `sizeLimit` for `medium: Memory`), hostPath
 //! (only under the agent's allowed prefixes), and secret, configMap, downwardAPI and
-//! projected volumes written as files from data the caller provides ([`PodData`]).
+//! projected volumes written as files from data the caller provides ([`PodData`]),
+//! and `persistentVolumeClaim` volumes bound to CSI PersistentVolumes, staged and
+//! published by the node's CSI drivers ([`crate::csi::CsiVolumes`]).
 
 mod files;
 
@@ -12,6 +14,9 @@ use std::sync::Arc;
 
 use coxswain_api::k8s::Pod;
 use coxswain_api::quantity::parse_quantity;
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+
+use crate::csi::CsiVolumes;
 
 use crate::mounts::{MountError, Mounter, mounts_under};
 
@@ -40,14 +45,37 @@ pub enum VolumeError {
         /// The missing object or key.
         name: String,
     },
-    /// A volume type this agent does not handle (CSI, PVCs come later).
+    /// A volume type this agent does not handle.
     #[error(
-        "volume {volume:?}: unsupported volume type (built in: emptyDir, hostPath, secret, configMap, downwardAPI, projected)"
+        "volume {volume:?}: unsupported volume type (built in: emptyDir, hostPath, secret, configMap, downwardAPI, projected, persistentVolumeClaim of a CSI volume)"
     )]
     Unsupported {
         /// The volume name.
         volume: String,
     },
+    /// The volume's claim is missing, not bound, or its volume is not there yet:
+    /// the pod waits for a newer pod event.
+    #[error("volume {volume:?}: persistentvolumeclaim {claim:?} {why}")]
+    ClaimNotReady {
+        /// The volume name.
+        volume: String,
+        /// The claim's name.
+        claim: String,
+        /// What it is waiting for.
+        why: String,
+    },
+    /// A CSI driver refused or could not be reached.
+    #[error("volume {volume:?}: {source}")]
+    Csi {
+        /// The volume name.
+        volume: String,
+        /// The driver's error.
+        #[source]
+        source: crate::csi::CsiError,
+    },
+    /// Unpublishing or unstaging the pod's CSI volumes failed (retried).
+    #[error("unpublishing the pod's CSI volumes: {0}")]
+    CsiTeardown(#[source] crate::csi::CsiError),
     /// A bad field value.
     #[error("volume {volume:?}: {message}")]
     Invalid {
@@ -84,12 +112,17 @@ pub struct PodData {
     pub secrets: BTreeMap<String, BTreeMap<String, Vec<u8>>>,
     /// ConfigMaps of the pod's namespace: name → key → bytes.
     pub config_maps: BTreeMap<String, BTreeMap<String, Vec<u8>>>,
+    /// PersistentVolumeClaims the pod's volumes name, by name.
+    pub claims: BTreeMap<String, PersistentVolumeClaim>,
+    /// The PersistentVolumes those claims are bound to, by name.
+    pub persistent_volumes: BTreeMap<String, PersistentVolume>,
 }
 
 /// Prepares and tears down a pod's volumes.
 pub struct VolumeManager {
     allowed_host_paths: Vec<PathBuf>,
     mounter: Arc<dyn Mounter>,
+    csi: Option<Arc<CsiVolumes>>,
 }
 
 impl VolumeManager {
@@ -98,7 +131,19 @@ impl VolumeManager {
         Self {
             allowed_host_paths,
             mounter,
+            csi: None,
         }
+    }
+
+    /// The same manager, publishing claims' CSI volumes through `csi`.
+    pub fn with_csi(mut self, csi: Arc<CsiVolumes>) -> Self {
+        self.csi = Some(csi);
+        self
+    }
+
+    /// The CSI volumes, when the node has CSI drivers.
+    pub fn csi(&self) -> Option<&Arc<CsiVolumes>> {
+        self.csi.as_ref()
     }
 
     /// Prepares every volume of `pod` under `<pod_dir>/volumes`; returns name → host path.
@@ -161,6 +206,30 @@ impl VolumeManager {
                 std::fs::create_dir_all(&dir).map_err(io(&dir))?;
                 files::write_volume(v, pod, data, &dir)?;
                 dir
+            } else if let Some(claim) = &v.persistent_volume_claim {
+                let source = crate::csi::source::claim_source(v, claim, data)?;
+                let csi = self.csi.as_ref().ok_or_else(|| VolumeError::Csi {
+                    volume: v.name.clone(),
+                    source: crate::csi::CsiError::UnknownDriver {
+                        driver: source.driver.clone(),
+                        known: "none: the agent runs without --csi-driver".into(),
+                    },
+                })?;
+                let uid = pod.metadata.uid.clone().unwrap_or_default();
+                csi.publish(&uid, &v.name, &source, &dir)
+                    .map_err(|source| VolumeError::Csi {
+                        volume: v.name.clone(),
+                        source,
+                    })?;
+                dir
+            } else if let Some(inline) = &v.csi {
+                return Err(VolumeError::Invalid {
+                    volume: v.name.clone(),
+                    message: format!(
+                        "inline (ephemeral) CSI volumes are not supported on this node (driver {:?}); use a persistentVolumeClaim",
+                        inline.driver
+                    ),
+                });
             } else {
                 return Err(VolumeError::Unsupported {
                     volume: v.name.clone(),
@@ -171,8 +240,14 @@ impl VolumeManager {
         Ok(paths)
     }
 
-    /// Unmounts and removes `<pod_dir>/volumes`; hostPath contents are never touched.
+    /// Unpublishes the pod's CSI volumes (and unstages those no pod uses any
+    /// more), then unmounts and removes `<pod_dir>/volumes`; hostPath contents are
+    /// never touched. A CSI failure leaves everything in place (retry later).
     pub fn teardown(&self, pod_dir: &Path) -> Result<(), VolumeError> {
+        if let (Some(csi), Some(uid)) = (&self.csi, pod_dir.file_name()) {
+            csi.unpublish_pod(&uid.to_string_lossy())
+                .map_err(VolumeError::CsiTeardown)?;
+        }
         let dir = pod_dir.join("volumes");
         for mount in mounts_under(&dir) {
             self.mounter.unmount(&mount)?;

@@ -91,3 +91,55 @@ fn host_path_needs_an_allowed_prefix_and_sources_must_exist() {
             .is_ok()
     );
 }
+
+#[test]
+fn claims_and_inline_csi_volumes_get_errors_naming_the_volume() {
+    let dir = tempfile::tempdir().unwrap();
+    let mgr = VolumeManager::new(vec![], Arc::new(FakeMounter::default()));
+    let unbound = pod(serde_json::json!([
+        {"name": "data", "persistentVolumeClaim": {"claimName": "late"}},
+    ]));
+    let e = mgr
+        .setup(&unbound, dir.path(), &PodData::default())
+        .unwrap_err();
+    assert!(matches!(e, VolumeError::ClaimNotReady { .. }), "{e:?}");
+    assert_eq!(
+        e.to_string(),
+        r#"volume "data": persistentvolumeclaim "late" not found"#
+    );
+    // Bound to a CSI volume, but the agent has no CSI drivers.
+    let mut data = PodData::default();
+    data.claims.insert(
+        "late".into(),
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "late"}, "spec": {"volumeName": "pv"}, "status": {"phase": "Bound"},
+        }))
+        .unwrap(),
+    );
+    data.persistent_volumes.insert(
+        "pv".into(),
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "pv"}, "spec": {"csi": {"driver": "d.example", "volumeHandle": "h"}},
+        }))
+        .unwrap(),
+    );
+    let e = mgr
+        .setup(&unbound, dir.path(), &data)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains(r#"volume "data""#) && e.contains(r#""d.example" is not registered"#),
+        "{e}"
+    );
+    let inline = pod(serde_json::json!([
+        {"name": "scratch", "csi": {"driver": "d.example"}},
+    ]));
+    let e = mgr
+        .setup(&inline, dir.path(), &PodData::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains(r#"volume "scratch": inline (ephemeral) CSI volumes are not supported"#),
+        "{e}"
+    );
+}

@@ -152,14 +152,30 @@ pub fn remove_orphans(
                 .map(|e| e.file_name().to_string_lossy().into_owned()),
         );
     }
+    // One pod that cannot be cleaned (its CSI driver not up yet) must not keep
+    // the others' leftovers: go on, and report the first failure.
+    let mut first_error = None;
     for uid in uids.into_iter().filter(|u| !keep.contains(u)) {
         let pod_dir = deps.config.pod_dir(&uid);
-        deps.volumes.teardown(&pod_dir).map_err(|e| e.to_string())?;
-        super::pod_network::teardown(deps, &uid)?;
-        deps.sandbox.remove(&uid).map_err(|e| e.to_string())?;
-        remove_dir(&pod_dir).map_err(|e| format!("{}: {e}", pod_dir.display()))?;
-        removed.insert(uid);
+        let cleaned = deps
+            .volumes
+            .teardown(&pod_dir)
+            .map_err(|e| e.to_string())
+            .and_then(|()| super::pod_network::teardown(deps, &uid))
+            .and_then(|()| deps.sandbox.remove(&uid).map_err(|e| e.to_string()))
+            .and_then(|()| remove_dir(&pod_dir).map_err(|e| format!("{}: {e}", pod_dir.display())));
+        match cleaned {
+            Ok(()) => {
+                removed.insert(uid);
+            }
+            Err(e) => {
+                first_error.get_or_insert(format!("pod {uid}: {e}"));
+            }
+        }
     }
     deps.devices.retain_pods(keep);
-    Ok(removed)
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(removed),
+    }
 }

@@ -156,6 +156,12 @@ impl PodWorker {
         }
     }
 
+    /// Newer secret/configMap/claim data from a later pod event; used by the
+    /// next prepare (a pod waiting for its claim to be bound picks it up).
+    pub fn update_data(&mut self, data: PodData) {
+        self.data = data;
+    }
+
     /// The pod's uid.
     pub fn uid(&self) -> &str {
         &self.uid

@@ -36,13 +36,23 @@ fn terminated(t: &Termination, container_id: &str) -> ContainerState {
     }
 }
 
-fn container_status(rec: &ContainerRecord, runtime: &str) -> ContainerStatus {
+/// A container's status; `problem` is the pod-level (reason, message) that keeps
+/// a container that never started waiting (it becomes the waiting message).
+fn container_status(
+    rec: &ContainerRecord,
+    runtime: &str,
+    problem: Option<&(String, String)>,
+) -> ContainerStatus {
     let container_id = format!("{runtime}://{}", rec.id);
     let state = match &rec.current {
         Current::Waiting { reason, message } => ContainerState {
             waiting: Some(ContainerStateWaiting {
                 reason: Some(reason.clone()),
-                message: message.clone(),
+                message: message.clone().or_else(|| {
+                    problem
+                        .filter(|_| reason == "ContainerCreating")
+                        .map(|(_, m)| m.clone())
+                }),
             }),
             ..Default::default()
         },
@@ -170,13 +180,13 @@ pub fn pod_status(w: &PodWorker) -> PodStatus {
         init_container_statuses: (!w.init.is_empty()).then(|| {
             w.init
                 .iter()
-                .map(|c| container_status(c, runtime))
+                .map(|c| container_status(c, runtime, w.problem.as_ref()))
                 .collect()
         }),
         container_statuses: Some(
             w.apps
                 .iter()
-                .map(|c| container_status(c, runtime))
+                .map(|c| container_status(c, runtime, w.problem.as_ref()))
                 .collect(),
         ),
         ..Default::default()

@@ -18,6 +18,9 @@ use tokio_util::sync::CancellationToken;
 /// The environment variable carrying the child agent's spec (JSON).
 pub const AGENT_ENV: &str = "COX_TEST_AGENT_PROCESS";
 
+/// Optional: the child agent's `--csi-driver` values, separated by spaces.
+pub const CSI_ENV: &str = "COX_TEST_AGENT_CSI_DRIVERS";
+
 /// How the child agent is started.
 #[derive(Debug, Clone)]
 pub struct AgentSpec {
@@ -63,6 +66,16 @@ impl AgentProcess {
     /// Starts the agent of `spec` by running this test binary's `helper` test, with
     /// its output appended to `log`.
     pub fn spawn(helper: &str, spec: &AgentSpec, log: &Path) -> Self {
+        Self::spawn_with_env(helper, spec, log, &[])
+    }
+
+    /// [`Self::spawn`] with extra environment variables (e.g. [`CSI_ENV`]).
+    pub fn spawn_with_env(
+        helper: &str,
+        spec: &AgentSpec,
+        log: &Path,
+        env: &[(&str, String)],
+    ) -> Self {
         let file = OpenOptions::new()
             .create(true)
             .append(true)
@@ -77,6 +90,7 @@ impl AgentProcess {
                 "--test-threads=1",
             ])
             .env(AGENT_ENV, spec.to_json())
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdin(Stdio::null())
             .stdout(file.try_clone().unwrap())
             .stderr(file)
@@ -147,6 +161,11 @@ pub fn child_main() {
         daemon.network = Some(network);
     }
     daemon.device_plugin_dir = spec["device_plugin_dir"].as_str().map(PathBuf::from);
+    daemon.csi_drivers = std::env::var(CSI_ENV)
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(|d| d.parse().expect("a --csi-driver value"))
+        .collect();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async move {
         coxswain_node_agent::agent::run(daemon, deps, CancellationToken::new())
