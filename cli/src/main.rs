@@ -15,7 +15,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the node agent: register this machine and run the pods bound to it.
-    Agent(cmd::agent::AgentArgs),
+    Agent(Box<cmd::agent::AgentArgs>),
     /// Create or update the objects in manifests (server-side apply).
     Apply(cmd::apply::ApplyArgs),
     /// Measure coxswain's components (`cox bench store`).
@@ -52,7 +52,7 @@ fn main() -> std::process::ExitCode {
     }
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Agent(args) => cmd::agent::run(args),
+        Command::Agent(args) => cmd::agent::run(*args),
         Command::Apply(args) => cmd::apply::run(args),
         Command::Bench(args) => cmd::bench::run(args),
         Command::Delete(args) => cmd::delete::run(args),
