@@ -95,4 +95,45 @@ async fn a_pod_event_carries_the_pods_claims_and_their_bound_volumes() {
         (csi.driver.as_str(), csi.volume_handle.as_str()),
         ("csi.coxswain.dev", "vol-1")
     );
+    let (kind, _, _) = next_pod_event(&mut stream).await;
+    assert_eq!(kind, PodEventType::Synced);
+
+    // The pending claim binds later: the pod is sent again, now with both volumes.
+    volumes
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "metadata": {"name": "pv-late"},
+                "spec": {
+                    "capacity": {"storage": "1Gi"},
+                    "accessModes": ["ReadWriteOnce"],
+                    "csi": {"driver": "csi.coxswain.dev", "volumeHandle": "vol-2"},
+                    "claimRef": {"namespace": "default", "name": "pending"},
+                }
+            }))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    claims
+        .patch(
+            "pending",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"volumeName": "pv-late"}})),
+        )
+        .await
+        .unwrap();
+    let (kind, pod, event) = next_pod_event(&mut stream).await;
+    assert_eq!(kind, PodEventType::Modified);
+    assert_eq!(pod.unwrap().metadata.name.as_deref(), Some("trainer"));
+    let handles: BTreeSet<String> = event
+        .persistent_volumes
+        .iter()
+        .map(|v| serde_json::from_slice::<PersistentVolume>(v).unwrap())
+        .map(|v| v.spec.unwrap().csi.unwrap().volume_handle)
+        .collect();
+    assert_eq!(
+        handles,
+        BTreeSet::from(["vol-1".to_string(), "vol-2".to_string()])
+    );
 }

@@ -53,17 +53,41 @@ struct Sent {
 
 type Sender = mpsc::Sender<Result<pb::PodEvent, Status>>;
 
+/// What the stream follows: the node's pods, and the claims their volumes name.
+enum Followed {
+    Pod(Result<watcher::Event<Pod>, watcher::Error>),
+    Claim(Result<watcher::Event<PersistentVolumeClaim>, watcher::Error>),
+}
+
 async fn stream_pods(client: kube::Client, node: String, tx: &Sender) {
     let pods: Api<Pod> = Api::all(client.clone());
     let config = watcher::Config::default().fields(&format!("spec.nodeName={node}"));
-    let mut events = watcher(pods, config).default_backoff().boxed();
+    let pod_events = watcher(pods, config).default_backoff().map(Followed::Pod);
+    // A claim bound (or changed) after its pod reached the node is news for the pod:
+    // the agent waits for the bound volume, which the next pod event carries.
+    let claims: Api<PersistentVolumeClaim> = Api::all(client.clone());
+    let claim_events = watcher(claims, watcher::Config::default())
+        .default_backoff()
+        .map(Followed::Claim);
+    let mut events = futures::stream::select(pod_events, claim_events).boxed();
     let mut sent = Sent::default();
     let mut relisted: Option<HashSet<String>> = None;
-    while let Some(event) = events.next().await {
-        let event = match event {
-            Ok(event) => event,
-            Err(error) => {
+    while let Some(followed) = events.next().await {
+        let event = match followed {
+            Followed::Pod(Ok(event)) => event,
+            Followed::Pod(Err(error)) => {
                 tracing::warn!(%node, %error, "watching the node's pods");
+                continue;
+            }
+            Followed::Claim(Ok(watcher::Event::Apply(claim))) => {
+                if !claim_changed(&client, &mut sent, &claim, tx).await {
+                    return;
+                }
+                continue;
+            }
+            Followed::Claim(Ok(_)) => continue,
+            Followed::Claim(Err(error)) => {
+                tracing::warn!(%node, %error, "watching claims");
                 continue;
             }
         };
@@ -108,6 +132,31 @@ async fn stream_pods(client: kube::Client, node: String, tx: &Sender) {
             return;
         }
     }
+}
+
+/// Sends again, with fresh attachments, every pod the agent was told of that uses
+/// `claim`.
+async fn claim_changed(
+    client: &kube::Client,
+    sent: &mut Sent,
+    claim: &PersistentVolumeClaim,
+    tx: &Sender,
+) -> bool {
+    let namespace = claim.metadata.namespace.as_deref().unwrap_or_default();
+    let name = claim.metadata.name.clone().unwrap_or_default();
+    let users: Vec<Pod> = sent
+        .pods
+        .values()
+        .filter(|p| p.metadata.namespace.as_deref() == Some(namespace))
+        .filter(|p| claim_references(p).contains(&name))
+        .cloned()
+        .collect();
+    for pod in users {
+        if !apply(client, sent, pod, tx).await {
+            return false;
+        }
+    }
+    true
 }
 
 fn key(pod: &Pod) -> String {
