@@ -55,41 +55,47 @@ type Sender = mpsc::Sender<Result<pb::PodEvent, Status>>;
 
 /// What the stream follows: the node's pods, and the claims their volumes name.
 enum Followed {
-    Pod(Result<watcher::Event<Pod>, watcher::Error>),
-    Claim(Result<watcher::Event<PersistentVolumeClaim>, watcher::Error>),
+    Pod(Box<Result<watcher::Event<Pod>, watcher::Error>>),
+    Claim(Box<Result<watcher::Event<PersistentVolumeClaim>, watcher::Error>>),
 }
 
 async fn stream_pods(client: kube::Client, node: String, tx: &Sender) {
     let pods: Api<Pod> = Api::all(client.clone());
     let config = watcher::Config::default().fields(&format!("spec.nodeName={node}"));
-    let pod_events = watcher(pods, config).default_backoff().map(Followed::Pod);
+    let pod_events = watcher(pods, config)
+        .default_backoff()
+        .map(|e| Followed::Pod(Box::new(e)));
     // A claim bound (or changed) after its pod reached the node is news for the pod:
     // the agent waits for the bound volume, which the next pod event carries.
     let claims: Api<PersistentVolumeClaim> = Api::all(client.clone());
     let claim_events = watcher(claims, watcher::Config::default())
         .default_backoff()
-        .map(Followed::Claim);
+        .map(|e| Followed::Claim(Box::new(e)));
     let mut events = futures::stream::select(pod_events, claim_events).boxed();
     let mut sent = Sent::default();
     let mut relisted: Option<HashSet<String>> = None;
     while let Some(followed) = events.next().await {
         let event = match followed {
-            Followed::Pod(Ok(event)) => event,
-            Followed::Pod(Err(error)) => {
-                tracing::warn!(%node, %error, "watching the node's pods");
-                continue;
-            }
-            Followed::Claim(Ok(watcher::Event::Apply(claim))) => {
-                if !claim_changed(&client, &mut sent, &claim, tx).await {
-                    return;
+            Followed::Pod(event) => match *event {
+                Ok(event) => event,
+                Err(error) => {
+                    tracing::warn!(%node, %error, "watching the node's pods");
+                    continue;
                 }
-                continue;
-            }
-            Followed::Claim(Ok(_)) => continue,
-            Followed::Claim(Err(error)) => {
-                tracing::warn!(%node, %error, "watching claims");
-                continue;
-            }
+            },
+            Followed::Claim(event) => match *event {
+                Ok(watcher::Event::Apply(claim)) => {
+                    if !claim_changed(&client, &mut sent, &claim, tx).await {
+                        return;
+                    }
+                    continue;
+                }
+                Ok(_) => continue,
+                Err(error) => {
+                    tracing::warn!(%node, %error, "watching claims");
+                    continue;
+                }
+            },
         };
         let ok = match event {
             watcher::Event::Init => {
