@@ -27,26 +27,33 @@ pub struct Cluster {
     server: Child,
     agent: Child,
     plugin: Option<Child>,
+    csi: Option<Child>,
 }
+
+/// The CSI driver's name.
+pub const CSI_DRIVER: &str = "csi.coxswain.dev";
 
 /// `cox-nvidia-plugin`, which must sit beside `cox`; built when missing.
 pub fn plugin_beside_cox() -> PathBuf {
-    let path = Path::new(env!("CARGO_BIN_EXE_cox")).with_file_name("cox-nvidia-plugin");
+    binary_beside_cox("cox-nvidia-plugin", "coxswain-nvidia-plugin")
+}
+
+/// `cox-csi`, which must sit beside `cox`; built when missing.
+pub fn csi_beside_cox() -> PathBuf {
+    binary_beside_cox("cox-csi", "coxswain-csi")
+}
+
+fn binary_beside_cox(binary: &str, package: &str) -> PathBuf {
+    let path = Path::new(env!("CARGO_BIN_EXE_cox")).with_file_name(binary);
     if !path.is_file() {
-        eprintln!("cox-nvidia-plugin not built yet: running cargo build -p coxswain-nvidia-plugin");
+        eprintln!("{binary} not built yet: running cargo build -p {package}");
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let status = Command::new(cargo)
-            .args([
-                "build",
-                "-p",
-                "coxswain-nvidia-plugin",
-                "--bin",
-                "cox-nvidia-plugin",
-            ])
+            .args(["build", "-p", package, "--bin", binary])
             .status();
         assert!(
             path.is_file(),
-            "THE cox-nvidia-plugin BINARY IS MISSING beside cox and building it failed ({status:?})"
+            "THE {binary} BINARY IS MISSING beside cox and building it failed ({status:?})"
         );
     }
     path
@@ -64,16 +71,23 @@ fn log_file(dir: &Path, name: &str) -> std::fs::File {
 impl Cluster {
     /// Starts the server and the agent and waits until the node is registered.
     pub fn start() -> Self {
-        Self::start_with(None)
+        Self::start_with(None, None)
+    }
+
+    /// Like [`Cluster::start`], plus `cox-csi` (`csi.coxswain.dev`) offering
+    /// `capacity` on the node, given to the agent with `--csi-driver`; waits until the
+    /// node announces the driver.
+    pub fn start_with_csi(capacity: &str) -> Self {
+        Self::start_with(None, Some(capacity))
     }
 
     /// Like [`Cluster::start`], plus `cox-nvidia-plugin --simulate topology` registered with
     /// the agent; waits until the node reports the simulated GPUs.
     pub fn start_with_gpus(topology: &str) -> Self {
-        Self::start_with(Some(topology))
+        Self::start_with(Some(topology), None)
     }
 
-    fn start_with(gpus: Option<&str>) -> Self {
+    fn start_with(gpus: Option<&str>, csi_capacity: Option<&str>) -> Self {
         assert!(
             std::fs::metadata("/proc/self")
                 .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
@@ -97,6 +111,21 @@ impl Cluster {
             .expect("cox server starts");
         let agent_root = dir.path().join("agent");
         let cgroup_root = format!("coxswain-cli-it-{}", std::process::id());
+        let csi_socket = dir.path().join("csi").join("csi.sock");
+        let csi = csi_capacity.map(|capacity| {
+            Command::new(csi_beside_cox())
+                .arg("--endpoint")
+                .arg(format!("unix://{}", csi_socket.display()))
+                .args(["--node-id", NODE, "--capacity", capacity, "--state-dir"])
+                .arg(dir.path().join("csi-state"))
+                .stdout(Stdio::null())
+                .stderr(log_file(dir.path(), "csi.log"))
+                .spawn()
+                .expect("cox-csi starts")
+        });
+        let csi_flag = csi
+            .as_ref()
+            .map(|_| format!("{CSI_DRIVER}=unix://{}", csi_socket.display()));
         let agent = Command::new(env!("CARGO_BIN_EXE_cox"))
             .args(["agent", "--server", &url, "--node-name", NODE, "--root"])
             .arg(&agent_root)
@@ -112,6 +141,11 @@ impl Cluster {
                 "--no-cni",
             ])
             .args(gpus.is_none().then_some("--no-devices"))
+            .args(
+                csi_flag
+                    .iter()
+                    .flat_map(|flag| ["--csi-driver", flag.as_str()]),
+            )
             .stdout(Stdio::null())
             .stderr(log_file(dir.path(), "agent.log"))
             .spawn()
@@ -135,11 +169,22 @@ impl Cluster {
             server,
             agent,
             plugin,
+            csi,
         };
         cluster.eventually("node n1 to register", || {
             let out = cluster.cox(&["get", "node", NODE, "-o", "name"]);
             out.status.success().then_some(())
         });
+        if cluster.csi.is_some() {
+            cluster.eventually("node n1 to announce its CSI driver", || {
+                let node: Value =
+                    serde_json::from_str(&cluster.ok(&["get", "node", NODE, "-o", "json"])).ok()?;
+                let ids = node["metadata"]["annotations"]["csi.volume.kubernetes.io/nodeid"]
+                    .as_str()?
+                    .to_string();
+                ids.contains(CSI_DRIVER).then_some(())
+            });
+        }
         if gpus.is_some() {
             cluster.eventually("node n1 to report its GPUs", || {
                 let node: Value =
@@ -261,6 +306,7 @@ impl Drop for Cluster {
         for child in [
             Some(&mut self.agent),
             self.plugin.as_mut(),
+            self.csi.as_mut(),
             Some(&mut self.server),
         ]
         .into_iter()
@@ -268,6 +314,26 @@ impl Drop for Cluster {
         {
             child.kill().ok();
             child.wait().ok();
+        }
+        // A failed CSI test can leave its volumes staged: unmount what is under the
+        // test's directory and detach the loop devices of its images.
+        let dir = self.dir.path().display().to_string();
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let mut mounts: Vec<&str> = mountinfo
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .filter(|m| m.starts_with(&dir))
+            .collect();
+        mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for mount in mounts {
+            Command::new("umount").args(["-l", mount]).status().ok();
+        }
+        if let Ok(out) = Command::new("losetup").arg("-a").output() {
+            for line in String::from_utf8_lossy(&out.stdout).lines() {
+                if let Some((device, _)) = line.split_once(':').filter(|_| line.contains(&dir)) {
+                    Command::new("losetup").args(["-d", device]).status().ok();
+                }
+            }
         }
         // The (by now empty) cgroup root in every hierarchy, v1 and v2.
         let mut roots = vec![Path::new("/sys/fs/cgroup").join(&self.cgroup_root)];
