@@ -13,7 +13,7 @@
 //! - [`events`]: RecordEvent (Events about the agent's Node and its pods).
 //! - [`lifecycle`]: the loop that marks nodes with an expired lease NotReady.
 
-mod cas;
+pub(crate) mod cas;
 pub mod cidr;
 pub mod devices;
 pub mod events;
