@@ -12,6 +12,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+use coxswain_api::quantity::{ParsedQuantity, QuantityFormat};
 use coxswain_proto::node::v1alpha1 as pb;
 use coxswain_proto::node::v1alpha1::volume_event::Type;
 use futures::{FutureExt, StreamExt};
@@ -379,7 +380,7 @@ fn provisioned_volume(
             access_modes: claim_spec.access_modes.clone(),
             capacity: Some(BTreeMap::from([(
                 "storage".to_string(),
-                Quantity(bytes.to_string()),
+                storage_quantity(bytes),
             )])),
             claim_ref: Some(claim_ref(claim)),
             csi: Some(CSIPersistentVolumeSource {
@@ -411,6 +412,14 @@ fn provisioned_volume(
         .annotations_mut()
         .insert(PROVISIONED_BY.to_string(), request.driver.clone());
     volume
+}
+
+/// `bytes` as Kubernetes writes a byte count in binary SI (`1073741824` → `1Gi`).
+fn storage_quantity(bytes: i128) -> Quantity {
+    let parsed = bytes
+        .checked_mul(1000)
+        .and_then(|millis| ParsedQuantity::from_millis(millis, QuantityFormat::BinarySi).ok());
+    Quantity(parsed.map_or_else(|| bytes.to_string(), |q| q.to_string()))
 }
 
 /// Serves ReportVolumeDeleted.
