@@ -297,3 +297,58 @@ async fn a_retained_volume_is_released_and_never_sent_for_deletion() {
         "a Retain volume is not deleted"
     );
 }
+
+#[tokio::test]
+async fn an_unselected_claim_follows_its_bound_pod_to_a_node_running_the_driver() {
+    let cluster = start_with_controller().await;
+    register_with_drivers(&cluster, "n1", "10.0.0.1", &[DRIVER]).await;
+    register_with_drivers(&cluster, "plain", "10.0.0.3", &[]).await;
+    create_class(
+        &cluster,
+        json!({
+            "metadata": {"name": "local"},
+            "provisioner": DRIVER,
+            "volumeBindingMode": "WaitForFirstConsumer",
+        }),
+    )
+    .await;
+    create_claim(&cluster, claim_json("scratch", "local", "1Gi")).await;
+    create_claim(&cluster, claim_json("stranded", "local", "1Gi")).await;
+    let mut n1 = watch_volumes(&cluster, "n1").await;
+    assert_eq!(
+        next_volume_event(&mut n1).await.0,
+        VolumeEventType::Synced,
+        "no node chosen yet: nothing to provision"
+    );
+
+    for (pod, claim, node) in [("a", "scratch", "n1"), ("b", "stranded", "plain")] {
+        create_pod(
+            &cluster.client,
+            json!({
+                "metadata": {"name": pod, "namespace": "default"},
+                "spec": {
+                    "nodeName": node,
+                    "containers": [{"name": "c", "image": "busybox"}],
+                    "volumes": [{"name": "v", "persistentVolumeClaim": {"claimName": claim}}],
+                }
+            }),
+        )
+        .await;
+    }
+    let (kind, event) = next_volume_event(&mut n1).await;
+    assert_eq!(kind, VolumeEventType::Provision);
+    let sent: PersistentVolumeClaim = serde_json::from_slice(&event.claim).unwrap();
+    assert_eq!(sent.metadata.name.as_deref(), Some("scratch"));
+    assert_eq!(
+        annotation(&sent.metadata, volumes::SELECTED_NODE),
+        Some("n1")
+    );
+
+    let warning = event_with_reason(&cluster, "default", "stranded", "ProvisioningFailed").await;
+    assert!(
+        warning.message.unwrap().contains("does not run CSI driver"),
+        "a node without the driver is named"
+    );
+    let stranded = claims(&cluster).get("stranded").await.unwrap();
+    assert_eq!(annotation(&stranded.metadata, volumes::SELECTED_NODE), None);
+}

@@ -31,9 +31,9 @@ use tonic::Status;
 
 use super::{EventStream, NodeService, api_status, is_conflict, is_not_found, require_node_name};
 use crate::controllers::volumes::bind::claim_ref;
-use crate::controllers::volumes::claims::set_provisioning_failed;
+use crate::controllers::volumes::claim::set_provisioning_failed;
 use crate::controllers::volumes::matching::{claim_class, requested_bytes};
-use crate::controllers::volumes::volumes::{phase, reclaim_policy};
+use crate::controllers::volumes::volume::{phase, reclaim_policy};
 use crate::controllers::volumes::{
     CSI_NODE_ID, FS_TYPE_PARAMETERS, PROVISIONED_BY, SELECTED_NODE, provisioned_name,
 };

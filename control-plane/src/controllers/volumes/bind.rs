@@ -112,7 +112,7 @@ pub async fn bind(
         });
         let conditions: Option<Vec<_>> = status.conditions.as_ref().map(|all| {
             all.iter()
-                .filter(|c| c.type_ != super::claims::PROVISIONED_CONDITION)
+                .filter(|c| c.type_ != super::claim::PROVISIONED_CONDITION)
                 .cloned()
                 .collect()
         });

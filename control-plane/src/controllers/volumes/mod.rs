@@ -7,16 +7,16 @@
 //! the node service's WatchVolumes and reports back (see `nodeservice::volumes`). This
 //! controller only binds the PersistentVolume the node service creates from that report.
 //!
-//! - [`claims`]: one claim: its protection finalizer, binding, the reason it waits.
-//! - [`volumes`]: one volume: its protection finalizer and its phase (Available, Bound,
+//! - [`claim`]: one claim: its protection finalizer, binding, the reason it waits.
+//! - [`volume`]: one volume: its protection finalizer and its phase (Available, Bound,
 //!   Released).
 //! - [`matching`]: which volume a claim binds to.
 //! - [`bind`]: the four writes of a binding, in Kubernetes' order.
 
 pub mod bind;
-pub mod claims;
+pub mod claim;
 pub mod matching;
-pub mod volumes;
+pub mod volume;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -94,7 +94,7 @@ pub async fn run(client: kube::Client, config: ControllersConfig, shutdown: Canc
         claims_of_pod,
     )
     .graceful_shutdown_on(cancelled(shutdown.clone()))
-    .run(claims::reconcile, claims::error_policy, context.clone())
+    .run(claim::reconcile, claim::error_policy, context.clone())
     .for_each(|result| async move {
         if let Err(error) = result {
             tracing::debug!(%error, "claim controller");
@@ -110,7 +110,7 @@ pub async fn run(client: kube::Client, config: ControllersConfig, shutdown: Canc
         volumes_of_claim,
     )
     .graceful_shutdown_on(cancelled(shutdown))
-    .run(volumes::reconcile, volumes::error_policy, context)
+    .run(volume::reconcile, volume::error_policy, context)
     .for_each(|result| async move {
         if let Err(error) = result {
             tracing::debug!(%error, "volume controller");

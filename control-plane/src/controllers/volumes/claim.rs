@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{
-    PersistentVolume, PersistentVolumeClaim, PersistentVolumeClaimCondition,
+    Node, PersistentVolume, PersistentVolumeClaim, PersistentVolumeClaimCondition,
     PersistentVolumeClaimStatus, Pod,
 };
 use k8s_openapi::api::storage::v1::StorageClass;
@@ -114,9 +114,7 @@ async fn bind_named(
                     claim,
                     EventType::Warning,
                     "ClaimLost",
-                    &format!(
-                        "Bound claim has lost its PersistentVolume. Data on the volume is lost!"
-                    ),
+                    "Bound claim has lost its PersistentVolume. Data on the volume is lost!",
                 )
                 .await;
         }
@@ -189,9 +187,15 @@ async fn wait_for_volume(
         return Ok(());
     };
     let provisioner = class.provisioner.clone();
+    let selected = match claim.annotations().get(SELECTED_NODE) {
+        Some(node) => Some(node.clone()),
+        None => consumer_node(ctx, claim, &provisioner).await?,
+    };
     let changed = modify(claims, &claim.name_any(), Part::Object, |c| {
         let annotations = c.annotations_mut();
-        if annotations.get(STORAGE_PROVISIONER) == Some(&provisioner) {
+        if annotations.get(STORAGE_PROVISIONER) == Some(&provisioner)
+            && annotations.get(SELECTED_NODE) == selected.as_ref()
+        {
             return false;
         }
         annotations.insert(STORAGE_PROVISIONER.to_string(), provisioner.clone());
@@ -199,13 +203,17 @@ async fn wait_for_volume(
             "volume.beta.kubernetes.io/storage-provisioner".to_string(),
             provisioner.clone(),
         );
+        if let Some(node) = &selected {
+            annotations.insert(SELECTED_NODE.to_string(), node.clone());
+        }
         true
     })
     .await
     .map_err(Error::api(format!("annotating claim {}", claim.name_any())))?;
-    let was_annotated = claim.annotations().get(STORAGE_PROVISIONER) == Some(&provisioner);
+    let was_annotated = claim.annotations().get(STORAGE_PROVISIONER) == Some(&provisioner)
+        && claim.annotations().get(SELECTED_NODE) == selected.as_ref();
     if changed.is_some() && !was_annotated {
-        let (reason, message) = if claim.annotations().contains_key(SELECTED_NODE) {
+        let (reason, message) = if selected.is_some() {
             (
                 "ExternalProvisioning",
                 format!(
@@ -284,6 +292,11 @@ async fn set_finalizer(
 
 /// Whether a pod that has not finished (phase other than Succeeded or Failed) uses `claim`.
 async fn in_use(ctx: &Context, claim: &PersistentVolumeClaim) -> Result<bool, Error> {
+    Ok(!consumers(ctx, claim).await?.is_empty())
+}
+
+/// The pods that use `claim` and have not finished (phase other than Succeeded or Failed).
+async fn consumers(ctx: &Context, claim: &PersistentVolumeClaim) -> Result<Vec<Pod>, Error> {
     let namespace = claim.namespace().unwrap_or_default();
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
     let list = pods
@@ -293,9 +306,46 @@ async fn in_use(ctx: &Context, claim: &PersistentVolumeClaim) -> Result<bool, Er
             "listing the pods of namespace {namespace}"
         )))?;
     let name = claim.name_any();
-    Ok(list.items.iter().any(|pod| {
-        let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
-        !matches!(phase, Some("Succeeded") | Some("Failed"))
-            && crate::nodeservice::pods::claim_references(pod).contains(&name)
-    }))
+    Ok(list
+        .items
+        .into_iter()
+        .filter(|pod| {
+            let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+            !matches!(phase, Some("Succeeded") | Some("Failed"))
+                && crate::nodeservice::pods::claim_references(pod).contains(&name)
+        })
+        .collect())
+}
+
+/// The node a consumer of `claim` was bound to, when the scheduler has not chosen one for
+/// the claim (`volume.kubernetes.io/selected-node` unset): the volume follows the pod to
+/// its node. A node that does not run `provisioner` is reported on the claim.
+async fn consumer_node(
+    ctx: &Context,
+    claim: &PersistentVolumeClaim,
+    provisioner: &str,
+) -> Result<Option<String>, Error> {
+    let bound = consumers(ctx, claim)
+        .await?
+        .into_iter()
+        .find_map(|pod| pod.spec.and_then(|s| s.node_name).filter(|n| !n.is_empty()));
+    let Some(node) = bound else {
+        return Ok(None);
+    };
+    let nodes: Api<Node> = Api::all(ctx.client.clone());
+    let stored = nodes
+        .get_opt(&node)
+        .await
+        .map_err(Error::api(format!("reading node {node}")))?;
+    let announced =
+        stored.is_some_and(|n| crate::nodeservice::volumes::node_drivers(&n).contains(provisioner));
+    if !announced {
+        let message =
+            format!("node {node:?} of the claim's pod does not run CSI driver {provisioner:?}");
+        ctx.events
+            .publish(claim, EventType::Warning, "ProvisioningFailed", &message)
+            .await;
+        return Ok(None);
+    }
+    Ok(Some(node))
 }
