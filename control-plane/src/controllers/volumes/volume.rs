@@ -181,7 +181,11 @@ async fn desired_phase(
             None,
         ));
     }
-    // The claim was bound to another volume meanwhile.
+    // The claim was bound to another volume meanwhile: a volume made for it is released to
+    // its reclaim policy (as the claim was gone); one the controller chose is freed.
+    if volume.annotations().contains_key(PROVISIONED_BY) {
+        return Ok((Some("Released"), None));
+    }
     Ok((Some("Available"), None))
 }
 
