@@ -226,3 +226,34 @@ async fn a_first_consumer_claim_is_provisioned_on_a_node_running_the_driver_befo
         "the claim bound before the pod"
     );
 }
+
+#[tokio::test]
+async fn a_claim_never_provisioned_sends_the_pod_back_to_the_queue_with_the_reason() {
+    let cluster = Cluster::start_with(coxswain_control_plane::scheduler::runner::RunnerConfig {
+        volume_bind_timeout: Some(std::time::Duration::from_millis(300)),
+        ..Default::default()
+    })
+    .await;
+    node(&cluster, "local", &[DRIVER]).await;
+    create(
+        cluster_api::<StorageClass>(&cluster),
+        class("fast", DRIVER, "WaitForFirstConsumer"),
+    )
+    .await;
+    create(claims(&cluster), claim("stuck", "fast")).await;
+    cluster.create(pod_with_claim("waiting", "stuck")).await;
+
+    // No agent provisions: the bind times out and the pod is retried, never bound.
+    let event = wait_event(
+        &cluster.client,
+        "Pod",
+        "waiting",
+        "FailedScheduling",
+        "not bound within",
+        |_| true,
+    )
+    .await;
+    assert!(event.message.unwrap().contains("stuck"), "names the claim");
+    let pod = cluster.pods().get("waiting").await.unwrap();
+    assert_eq!(node_of(&pod), None);
+}

@@ -223,3 +223,62 @@ impl FilterPlugin for VolumeBinding {
         Status::success()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scheduler::model::Resources;
+
+    fn node(name: &str, zone: &str) -> NodeInfo {
+        let mut node = NodeInfo::new(name, Resources::new(1000, 1 << 30, 10), Vec::new());
+        node.labels
+            .insert("kubernetes.io/hostname".into(), name.into());
+        node.labels.insert("zone".into(), zone.into());
+        node
+    }
+
+    fn volume(terms: serde_json::Value) -> PersistentVolume {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "v"},
+            "spec": {"nodeAffinity": {"required": {"nodeSelectorTerms": terms}}},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_volumes_node_affinity_is_an_or_of_ands() {
+        let pinned = volume(serde_json::json!([
+            {"matchExpressions": [
+                {"key": "kubernetes.io/hostname", "operator": "In", "values": ["n1"]},
+                {"key": "zone", "operator": "NotIn", "values": ["b"]},
+            ]},
+            {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["c"]}]},
+        ]));
+        assert!(affinity_admits(&pinned, &node("n1", "a")));
+        assert!(!affinity_admits(&pinned, &node("n1", "b")));
+        assert!(!affinity_admits(&pinned, &node("n2", "a")));
+        assert!(affinity_admits(&pinned, &node("n2", "c")));
+        let anywhere: PersistentVolume =
+            serde_json::from_value(serde_json::json!({"metadata": {"name": "v"}, "spec": {}}))
+                .unwrap();
+        assert!(affinity_admits(&anywhere, &node("n9", "z")));
+    }
+
+    #[test]
+    fn without_a_view_every_pod_passes() {
+        let mut pod = PodInfo::new("ns/p", 0, 0, 0);
+        pod.claims = vec!["missing".into()];
+        let plugin = VolumeBinding::default();
+        let snapshot = ClusterSnapshot::new();
+        assert!(
+            plugin
+                .pre_filter(&snapshot, &mut CycleState::new(), &pod)
+                .is_ok()
+        );
+        assert!(
+            plugin
+                .filter(&snapshot, &CycleState::new(), &pod, &node("n1", "a"))
+                .is_success()
+        );
+    }
+}
