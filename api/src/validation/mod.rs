@@ -5,7 +5,7 @@
 //! `spec.replicaGroups[1].replicas: must be greater than or equal to 1`.
 //!
 //! Coverage: metadata for every kind; full specs for `Pod`, `TrainingJob`, `PodGroup`,
-//! `Queue` and `PyTorchJob`; the pod templates of `Deployment`, `ReplicaSet`, `DaemonSet`, `Job` and
+//! `Queue`, `PyTorchJob` and `PersistentVolumeClaim`; the pod templates of `Deployment`, `ReplicaSet`, `DaemonSet`, `Job` and
 //! `CronJob`. The other Kubernetes kinds (Service, Node, ConfigMap, ...) and the rest of
 //! the workloads' specs are validated on their metadata only for now. Enumerated fields of coxswain's kinds (topology level and
 //! mode, restart and success policy types, pod group phase) are Rust enums, so a bad value
@@ -20,6 +20,7 @@ mod queue;
 mod resources;
 mod training_resources;
 mod trainingjob;
+mod volumes;
 mod workloads;
 
 pub use field::{FieldError, FieldErrorType, FieldPath, ValidationError};
@@ -29,6 +30,7 @@ pub use podgroup::validate_pod_group;
 pub use pytorchjob::validate_pytorch_job;
 pub use queue::validate_queue;
 pub use trainingjob::validate_training_job;
+pub use volumes::{ACCESS_MODES, VOLUME_MODES, validate_persistent_volume_claim};
 pub use workloads::validate_workload_template;
 
 use crate::Object;
@@ -65,6 +67,9 @@ pub fn validate(object: &Object) -> Vec<FieldError> {
         Object::PodGroup(group) => errors.extend(validate_pod_group(group)),
         Object::Queue(queue) => errors.extend(validate_queue(queue)),
         Object::PyTorchJob(job) => errors.extend(validate_pytorch_job(job)),
+        Object::PersistentVolumeClaim(claim) => {
+            errors.extend(validate_persistent_volume_claim(claim))
+        }
         other => errors.extend(validate_workload_template(other)),
     }
     errors

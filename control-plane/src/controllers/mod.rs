@@ -10,6 +10,8 @@
 //!   `Service`, an MPI hostfile and rendezvous env; it restarts the whole gang on failure.
 //! - [`pytorchjob`]: a Kubeflow `PyTorchJob` runs as a `TrainingJob` it owns, with
 //!   Kubeflow's per-replica services and its status mirrored back in Kubeflow's shape.
+//! - [`volumes`]: binds PersistentVolumeClaims to PersistentVolumes, protects both while in
+//!   use and releases volumes whose claims are gone (provisioning happens on the nodes).
 //! - [`gc`]: the garbage collector deletes dependents whose owners are gone and completes
 //!   `Foreground` and `Orphan` deletions.
 
@@ -17,6 +19,7 @@ pub mod clock;
 pub mod gc;
 pub mod pytorchjob;
 pub mod trainingjob;
+pub mod volumes;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -164,6 +167,7 @@ pub async fn run_all(client: kube::Client, config: ControllersConfig, shutdown: 
     tokio::join!(
         trainingjob::run(client.clone(), config.clone(), shutdown.clone()),
         pytorchjob::run(client.clone(), config.clone(), shutdown.clone()),
+        volumes::run(client.clone(), config.clone(), shutdown.clone()),
         gc::run(client, config, shutdown),
     );
 }

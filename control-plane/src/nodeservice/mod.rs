@@ -11,9 +11,11 @@
 //! - [`devices`]: ReportDevices (ResourceSlices and extended resources).
 //! - [`routes`]: WatchRoutes; [`resolve`]: Resolve (cluster DNS names).
 //! - [`events`]: RecordEvent (Events about the agent's Node and its pods).
+//! - [`volumes`]: WatchVolumes, ReportProvisioning, ReportVolumeDeleted (the node's CSI
+//!   drivers provision claims selected for the node and delete its released volumes).
 //! - [`lifecycle`]: the loop that marks nodes with an expired lease NotReady.
 
-mod cas;
+pub(crate) mod cas;
 pub mod cidr;
 pub mod devices;
 pub mod events;

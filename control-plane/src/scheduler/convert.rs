@@ -126,6 +126,9 @@ pub fn pod_info(pod: &Pod, seq: u64) -> Result<PodInfo, ConvertError> {
     let spec = pod.spec.as_ref().ok_or(ConvertError::Missing("spec"))?;
     let mut info = PodInfo::new(&format!("{ns}/{name}"), 0, 0, 0);
     info.seq = seq;
+    info.claims = crate::nodeservice::pods::claim_references(pod)
+        .into_iter()
+        .collect();
     info.priority = spec.priority.unwrap_or(0);
     info.never_preempts = spec.preemption_policy.as_deref() == Some("Never");
     let (mut gpus, mut milli) = (0i64, 0i64);

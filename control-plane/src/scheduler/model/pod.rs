@@ -107,6 +107,8 @@ pub struct PodInfo {
     pub node: Option<String>,
     /// Devices the pod holds, for pods already placed.
     pub devices: Vec<DeviceAlloc>,
+    /// Names of the PersistentVolumeClaims its volumes use (in the pod's namespace).
+    pub claims: Vec<String>,
 }
 
 impl PodInfo {

@@ -31,9 +31,16 @@ pub struct ApiBinder {
     handle: Handle,
     pods: PodCache,
     before_bind: Option<BeforeBind>,
+    volume_timeout: std::time::Duration,
 }
 
 impl ApiBinder {
+    /// The same binder, waiting at most `timeout` for a pod's claims to bind.
+    pub(crate) fn with_volume_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.volume_timeout = timeout;
+        self
+    }
+
     /// A binder writing through `client`, blocking on `handle`, over the pods in `pods`.
     pub(crate) fn new(
         client: kube::Client,
@@ -46,6 +53,7 @@ impl ApiBinder {
             handle,
             pods,
             before_bind,
+            volume_timeout: super::volumes::DEFAULT_VOLUME_BIND_TIMEOUT,
         }
     }
 
@@ -100,6 +108,13 @@ impl Binder for ApiBinder {
             .pods
             .get(&binding.pod)
             .ok_or_else(|| BindError::NotFound(binding.pod.to_string()))?;
+        // PreBind: the pod's claims follow it to the node and bind first.
+        self.handle.block_on(super::volumes::prebind(
+            &self.client,
+            &seen,
+            &binding.node,
+            self.volume_timeout,
+        ))?;
         let pod = bound(seen, binding)?;
         if let Some(hook) = &self.before_bind {
             hook(binding);

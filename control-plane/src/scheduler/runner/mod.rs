@@ -22,6 +22,7 @@ mod metering;
 mod notices;
 mod pod_status;
 mod scheduling_loop;
+mod volumes;
 mod watch;
 
 use std::collections::HashMap;
@@ -38,7 +39,9 @@ pub use notices::EVENT_COMPONENT;
 pub use watch::{PodState, classify};
 
 use super::clock::SystemClock;
-use super::{Scheduler, SchedulerConfig, default_framework};
+use super::plugins::default_framework_with_volumes;
+use super::{Scheduler, SchedulerConfig};
+pub use volumes::DEFAULT_VOLUME_BIND_TIMEOUT;
 
 /// The scheduler name pods ask for (`spec.schedulerName`); pods naming `default-scheduler`
 /// or nothing are scheduled too.
@@ -55,6 +58,9 @@ pub struct RunnerConfig {
     pub before_bind: Option<BeforeBind>,
     /// Where to record scheduler metrics (`cox server` passes the control plane's).
     pub metrics: Option<Arc<crate::metrics::Metrics>>,
+    /// How long the binder waits for a pod's claims to bind before binding the pod
+    /// (`None`: [`DEFAULT_VOLUME_BIND_TIMEOUT`]); on timeout the pod goes back to the queue.
+    pub volume_bind_timeout: Option<std::time::Duration>,
 }
 
 impl std::fmt::Debug for RunnerConfig {
@@ -134,16 +140,18 @@ pub async fn run(
     let status = pod_status::spawn(client.clone(), pods.clone(), stop.clone());
     let notices = notices::spawn(client.clone(), pods.clone(), stop.clone());
     watch::spawn_all(&client, pods.clone(), tx.clone(), &stop);
-    let binder = Arc::new(ApiBinder::new(
-        client,
-        handle,
-        pods,
-        config.before_bind.clone(),
-    ));
+    let volume_view = volumes::view(&client, &stop).await;
+    let binder = Arc::new(
+        ApiBinder::new(client, handle, pods, config.before_bind.clone()).with_volume_timeout(
+            config
+                .volume_bind_timeout
+                .unwrap_or(DEFAULT_VOLUME_BIND_TIMEOUT),
+        ),
+    );
     let meter = metering::Meter::new(config.metrics.clone());
     let clock = Arc::new(SystemClock::new());
     let scheduler = Scheduler::new(
-        default_framework(),
+        default_framework_with_volumes(volume_view),
         binder,
         clock.clone(),
         config.scheduler.clone(),
