@@ -97,7 +97,7 @@ fn a_claim_is_provisioned_where_its_pod_runs_keeps_its_data_and_goes_with_its_vo
     cluster.apply(STORAGE);
     cluster.apply(&pod(
         "writer",
-        "echo kept > /data/hello && sync; dd if=/dev/zero of=/data/big bs=1M count=32 2>&1 | tail -1; rm -f /data/big",
+        "echo kept > /data/hello && sync; dd if=/dev/zero of=/data/big bs=1M count=32 2>&1 | head -1; rm -f /data/big",
     ));
     let writer = cluster.wait_phase("default", "writer", "Succeeded");
     assert_eq!(writer["spec"]["nodeName"], cluster::NODE);
