@@ -1,6 +1,7 @@
 //! The main job end to end: `cox demo --exit` brings up a one-machine cluster (`cox server`,
 //! `cox-nvidia-plugin` with simulated GPUs, `cox agent` with runc and the CNI plugins), runs
-//! the example TrainingJob (two workers, one GPU each, a TCP all-reduce between their pods)
+//! the example TrainingJob (two workers, four GPUs each, a TCP all-reduce between their pods,
+//! checkpoints on a volume `cox-csi` provisions)
 //! and exits 0 only when the job succeeded. Needs root, runc and the CNI plugins, like the
 //! agent's own tests; `scripts/setup.sh` installs them.
 
@@ -95,10 +96,27 @@ fn demo_trains_the_example_job_to_success_and_leaves_nothing_running() {
         .filter_map(|l| l.split('\t').nth(2))
         .collect();
     assert_eq!(gpus.len(), 2, "{context}");
-    assert!(gpus.iter().all(|g| g.contains("GPU-")), "{gpus:?}");
+    assert!(
+        gpus.iter().all(|g| g.matches("GPU-").count() == 4),
+        "four GPUs each: {gpus:?}"
+    );
     assert_ne!(gpus[0], gpus[1], "two workers never share a whole GPU");
 
-    // `--exit` deleted the job first: no pod sandbox is left behind.
+    // The checkpoints went to a volume the CSI driver provisioned for the job's claim.
+    assert!(
+        stdout.contains("checkpoints: claim trainer-checkpoints bound to volume pvc-")
+            && stdout.contains("csi.coxswain.dev, 256Mi"),
+        "{context}"
+    );
+
+    // `--exit` deleted the job and its claim first: no pod sandbox, no volume is left
+    // behind (the driver deleted the claim's volume: reclaim policy Delete).
+    let volumes = data.path().join("csi-state");
+    let images: Vec<_> = walk(&volumes)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "img"))
+        .collect();
+    assert!(images.is_empty(), "volumes left: {images:?}\n{context}");
     for dir in ["netns", "pods"] {
         let path = data.path().join("agent").join(dir);
         let left: Vec<_> = std::fs::read_dir(&path)
@@ -110,6 +128,20 @@ fn demo_trains_the_example_job_to_success_and_leaves_nothing_running() {
             path.display()
         );
     }
+}
+
+/// Every file under `dir`.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
 }
 
 fn nix_is_root() -> bool {

@@ -219,7 +219,9 @@ fn trainer_job(checkpoints: &std::path::Path, node_cpus: u32) -> Value {
     ]);
     for volume in spec["volumes"].as_array_mut().unwrap() {
         if volume["name"] == "checkpoints" {
-            volume["hostPath"]["path"] = json!(checkpoints.display().to_string());
+            // Each host keeps its own checkpoints (the example's claim is node-local).
+            *volume = json!({"name": "checkpoints", "hostPath": {
+                "path": checkpoints.display().to_string(), "type": "DirectoryOrCreate"}});
         }
     }
     job

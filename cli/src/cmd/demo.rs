@@ -1,9 +1,11 @@
 //! `cox demo`: the main job. It brings up a one-machine cluster — `cox server` (API, node
 //! service, scheduler, controllers) on the embedded store, the NVIDIA device plugin (real GPUs
-//! through NVML when a driver is loaded, otherwise simulated GPUs, said plainly), and
-//! `cox agent` running pods with runc and the CNI plugins — then submits the example
-//! TrainingJob (`examples/trainingjob-trainer.yaml`: two workers, four GPUs each, a TCP
-//! all-reduce in plain Python) and follows it: phases, the loss lines of rank 0, the result.
+//! through NVML when a driver is loaded, otherwise simulated GPUs, said plainly), the CSI
+//! driver `cox-csi` (node-local volumes), and `cox agent` running pods with runc and the CNI
+//! plugins — then submits the example TrainingJob (`examples/trainingjob-trainer.yaml`: two
+//! workers, four GPUs each, a TCP all-reduce in plain Python, checkpoints on a CSI volume
+//! claimed by `examples/trainer-volumes.yaml`) and follows it: phases, the loss lines of
+//! rank 0, the result.
 //!
 //! The cluster keeps running afterwards until Ctrl-C; `--exit` stops it after the job and
 //! exits 0 only if the job succeeded. Running it twice is safe: the second run replaces the
@@ -34,8 +36,12 @@ const TRAINING_JOB: &str = include_str!("../../../examples/trainingjob-trainer.y
 /// Its name and namespace, as the manifest has them.
 const JOB: &str = "trainer";
 const NAMESPACE: &str = "default";
-/// Where the example job keeps its checkpoints (a hostPath the agent is allowed to mount).
-const CHECKPOINTS: &str = "/var/lib/coxswain/checkpoints";
+/// The example job's StorageClass and checkpoint claim.
+const TRAINER_VOLUMES: &str = include_str!("../../../examples/trainer-volumes.yaml");
+/// The checkpoint claim's name, as the manifest has it.
+const CHECKPOINT_CLAIM: &str = "trainer-checkpoints";
+/// The CSI driver's name.
+const CSI_DRIVER: &str = "csi.coxswain.dev";
 
 /// Arguments of `cox demo`.
 #[derive(Args)]
@@ -118,8 +124,24 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     }
     daemons.start("nvidia-plugin", &mut plugin_cmd, &logs)?;
 
-    // 3. The node agent.
+    // 3. The CSI driver: node-local volumes (ext4 images on loop devices) for the claims.
     let node = "demo-node";
+    let csi_socket = args.data_dir.join("csi").join("csi.sock");
+    daemons.start(
+        "csi",
+        Command::new(sibling_binary("cox-csi")?)
+            .arg("--endpoint")
+            .arg(format!("unix://{}", csi_socket.display()))
+            .args(["--node-id", node, "--capacity", "4Gi", "--state-dir"])
+            .arg(args.data_dir.join("csi-state")),
+        &logs,
+    )?;
+    step(&format!(
+        "volumes: CSI driver {CSI_DRIVER} (cox-csi) on {}, 4Gi of node-local volumes",
+        csi_socket.display()
+    ));
+
+    // 4. The node agent.
     let mut agent_cmd = Command::new(cox_binary()?);
     agent_cmd
         .arg("agent")
@@ -128,7 +150,8 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         .args(["--node-ip", "127.0.0.1"])
         .arg("--root")
         .arg(&agent_root)
-        .args(["--allow-host-path", CHECKPOINTS]);
+        .arg("--csi-driver")
+        .arg(format!("{CSI_DRIVER}=unix://{}", csi_socket.display()));
     if let Some(runtime) = &args.runtime {
         agent_cmd.args(["--runtime", runtime]);
     }
@@ -139,12 +162,13 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         agent_root.display()
     ));
 
-    // 4. The training job.
+    // 5. The training job.
     submit_job(&client).await?;
     let succeeded = follow_job(&client, &mut daemons, Duration::from_secs(args.timeout)).await?;
     show_pods(&client).await?;
+    show_checkpoint_volume(&client).await?;
 
-    // 5. The scheduler's packing on a real cluster trace.
+    // 6. The scheduler's packing on a real cluster trace.
     if !args.exit {
         replay_trace(&openb::data_dir())?;
     }
@@ -159,6 +183,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         // Leave nothing running: the job's pods go (the agent tears down their sandboxes,
         // networks and devices) before the daemons stop.
         delete_job(&client).await?;
+        delete_checkpoints(&client).await?;
         daemons.stop();
         if succeeded {
             println!("\ncox demo: the training job succeeded (--exit)");
@@ -347,10 +372,25 @@ async fn submit_job(client: &ApiClient) -> anyhow::Result<()> {
     if delete_job(client).await? {
         step("removed the previous run's job");
     }
-    let checkpoints = Path::new(CHECKPOINTS).join(JOB);
-    if checkpoints.exists() {
-        std::fs::remove_dir_all(&checkpoints)
-            .with_context(|| format!("removing old checkpoints in {}", checkpoints.display()))?;
+    if delete_checkpoints(client).await? {
+        step("removed the previous run's checkpoint volume");
+    }
+    for object in coxswain_api::decode(TRAINER_VOLUMES.as_bytes())
+        .map_err(|e| anyhow::anyhow!("examples/trainer-volumes.yaml: {e}"))?
+    {
+        let applied = apply_value(
+            client,
+            &object.to_json_value()?,
+            "examples/trainer-volumes.yaml",
+            "cox-demo",
+        )
+        .await?;
+        step(&format!(
+            "{}/{} {}",
+            applied.kind.singular,
+            applied.name,
+            applied.verb()
+        ));
     }
     let config_map = json!({
         "apiVersion": "v1",
@@ -381,6 +421,91 @@ async fn submit_job(client: &ApiClient) -> anyhow::Result<()> {
     }
     step(&format!(
         "submitted TrainingJob {NAMESPACE}/{JOB} (examples/trainingjob-trainer.yaml): 2 workers × 4 GPUs, one gang"
+    ));
+    Ok(())
+}
+
+fn claim_path() -> String {
+    format!("/api/v1/namespaces/{NAMESPACE}/persistentvolumeclaims/{CHECKPOINT_CLAIM}")
+}
+
+/// Deletes the checkpoint claim and waits until it and its volume are gone (the agent
+/// deletes the volume with the driver: reclaim policy Delete); false when there was none.
+async fn delete_checkpoints(client: &ApiClient) -> anyhow::Result<bool> {
+    let claim = client
+        .send(Method::GET, &claim_path(), "application/json", None)
+        .await?;
+    if !claim.status.is_success() {
+        return Ok(false);
+    }
+    let volume = claim.body["spec"]["volumeName"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    client
+        .send(Method::DELETE, &claim_path(), "application/json", None)
+        .await?;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let claim_gone = client
+            .send(Method::GET, &claim_path(), "application/json", None)
+            .await?
+            .status
+            == reqwest::StatusCode::NOT_FOUND;
+        let volume_gone = volume.is_empty()
+            || client
+                .send(
+                    Method::GET,
+                    &format!("/api/v1/persistentvolumes/{volume}"),
+                    "application/json",
+                    None,
+                )
+                .await?
+                .status
+                == reqwest::StatusCode::NOT_FOUND;
+        if claim_gone && volume_gone {
+            return Ok(true);
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "the claim {NAMESPACE}/{CHECKPOINT_CLAIM} and its volume did not go away within 90 s"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// Says which volume the job's checkpoints went to.
+async fn show_checkpoint_volume(client: &ApiClient) -> anyhow::Result<()> {
+    let claim = client
+        .send(Method::GET, &claim_path(), "application/json", None)
+        .await?;
+    let volume = claim.body["spec"]["volumeName"]
+        .as_str()
+        .unwrap_or_default();
+    if volume.is_empty() {
+        step(&format!(
+            "checkpoints: claim {CHECKPOINT_CLAIM} is not bound"
+        ));
+        return Ok(());
+    }
+    let pv = client
+        .send(
+            Method::GET,
+            &format!("/api/v1/persistentvolumes/{volume}"),
+            "application/json",
+            None,
+        )
+        .await?;
+    step(&format!(
+        "checkpoints: claim {CHECKPOINT_CLAIM} bound to volume {volume} ({}, {}, on node {})",
+        pv.body["spec"]["csi"]["driver"].as_str().unwrap_or("?"),
+        pv.body["spec"]["capacity"]["storage"]
+            .as_str()
+            .unwrap_or("?"),
+        claim.body["metadata"]["annotations"]["volume.kubernetes.io/selected-node"]
+            .as_str()
+            .unwrap_or("?"),
     ));
     Ok(())
 }

@@ -393,14 +393,19 @@ pub fn is_true(object: &Value, type_: &str) -> bool {
     condition(object, type_).is_some_and(|c| c["status"] == "True")
 }
 
-/// Sets every `hostPath.path` of the volumes named `volume` under `object` to `path`.
+/// Makes every volume named `volume` under `object` (a hostPath or a claim) the hostPath
+/// `path`: the e2e clusters run no CSI driver, and the test reads the files there.
 pub fn point_host_paths(object: &mut Value, volume: &str, path: &Path) {
     match object {
         Value::Object(map) => {
-            if map.get("name").and_then(Value::as_str) == Some(volume)
-                && let Some(host_path) = map.get_mut("hostPath")
+            let named = map.get("name").and_then(Value::as_str) == Some(volume);
+            if named && (map.contains_key("hostPath") || map.contains_key("persistentVolumeClaim"))
             {
-                host_path["path"] = Value::String(path.display().to_string());
+                map.remove("persistentVolumeClaim");
+                map.insert(
+                    "hostPath".to_string(),
+                    serde_json::json!({"path": path.display().to_string(), "type": "DirectoryOrCreate"}),
+                );
             }
             for value in map.values_mut() {
                 point_host_paths(value, volume, path);
