@@ -179,17 +179,12 @@ pub fn pod_info(pod: &Pod, seq: u64) -> Result<PodInfo, ConvertError> {
     for (t, term) in terms.iter().enumerate() {
         let mut reqs = Vec::new();
         for (e, expr) in term.match_expressions.iter().flatten().enumerate() {
-            let op = match expr.operator.as_str() {
-                "In" => RequirementOp::In,
-                "NotIn" => RequirementOp::NotIn,
-                "Exists" => RequirementOp::Exists,
-                "DoesNotExist" => RequirementOp::DoesNotExist,
-                other => {
-                    let field = format!(
-                        "spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[{t}].matchExpressions[{e}].operator"
-                    );
-                    return Err(invalid(field, format!("operator {other} is not supported")));
-                }
+            let Some(op) = RequirementOp::parse(&expr.operator) else {
+                let field = format!(
+                    "spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[{t}].matchExpressions[{e}].operator"
+                );
+                let other = &expr.operator;
+                return Err(invalid(field, format!("operator {other} is not supported")));
             };
             reqs.push(Requirement {
                 key: expr.key.clone(),

@@ -24,6 +24,20 @@ pub enum RequirementOp {
     DoesNotExist,
 }
 
+impl RequirementOp {
+    /// The operator Kubernetes spells `op` (`In`, `NotIn`, `Exists`, `DoesNotExist`);
+    /// `None` for the ones the scheduler does not support (`Gt`, `Lt`) and unknown ones.
+    pub fn parse(op: &str) -> Option<Self> {
+        match op {
+            "In" => Some(Self::In),
+            "NotIn" => Some(Self::NotIn),
+            "Exists" => Some(Self::Exists),
+            "DoesNotExist" => Some(Self::DoesNotExist),
+            _ => None,
+        }
+    }
+}
+
 /// One node-selector requirement (`matchExpressions` entry).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Requirement {

@@ -24,9 +24,10 @@ use kube::runtime::reflector::{ObjectRef, Store};
 
 use super::super::cycle_state::CycleState;
 use super::super::framework::{FilterPlugin, Plugin, PreFilterPlugin, PreFilterResult};
-use super::super::model::{NodeInfo, PodInfo};
+use super::super::model::{NodeInfo, PodInfo, Requirement, RequirementOp};
 use super::super::snapshot::{ClusterSnapshot, EventMask};
 use super::super::status::Status;
+use super::node_affinity::requirement_matches;
 use crate::controllers::volumes::matching::claim_class;
 use crate::nodeservice::volumes::node_drivers;
 
@@ -74,17 +75,17 @@ fn bound_volume(claim: &PersistentVolumeClaim) -> Option<&str> {
     (!name.is_empty()).then_some(name)
 }
 
-/// Whether `node`'s labels satisfy one node-selector requirement of a volume.
+/// Whether `node`'s labels satisfy one node-selector requirement of a volume (an
+/// operator the scheduler does not know admits no node).
 fn requirement_holds(req: &NodeSelectorRequirement, node: &NodeInfo) -> bool {
-    let value = node.labels.get(&req.key);
-    let values = req.values.as_deref().unwrap_or_default();
-    match req.operator.as_str() {
-        "In" => value.is_some_and(|v| values.contains(v)),
-        "NotIn" => value.is_none_or(|v| !values.contains(v)),
-        "Exists" => value.is_some(),
-        "DoesNotExist" => value.is_none(),
-        _ => false,
-    }
+    RequirementOp::parse(&req.operator).is_some_and(|op| {
+        let req = Requirement {
+            key: req.key.clone(),
+            op,
+            values: req.values.clone().unwrap_or_default(),
+        };
+        requirement_matches(&req, node)
+    })
 }
 
 /// Whether `volume`'s required node affinity (an OR of terms) admits `node`.
