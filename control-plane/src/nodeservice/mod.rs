@@ -122,6 +122,35 @@ impl NodeService {
 /// A server stream of the node service.
 pub type EventStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
+/// How many events wait for a slow agent before a stream's producer pauses.
+const STREAM_BUFFER: usize = 64;
+
+/// Serves a stream for `node_name`: `produce(client, node, sender)` runs until it ends,
+/// the agent hangs up or the server shuts down.
+pub(crate) fn server_stream<T, Fut>(
+    service: &NodeService,
+    node_name: String,
+    produce: impl FnOnce(kube::Client, String, tokio::sync::mpsc::Sender<Result<T, Status>>) -> Fut,
+) -> Result<EventStream<T>, Status>
+where
+    T: Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    require_node_name(&node_name)?;
+    let (tx, rx) = tokio::sync::mpsc::channel(STREAM_BUFFER);
+    let hung_up = tx.clone();
+    let shutdown = service.shutdown.clone();
+    let work = produce(service.client.clone(), node_name, tx);
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = work => {}
+            _ = shutdown.cancelled() => {}
+            _ = hung_up.closed() => {}
+        }
+    });
+    Ok(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx)))
+}
+
 #[tonic::async_trait]
 impl pb::node_service_server::NodeService for NodeService {
     async fn register(

@@ -17,31 +17,18 @@ use k8s_openapi::api::core::v1::{
 use kube::api::Api;
 use kube::runtime::{WatchStreamExt, watcher};
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
-use super::{EventStream, NodeService, require_node_name};
-
-/// How many events wait for a slow agent before the watcher pauses.
-const BUFFER: usize = 64;
+use super::{EventStream, NodeService};
 
 /// Serves WatchPods: the stream runs until the agent hangs up or the server shuts down.
 pub(crate) fn watch(
     service: &NodeService,
     request: pb::WatchPodsRequest,
 ) -> Result<EventStream<pb::PodEvent>, Status> {
-    require_node_name(&request.node_name)?;
-    let (tx, rx) = mpsc::channel(BUFFER);
-    let client = service.client.clone();
-    let shutdown = service.shutdown.clone();
-    tokio::spawn(async move {
-        tokio::select! {
-            _ = stream_pods(client, request.node_name, &tx) => {}
-            _ = shutdown.cancelled() => {}
-            _ = tx.closed() => {}
-        }
-    });
-    Ok(Box::pin(ReceiverStream::new(rx)))
+    super::server_stream(service, request.node_name, |client, node, tx| async move {
+        stream_pods(client, node, &tx).await
+    })
 }
 
 /// What the agent has been told.

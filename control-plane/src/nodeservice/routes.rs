@@ -13,28 +13,18 @@ use k8s_openapi::api::core::v1::Node;
 use kube::api::Api;
 use kube::runtime::{WatchStreamExt, watcher};
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
-use super::{EventStream, NodeService, require_node_name};
+use super::{EventStream, NodeService};
 
 /// Serves WatchRoutes: the stream runs until the agent hangs up or the server shuts down.
 pub(crate) fn watch(
     service: &NodeService,
     request: pb::WatchRoutesRequest,
 ) -> Result<EventStream<pb::RouteEvent>, Status> {
-    require_node_name(&request.node_name)?;
-    let (tx, rx) = mpsc::channel(64);
-    let client = service.client.clone();
-    let shutdown = service.shutdown.clone();
-    tokio::spawn(async move {
-        tokio::select! {
-            _ = stream_routes(client, request.node_name, &tx) => {}
-            _ = shutdown.cancelled() => {}
-            _ = tx.closed() => {}
-        }
-    });
-    Ok(Box::pin(ReceiverStream::new(rx)))
+    super::server_stream(service, request.node_name, |client, node, tx| async move {
+        stream_routes(client, node, &tx).await
+    })
 }
 
 type Sender = mpsc::Sender<Result<pb::RouteEvent, Status>>;

@@ -26,7 +26,6 @@ use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, PostParams, Preconditions};
 use kube::runtime::{WatchStreamExt, watcher};
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
 use super::{EventStream, NodeService, api_status, is_conflict, is_not_found, require_node_name};
@@ -39,9 +38,6 @@ use crate::controllers::volumes::{
 };
 use crate::events::{EventRecorder, EventType};
 
-/// How many events wait for a slow agent before the stream pauses.
-const BUFFER: usize = 64;
-
 /// The label naming a node in a volume's node affinity.
 pub const HOSTNAME_LABEL: &str = "kubernetes.io/hostname";
 
@@ -52,18 +48,9 @@ pub(crate) fn watch(
     service: &NodeService,
     request: pb::WatchVolumesRequest,
 ) -> Result<EventStream<pb::VolumeEvent>, Status> {
-    require_node_name(&request.node_name)?;
-    let (tx, rx) = mpsc::channel(BUFFER);
-    let client = service.client.clone();
-    let shutdown = service.shutdown.clone();
-    tokio::spawn(async move {
-        tokio::select! {
-            _ = stream_volumes(client, request.node_name, &tx) => {}
-            _ = shutdown.cancelled() => {}
-            _ = tx.closed() => {}
-        }
-    });
-    Ok(Box::pin(ReceiverStream::new(rx)))
+    super::server_stream(service, request.node_name, |client, node, tx| async move {
+        stream_volumes(client, node, &tx).await
+    })
 }
 
 /// A change to any kind the node's work depends on.
