@@ -80,6 +80,28 @@ impl ControllersConfig {
     }
 }
 
+/// What every reconcile of one controller shares: the client it reads and writes
+/// through, the settings, its event recorder (named after the controller, as Kubernetes
+/// names its components) and its failed-reconcile counts.
+pub struct Context {
+    pub(crate) client: kube::Client,
+    pub(crate) config: ControllersConfig,
+    pub(crate) events: crate::events::EventRecorder,
+    pub(crate) failures: FailureCounts,
+}
+
+impl Context {
+    /// A context over `client` with `config`, recording Events as `component`.
+    pub fn new(client: kube::Client, config: ControllersConfig, component: &'static str) -> Self {
+        Self {
+            events: crate::events::EventRecorder::new(client.clone(), component),
+            client,
+            config,
+            failures: FailureCounts::default(),
+        }
+    }
+}
+
 /// Failed reconciles in a row per object (`namespace/name`), for the error back-off.
 #[derive(Debug, Default)]
 pub(crate) struct FailureCounts(std::sync::Mutex<std::collections::HashMap<String, u32>>);

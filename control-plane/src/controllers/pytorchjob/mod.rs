@@ -33,38 +33,19 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use super::{ControllersConfig, Error};
-use crate::events::{EventRecorder, EventType};
+use crate::events::EventType;
 
 /// The component named in the events this controller records.
 pub const COMPONENT: &str = "pytorchjob-controller";
 
-/// What every reconcile shares.
-pub struct Context {
-    client: kube::Client,
-    config: ControllersConfig,
-    events: EventRecorder,
-    /// Failed reconciles in a row per job (`namespace/name`), for the error back-off.
-    failures: super::FailureCounts,
-}
-
-impl Context {
-    /// A context over `client` with `config`.
-    pub fn new(client: kube::Client, config: ControllersConfig) -> Self {
-        Self {
-            events: EventRecorder::new(client.clone(), COMPONENT),
-            client,
-            config,
-            failures: super::FailureCounts::default(),
-        }
-    }
-}
+pub use super::Context;
 
 /// Runs the controller until `shutdown` is cancelled: it watches PyTorchJobs and the
 /// training jobs they own.
 pub async fn run(client: kube::Client, config: ControllersConfig, shutdown: CancellationToken) {
     let jobs = Api::<PyTorchJob>::all(client.clone());
     let training = Api::<TrainingJob>::all(client.clone());
-    let context = Arc::new(Context::new(client, config));
+    let context = Arc::new(Context::new(client, config, COMPONENT));
     Controller::new(jobs, watcher::Config::default())
         // Not `owns`: it lists metadata only, which the API server does not serve.
         .watches(training, watcher::Config::default(), controlling_job)

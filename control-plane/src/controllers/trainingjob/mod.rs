@@ -31,38 +31,19 @@ use tokio_util::sync::CancellationToken;
 use self::observe::ObservedPod;
 use self::plan::Plan;
 use super::{ControllersConfig, Error};
-use crate::events::{EventRecorder, EventType};
+use crate::events::EventType;
 
 /// The component named in the events this controller records.
 pub const COMPONENT: &str = "trainingjob-controller";
 
-/// What every reconcile shares.
-pub struct Context {
-    client: kube::Client,
-    config: ControllersConfig,
-    events: EventRecorder,
-    /// Failed reconciles in a row per job (`namespace/name`), for the error back-off.
-    failures: super::FailureCounts,
-}
-
-impl Context {
-    /// A context over `client` with `config`.
-    pub fn new(client: kube::Client, config: ControllersConfig) -> Self {
-        Self {
-            events: EventRecorder::new(client.clone(), COMPONENT),
-            client,
-            config,
-            failures: super::FailureCounts::default(),
-        }
-    }
-}
+pub use super::Context;
 
 /// Runs the controller until `shutdown` is cancelled: it watches training jobs and the
 /// pods they own.
 pub async fn run(client: kube::Client, config: ControllersConfig, shutdown: CancellationToken) {
     let jobs = Api::<TrainingJob>::all(client.clone());
     let pods = Api::<Pod>::all(client.clone());
-    let context = Arc::new(Context::new(client, config));
+    let context = Arc::new(Context::new(client, config, COMPONENT));
     Controller::new(jobs, watcher::Config::default())
         // Not `owns`: it lists with `as=PartialObjectMetadataList`, which the API server
         // does not serve yet; a full watch of the job's pods maps each to its controller.

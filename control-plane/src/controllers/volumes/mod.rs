@@ -30,7 +30,6 @@ use kube::runtime::watcher;
 use tokio_util::sync::CancellationToken;
 
 use super::{ControllersConfig, Error};
-use crate::events::EventRecorder;
 
 /// The component named in the events this controller records.
 pub const COMPONENT: &str = "persistentvolume-controller";
@@ -56,29 +55,11 @@ pub const FS_TYPE_PARAMETERS: &[&str] = &["csi.storage.k8s.io/fstype", "fsType"]
 /// looked at again even when nothing it watches changed (a new unrelated volume).
 pub const PENDING_RESYNC: Duration = Duration::from_secs(5);
 
-/// What every reconcile shares.
-pub struct Context {
-    client: kube::Client,
-    config: ControllersConfig,
-    events: EventRecorder,
-    failures: super::FailureCounts,
-}
-
-impl Context {
-    /// A context over `client` with `config`.
-    pub fn new(client: kube::Client, config: ControllersConfig) -> Self {
-        Self {
-            events: EventRecorder::new(client.clone(), COMPONENT),
-            client,
-            config,
-            failures: super::FailureCounts::default(),
-        }
-    }
-}
+pub use super::Context;
 
 /// Runs the claim and volume loops until `shutdown` is cancelled.
 pub async fn run(client: kube::Client, config: ControllersConfig, shutdown: CancellationToken) {
-    let context = Arc::new(Context::new(client.clone(), config));
+    let context = Arc::new(Context::new(client.clone(), config, COMPONENT));
     let claims = Controller::new(
         Api::<PersistentVolumeClaim>::all(client.clone()),
         watcher::Config::default(),
