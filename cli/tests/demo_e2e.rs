@@ -102,6 +102,12 @@ fn demo_trains_the_example_job_to_success_and_leaves_nothing_running() {
     );
     assert_ne!(gpus[0], gpus[1], "two workers never share a whole GPU");
 
+    // The workers read the dataset the Job wrote, from its read-only CSI volume.
+    assert!(
+        stdout.contains("dataset: Job trainer-dataset wrote the samples")
+            && stdout.contains("rank 0/2 dataset: 1024 samples from /dataset/samples.csv"),
+        "{context}"
+    );
     // The checkpoints went to a volume the CSI driver provisioned for the job's claim.
     assert!(
         stdout.contains("checkpoints: claim trainer-checkpoints bound to volume pvc-")

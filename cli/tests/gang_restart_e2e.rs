@@ -11,7 +11,7 @@ mod e2e_support;
 use std::path::Path;
 use std::time::Duration;
 
-use e2e_support::{Cluster, Layout, condition, epochs, is_true, point_host_paths};
+use e2e_support::{Cluster, Layout, condition, drop_dataset, epochs, is_true, point_host_paths};
 use serde_json::Value;
 
 const EXAMPLE: &str = include_str!("../../examples/trainingjob-trainer.yaml");
@@ -58,6 +58,7 @@ async fn killing_a_worker_restarts_the_gang_from_its_checkpoint() {
     let checkpoints = cluster.checkpoints(JOB);
     let mut job: Value = yaml_serde::from_str(EXAMPLE).expect("the example is YAML");
     point_host_paths(&mut job, "checkpoints", &checkpoints);
+    drop_dataset(&mut job);
     cluster.create(JOBS, &job).await;
     let job_path = format!("{JOBS}/{JOB}");
 

@@ -217,6 +217,15 @@ fn trainer_job(checkpoints: &std::path::Path, node_cpus: u32) -> Value {
         {"name": "EPOCHS", "value": "10"},
         {"name": "CHECKPOINT_DIR", "value": "/checkpoints"},
     ]);
+    // No CSI driver on these hosts: each worker makes its synthetic data itself.
+    spec["volumes"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|v| v["name"] != "dataset");
+    spec["containers"][0]["volumeMounts"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|m| m["name"] != "dataset");
     for volume in spec["volumes"].as_array_mut().unwrap() {
         if volume["name"] == "checkpoints" {
             // Each host keeps its own checkpoints (the example's claim is node-local).

@@ -2,7 +2,10 @@
 """A small data-parallel trainer using only the Python standard library.
 
 Each of WORLD_SIZE workers fits a linear-regression model to its shard (every
-WORLD_SIZE-th sample, starting at RANK) of a synthetic data set generated from SEED.
+WORLD_SIZE-th sample, starting at RANK) of a data set: the file DATASET when set (one
+sample per line, FEATURES inputs then the target, comma-separated), else a synthetic one
+generated from SEED. `train.py --write-dataset PATH` writes the synthetic set to PATH
+(what the example's dataset Job does on the shared dataset volume).
 After every mini-batch the workers sum their gradients with an all-reduce over TCP:
 rank 0 listens on MASTER_PORT as the hub, gathers, sums and sends the sum back, so
 every rank applies the same update and the weights stay identical.
@@ -10,6 +13,7 @@ every rank applies the same update and the weights stay identical.
 Environment (torchrun's PET_* names are accepted as fallbacks):
   RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT  the process group (default: one process)
   EPOCHS (20), STEP_DELAY (seconds slept per epoch, for demos), SEED (0)
+  DATASET         the samples file to read (read-only is fine); unset: synthetic data
   CHECKPOINT_DIR  rank 0 writes checkpoint.json there after each epoch; on start
                   rank 0 loads it and sends it to every rank, which resume after it
   FAIL_AT_EPOCH, FAIL_RANK  for tests: that rank exits 1 at the start of that epoch,
@@ -62,6 +66,29 @@ def make_data(seed):
         x = [rng.gauss(0, 1) for _ in range(FEATURES)]
         y = sum(w * v for w, v in zip(true_w, x)) + true_b + rng.gauss(0, 0.1)
         data.append((x, y))
+    return data
+
+
+def write_dataset(path, seed):
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as out:
+        for x, y in make_data(seed):
+            out.write(",".join(repr(v) for v in [*x, y]) + "\n")
+    os.replace(tmp, path)
+    print(f"dataset: wrote {SAMPLES} samples to {path}", flush=True)
+
+
+def read_dataset(path):
+    try:
+        with open(path) as f:
+            rows = [line.split(",") for line in f if line.strip()]
+        data = [([float(v) for v in row[:FEATURES]], float(row[FEATURES])) for row in rows]
+    except OSError as e:
+        raise TrainError(f"DATASET={path}: {e.strerror}") from None
+    except (ValueError, IndexError):
+        raise TrainError(f"DATASET={path}: each line needs {FEATURES + 1} numbers") from None
+    if not data:
+        raise TrainError(f"DATASET={path}: no samples")
     return data
 
 
@@ -234,7 +261,13 @@ def train():
     if done:
         log(rank, world, f"resumed from epoch {done}")
 
-    shard = make_data(seed)[rank::world]
+    dataset = env("DATASET")
+    if dataset:
+        data = read_dataset(dataset)
+        log(rank, world, f"dataset: {len(data)} samples from {dataset}")
+    else:
+        data = make_data(seed)
+    shard = data[rank::world]
     batches = [shard[i::BATCHES] for i in range(BATCHES)]
     loss = None
     for epoch in range(done + 1, epochs + 1):
@@ -257,7 +290,10 @@ def train():
 
 if __name__ == "__main__":
     try:
-        train()
+        if sys.argv[1:2] == ["--write-dataset"] and len(sys.argv) == 3:
+            write_dataset(sys.argv[2], env_int("SEED", default=0))
+        else:
+            train()
     except TrainError as e:
         print(f"error: rank {env('RANK', 'PET_NODE_RANK', '?')}: {e}", file=sys.stderr, flush=True)
         sys.exit(1)

@@ -36,10 +36,12 @@ const TRAINING_JOB: &str = include_str!("../../../examples/trainingjob-trainer.y
 /// Its name and namespace, as the manifest has them.
 const JOB: &str = "trainer";
 const NAMESPACE: &str = "default";
-/// The example job's StorageClass and checkpoint claim.
+/// The example job's StorageClass, checkpoint and dataset claims, and the dataset Job.
 const TRAINER_VOLUMES: &str = include_str!("../../../examples/trainer-volumes.yaml");
-/// The checkpoint claim's name, as the manifest has it.
+/// The claims' and the dataset Job's names, as the manifest has them.
 const CHECKPOINT_CLAIM: &str = "trainer-checkpoints";
+const DATASET_CLAIM: &str = "trainer-dataset";
+const DATASET_JOB: &str = "trainer-dataset";
 /// The CSI driver's name.
 const CSI_DRIVER: &str = "csi.coxswain.dev";
 
@@ -183,7 +185,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         // Leave nothing running: the job's pods go (the agent tears down their sandboxes,
         // networks and devices) before the daemons stop.
         delete_job(&client).await?;
-        delete_checkpoints(&client).await?;
+        delete_volumes(&client).await?;
         daemons.stop();
         if succeeded {
             println!("\ncox demo: the training job succeeded (--exit)");
@@ -372,9 +374,16 @@ async fn submit_job(client: &ApiClient) -> anyhow::Result<()> {
     if delete_job(client).await? {
         step("removed the previous run's job");
     }
-    if delete_checkpoints(client).await? {
-        step("removed the previous run's checkpoint volume");
+    if delete_volumes(client).await? {
+        step("removed the previous run's dataset and checkpoint volumes");
     }
+    let config_map = json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "coxswain-trainer", "namespace": NAMESPACE},
+        "data": {"train.py": TRAINER_PY},
+    });
+    apply_value(client, &config_map, "examples/trainer/train.py", "cox-demo").await?;
     for object in coxswain_api::decode(TRAINER_VOLUMES.as_bytes())
         .map_err(|e| anyhow::anyhow!("examples/trainer-volumes.yaml: {e}"))?
     {
@@ -392,13 +401,7 @@ async fn submit_job(client: &ApiClient) -> anyhow::Result<()> {
             applied.verb()
         ));
     }
-    let config_map = json!({
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {"name": "coxswain-trainer", "namespace": NAMESPACE},
-        "data": {"train.py": TRAINER_PY},
-    });
-    apply_value(client, &config_map, "examples/trainer/train.py", "cox-demo").await?;
+    wait_for_dataset(client).await?;
     for object in coxswain_api::decode(TRAINING_JOB.as_bytes())
         .map_err(|e| anyhow::anyhow!("examples/trainingjob-trainer.yaml: {e}"))?
     {
@@ -425,51 +428,94 @@ async fn submit_job(client: &ApiClient) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn claim_path() -> String {
-    format!("/api/v1/namespaces/{NAMESPACE}/persistentvolumeclaims/{CHECKPOINT_CLAIM}")
+fn claim_path(name: &str) -> String {
+    format!("/api/v1/namespaces/{NAMESPACE}/persistentvolumeclaims/{name}")
 }
 
-/// Deletes the checkpoint claim and waits until it and its volume are gone (the agent
-/// deletes the volume with the driver: reclaim policy Delete); false when there was none.
-async fn delete_checkpoints(client: &ApiClient) -> anyhow::Result<bool> {
-    let claim = client
-        .send(Method::GET, &claim_path(), "application/json", None)
+fn dataset_job_path() -> String {
+    format!("/apis/batch/v1/namespaces/{NAMESPACE}/jobs/{DATASET_JOB}")
+}
+
+/// Deletes the dataset Job and both claims, and waits until they and the claims' volumes
+/// are gone (the agent deletes each volume with the driver: reclaim policy Delete); false
+/// when there was nothing to delete.
+async fn delete_volumes(client: &ApiClient) -> anyhow::Result<bool> {
+    let background = Some((
+        "application/json",
+        serde_json::to_vec(&json!({"propagationPolicy": "Background"}))?,
+    ));
+    let job = client
+        .send(
+            Method::DELETE,
+            &dataset_job_path(),
+            "application/json",
+            background,
+        )
         .await?;
-    if !claim.status.is_success() {
-        return Ok(false);
+    let mut deleted = job.status.is_success();
+    let mut volumes = Vec::new();
+    for name in [CHECKPOINT_CLAIM, DATASET_CLAIM] {
+        let claim = client
+            .send(Method::GET, &claim_path(name), "application/json", None)
+            .await?;
+        if !claim.status.is_success() {
+            continue;
+        }
+        volumes.extend(
+            claim.body["spec"]["volumeName"]
+                .as_str()
+                .map(str::to_string),
+        );
+        client
+            .send(Method::DELETE, &claim_path(name), "application/json", None)
+            .await?;
+        deleted = true;
     }
-    let volume = claim.body["spec"]["volumeName"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    client
-        .send(Method::DELETE, &claim_path(), "application/json", None)
-        .await?;
+    let gone = |path: String| async move {
+        let reply = client
+            .send(Method::GET, &path, "application/json", None)
+            .await?;
+        anyhow::Ok(reply.status == reqwest::StatusCode::NOT_FOUND)
+    };
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
-        let claim_gone = client
-            .send(Method::GET, &claim_path(), "application/json", None)
-            .await?
-            .status
-            == reqwest::StatusCode::NOT_FOUND;
-        let volume_gone = volume.is_empty()
-            || client
-                .send(
-                    Method::GET,
-                    &format!("/api/v1/persistentvolumes/{volume}"),
-                    "application/json",
-                    None,
-                )
-                .await?
-                .status
-                == reqwest::StatusCode::NOT_FOUND;
-        if claim_gone && volume_gone {
-            return Ok(true);
+        let mut all_gone = gone(dataset_job_path()).await?;
+        for name in [CHECKPOINT_CLAIM, DATASET_CLAIM] {
+            all_gone &= gone(claim_path(name)).await?;
+        }
+        for volume in &volumes {
+            all_gone &= gone(format!("/api/v1/persistentvolumes/{volume}")).await?;
+        }
+        if all_gone {
+            return Ok(deleted);
         }
         if Instant::now() > deadline {
+            bail!("the dataset Job, the claims and their volumes did not go away within 90 s");
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// Waits until the dataset Job has written the samples (it succeeded).
+async fn wait_for_dataset(client: &ApiClient) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let job = client
+            .send(Method::GET, &dataset_job_path(), "application/json", None)
+            .await?;
+        if job.body["status"]["succeeded"].as_i64().unwrap_or(0) >= 1 {
+            step(&format!(
+                "dataset: Job {DATASET_JOB} wrote the samples to claim {DATASET_CLAIM}"
+            ));
+            return Ok(());
+        }
+        if job.body["status"]["failed"].as_i64().unwrap_or(0) >= 3 {
             bail!(
-                "the claim {NAMESPACE}/{CHECKPOINT_CLAIM} and its volume did not go away within 90 s"
+                "the dataset Job {NAMESPACE}/{DATASET_JOB} failed; see `kubectl logs job/{DATASET_JOB}`"
             );
+        }
+        if Instant::now() > deadline {
+            bail!("the dataset Job {NAMESPACE}/{DATASET_JOB} did not finish within 120 s");
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
@@ -478,7 +524,12 @@ async fn delete_checkpoints(client: &ApiClient) -> anyhow::Result<bool> {
 /// Says which volume the job's checkpoints went to.
 async fn show_checkpoint_volume(client: &ApiClient) -> anyhow::Result<()> {
     let claim = client
-        .send(Method::GET, &claim_path(), "application/json", None)
+        .send(
+            Method::GET,
+            &claim_path(CHECKPOINT_CLAIM),
+            "application/json",
+            None,
+        )
         .await?;
     let volume = claim.body["spec"]["volumeName"]
         .as_str()

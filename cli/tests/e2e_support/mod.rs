@@ -393,6 +393,30 @@ pub fn is_true(object: &Value, type_: &str) -> bool {
     condition(object, type_).is_some_and(|c| c["status"] == "True")
 }
 
+/// Takes the example job's dataset claim out of `job` (the volume, its mounts and the
+/// `DATASET` variable): the e2e clusters run no CSI driver, so the trainer makes its
+/// synthetic data itself.
+pub fn drop_dataset(job: &mut Value) {
+    for group in job["spec"]["replicaGroups"]
+        .as_array_mut()
+        .into_iter()
+        .flatten()
+    {
+        let spec = &mut group["template"]["spec"];
+        if let Some(volumes) = spec["volumes"].as_array_mut() {
+            volumes.retain(|v| v["name"] != "dataset");
+        }
+        for container in spec["containers"].as_array_mut().into_iter().flatten() {
+            if let Some(mounts) = container["volumeMounts"].as_array_mut() {
+                mounts.retain(|m| m["name"] != "dataset");
+            }
+            if let Some(env) = container["env"].as_array_mut() {
+                env.retain(|e| e["name"] != "DATASET");
+            }
+        }
+    }
+}
+
 /// Makes every volume named `volume` under `object` (a hostPath or a claim) the hostPath
 /// `path`: the e2e clusters run no CSI driver, and the test reads the files there.
 pub fn point_host_paths(object: &mut Value, volume: &str, path: &Path) {
