@@ -205,3 +205,109 @@ spec:
     assert!(err.contains("spec.resources.requests[storage]"), "{err}");
     cluster.delete_all_pods();
 }
+
+/// p50 and p99 of `samples` (milliseconds), sorted in place.
+fn percentiles(samples: &mut [f64]) -> (f64, f64) {
+    samples.sort_by(f64::total_cmp);
+    let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
+    (at(0.5), at(0.99))
+}
+
+/// The MB/s figure of a `dd` summary line (`... copied, 0.1 s, 640 MB/s`).
+fn dd_rate(output: &str) -> String {
+    output
+        .lines()
+        .find(|l| l.contains("copied"))
+        .and_then(|l| l.rsplit(", ").next())
+        .unwrap_or("?")
+        .to_string()
+}
+
+#[test]
+#[ignore = "a measurement, run by hand: cargo test -p coxswain-cli --test volumes_e2e -- --ignored --nocapture"]
+fn measure_volume_start_and_dataset_read_throughput() {
+    let cluster = Cluster::start_with_csi("2Gi");
+    cluster.apply(
+        "apiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata: {name: local}\n\
+         provisioner: csi.coxswain.dev\nvolumeBindingMode: WaitForFirstConsumer\n",
+    );
+    // Pod create → Succeeded, with a fresh claim (provision + stage + publish) and without.
+    let rounds = 20;
+    let (mut with_volume, mut without) = (Vec::new(), Vec::new());
+    for i in 0..rounds {
+        for claimed in [true, false] {
+            let name = format!("p{i}-{claimed}");
+            let mut manifest = format!(
+                "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: default}}\n\
+                 spec:\n  restartPolicy: Never\n  containers:\n  - name: main\n    image: host\n    command: [/bin/true]\n"
+            );
+            if claimed {
+                manifest = format!(
+                    "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {{name: c{i}, namespace: default}}\n\
+                     spec: {{storageClassName: local, accessModes: [ReadWriteOnce], resources: {{requests: {{storage: 16Mi}}}}}}\n---\n\
+                     {manifest}    volumeMounts: [{{name: d, mountPath: /d}}]\n  volumes:\n  - {{name: d, persistentVolumeClaim: {{claimName: c{i}}}}}\n"
+                );
+            }
+            let started = std::time::Instant::now();
+            cluster.apply(&manifest);
+            cluster.wait_phase("default", &name, "Succeeded");
+            let ms = started.elapsed().as_secs_f64() * 1000.0;
+            if claimed {
+                with_volume.push(ms);
+            } else {
+                without.push(ms);
+            }
+        }
+    }
+    let (p50v, p99v) = percentiles(&mut with_volume);
+    let (p50n, p99n) = percentiles(&mut without);
+    println!(
+        "pod create -> Succeeded with a new 16Mi claim ({rounds}): p50 {p50v:.0} ms, p99 {p99v:.0} ms"
+    );
+    println!(
+        "pod create -> Succeeded without a volume ({rounds}): p50 {p50n:.0} ms, p99 {p99n:.0} ms"
+    );
+    cluster.delete_all_pods();
+
+    // Dataset read: 256 MiB written once, read cold inside a pod and on the host.
+    cluster.apply(
+        "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: big, namespace: default}\n\
+         spec: {storageClassName: local, accessModes: [ReadWriteOnce], resources: {requests: {storage: 300Mi}}}\n---\n\
+         apiVersion: v1\nkind: Pod\nmetadata: {name: fill, namespace: default}\n\
+         spec:\n  restartPolicy: Never\n  containers:\n  - name: main\n    image: host\n\
+         \x20   command: [/bin/sh, -c, 'dd if=/dev/urandom of=/d/data bs=1M count=256 status=none && sync']\n\
+         \x20   volumeMounts: [{name: d, mountPath: /d}]\n  volumes:\n  - {name: d, persistentVolumeClaim: {claimName: big}}\n",
+    );
+    cluster.wait_phase("default", "fill", "Succeeded");
+    let host_file = cluster.dir.path().join("host-data");
+    let made = std::process::Command::new("dd")
+        .args(["if=/dev/urandom", "bs=1M", "count=256", "status=none"])
+        .arg(format!("of={}", host_file.display()))
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let drop_caches = || {
+        std::process::Command::new("sync").status().unwrap();
+        std::fs::write("/proc/sys/vm/drop_caches", "3").unwrap();
+    };
+    drop_caches();
+    cluster.apply(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: read, namespace: default}\n\
+         spec:\n  restartPolicy: Never\n  containers:\n  - name: main\n    image: host\n\
+         \x20   command: [/bin/sh, -c, 'dd if=/d/data of=/dev/null bs=1M']\n\
+         \x20   volumeMounts: [{name: d, mountPath: /d, readOnly: true}]\n  volumes:\n  - {name: d, persistentVolumeClaim: {claimName: big, readOnly: true}}\n",
+    );
+    cluster.wait_phase("default", "read", "Succeeded");
+    let in_pod = dd_rate(&cluster.ok(&["logs", "read"]));
+    drop_caches();
+    let host = std::process::Command::new("dd")
+        .arg(format!("if={}", host_file.display()))
+        .args(["of=/dev/null", "bs=1M"])
+        .output()
+        .unwrap();
+    let on_host = dd_rate(&String::from_utf8_lossy(&host.stderr));
+    println!(
+        "256 MiB sequential read, cold cache: in a pod from the claim {in_pod}, on the host {on_host}"
+    );
+    cluster.delete_all_pods();
+}
