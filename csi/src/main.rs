@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
+use coxswain_csi::driver::parse_bytes;
 use coxswain_csi::metrics::{self, CsiMetrics};
 use coxswain_csi::mounter::SystemMounter;
 use coxswain_csi::{DRIVER_NAME, Driver, DriverConfig, Error, endpoint, server};
@@ -40,27 +41,6 @@ struct Args {
     /// Serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9808 [default: off].
     #[arg(long, value_name = "ADDR")]
     metrics_listen: Option<String>,
-}
-
-/// Parses `1073741824`, `512Mi`, `1Gi` and friends.
-fn parse_bytes(value: &str) -> Result<u64, String> {
-    let (digits, shift) = match value.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
-        None => (value, 0),
-        Some((i, _)) => match &value[i..] {
-            "Ki" => (&value[..i], 10),
-            "Mi" => (&value[..i], 20),
-            "Gi" => (&value[..i], 30),
-            "Ti" => (&value[..i], 40),
-            other => {
-                return Err(format!(
-                    "unknown size suffix {other:?}: use Ki, Mi, Gi or Ti"
-                ));
-            }
-        },
-    };
-    let n: u64 = digits.parse().map_err(|e| format!("{value:?}: {e}"))?;
-    n.checked_mul(1 << shift)
-        .ok_or_else(|| format!("{value:?} is too large"))
 }
 
 fn hostname() -> String {

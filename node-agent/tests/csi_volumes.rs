@@ -223,3 +223,59 @@ async fn a_driver_that_comes_up_late_is_announced_by_registering_again() {
     drop(driver);
     shutdown.cancel();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_inline_ephemeral_volume_lives_exactly_as_long_as_its_pod() {
+    let h = Harness::new(RuntimeKind::Runc);
+    let driver = DriverProcess::start(h.dir.path(), NODE);
+    let cp = ControlPlane::start(NodeServiceConfig::default()).await;
+    let agent = start_agent(&h, &cp.url, &driver);
+
+    // A pod's inline `csi` volume of 8 MiB: created on publish, a hard limit like a
+    // claim's, the pod's identity in its volume context.
+    let script = "echo scratch > /scratch/file && \
+        if dd if=/dev/zero of=/scratch/big bs=1M count=16 2>/tmp/err; then exit 3; fi; \
+        grep -q 'No space left on device' /tmp/err";
+    let uid = cp
+        .create_pod(
+            "scratcher",
+            NODE,
+            serde_json::json!({
+                "restartPolicy": "Never",
+                "terminationGracePeriodSeconds": 1,
+                "containers": [{
+                    "name": "main", "image": "busybox", "command": ["sh", "-c", script],
+                    "volumeMounts": [{"name": "scratch", "mountPath": "/scratch"}],
+                }],
+                "volumes": [{"name": "scratch", "csi": {
+                    "driver": DRIVER, "volumeAttributes": {"size": "8Mi"},
+                }}],
+            }),
+        )
+        .await;
+    let pod = pod_when(&cp, "scratcher", "the scratcher to finish", |p| {
+        matches!(phase(p), "Succeeded" | "Failed")
+    })
+    .await;
+    assert_eq!(phase(&pod), "Succeeded", "{:#?}", pod.status);
+    assert!(
+        !mounts_containing(&uid).is_empty(),
+        "published while the pod exists"
+    );
+    let images = || {
+        std::fs::read_dir(driver.state.join("images"))
+            .map(|d| d.flatten().count())
+            .unwrap_or(0)
+    };
+    assert_eq!(images(), 1, "the driver made the volume on publish");
+
+    // The pod goes: unpublished, and the driver deletes the volume with it.
+    delete_and_wait(&cp, "scratcher").await;
+    assert_eq!(mounts_containing(&uid), Vec::<String>::new());
+    assert_eq!(loops_under(&driver.state), Vec::<String>::new());
+    assert_eq!(images(), 0, "the volume went with its pod");
+    let journal = std::fs::read_to_string(h.deps.config.root.join("csi/journal.json")).unwrap();
+    let journal: serde_json::Value = serde_json::from_str(&journal).unwrap();
+    assert_eq!(journal, serde_json::json!({"staged": {}, "published": {}}));
+    agent.cancel();
+}

@@ -8,6 +8,7 @@
 
 mod capability;
 pub mod controller;
+mod ephemeral;
 pub mod identity;
 mod mounts;
 pub mod node;
@@ -23,6 +24,8 @@ use tonic::Status;
 
 use crate::Error;
 use crate::mounter::Mounter;
+pub use ephemeral::EPHEMERAL_CONTEXT;
+pub use provision::parse_bytes;
 use state::{Backing, StateDir, VolumeRecord};
 
 /// The driver's name, as GetPluginInfo reports it.

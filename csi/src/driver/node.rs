@@ -85,6 +85,16 @@ impl Node for NodeService {
         let readonly = required_capability(req.volume_capability.as_ref())? || req.readonly;
         self.driver
             .blocking(move |d| {
+                if super::ephemeral::is_ephemeral(&req.volume_context) {
+                    let capability = req.volume_capability.clone().unwrap_or_default();
+                    return d.publish_ephemeral(
+                        &req.volume_id,
+                        &req.target_path,
+                        capability,
+                        &req.volume_context,
+                        readonly,
+                    );
+                }
                 d.publish(
                     &req.volume_id,
                     &req.staging_target_path,
@@ -102,7 +112,10 @@ impl Node for NodeService {
     ) -> Reply<NodeUnpublishVolumeResponse> {
         let req = request.into_inner();
         self.driver
-            .blocking(move |d| d.unpublish(&req.volume_id, &req.target_path))
+            .blocking(move |d| {
+                d.unpublish_ephemeral(&req.volume_id, &req.target_path)
+                    .unwrap_or_else(|| d.unpublish(&req.volume_id, &req.target_path))
+            })
             .await?;
         Ok(Response::new(NodeUnpublishVolumeResponse {}))
     }

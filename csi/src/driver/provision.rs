@@ -16,6 +16,27 @@ const BLOCK: u64 = 4096;
 /// Prefix of parameters the Kubernetes external-provisioner adds itself.
 const K8S_PARAM_PREFIX: &str = "csi.storage.k8s.io/";
 
+/// Parses `1073741824`, `512Mi`, `1Gi` and friends.
+pub fn parse_bytes(value: &str) -> Result<u64, String> {
+    let (digits, shift) = match value.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        None => (value, 0),
+        Some((i, _)) => match &value[i..] {
+            "Ki" => (&value[..i], 10),
+            "Mi" => (&value[..i], 20),
+            "Gi" => (&value[..i], 30),
+            "Ti" => (&value[..i], 40),
+            other => {
+                return Err(format!(
+                    "unknown size suffix {other:?}: use Ki, Mi, Gi or Ti"
+                ));
+            }
+        },
+    };
+    let n: u64 = digits.parse().map_err(|e| format!("{value:?}: {e}"))?;
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| format!("{value:?} is too large"))
+}
+
 /// The size to provision for `range`, or why none fits.
 pub fn size_for(range: Option<&CapacityRange>, default: u64) -> Result<u64, Error> {
     let (required, limit) = range.map_or((0, 0), |r| (r.required_bytes, r.limit_bytes));

@@ -1,13 +1,14 @@
 //! From a pod's `persistentVolumeClaim` volume to what the CSI calls need: the
 //! claim (from the pod event), the PersistentVolume it is bound to, and that
-//! volume's `csi` source; Kubernetes' access modes as CSI access modes.
+//! volume's `csi` source; from an inline `csi` volume to an ephemeral source;
+//! Kubernetes' access modes as CSI access modes.
 
 use std::collections::BTreeMap;
 
 use coxswain_proto::csi::v1::VolumeCapability;
 use coxswain_proto::csi::v1::volume_capability::access_mode::Mode;
 use coxswain_proto::csi::v1::volume_capability::{AccessMode, AccessType, MountVolume};
-use k8s_openapi::api::core::v1::{PersistentVolumeClaimVolumeSource, Volume};
+use k8s_openapi::api::core::v1::{CSIVolumeSource, PersistentVolumeClaimVolumeSource, Pod, Volume};
 
 use crate::volumes::{PodData, VolumeError};
 
@@ -28,6 +29,9 @@ pub struct CsiSource {
     pub access_mode: Mode,
     /// Whether the pod gets it read-only.
     pub readonly: bool,
+    /// An ephemeral inline volume: published without a stage (the driver makes it on
+    /// publish and deletes it on unpublish).
+    pub ephemeral: bool,
 }
 
 impl CsiSource {
@@ -129,5 +133,47 @@ pub fn claim_source(
         mount_flags: spec.mount_options.unwrap_or_default(),
         access_mode,
         readonly,
+        ephemeral: false,
     })
+}
+
+/// The source of pod volume `volume`, an inline (ephemeral) `csi` volume of `pod`: the
+/// volume ID kubelet gives it (`csi-` + sha256 of the pod uid and the volume name), and
+/// the volume context it passes — the volume's attributes, the ephemeral flag and the
+/// pod's identity.
+pub fn inline_source(volume: &Volume, inline: &CSIVolumeSource, pod: &Pod) -> CsiSource {
+    use sha2::{Digest, Sha256};
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
+    let digest = Sha256::digest(format!("{uid}{}", volume.name));
+    let mut volume_context = inline.volume_attributes.clone().unwrap_or_default();
+    let service_account = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.service_account_name.clone())
+        .unwrap_or_else(|| "default".into());
+    for (key, value) in [
+        ("csi.storage.k8s.io/ephemeral", "true".to_string()),
+        (
+            "csi.storage.k8s.io/pod.name",
+            pod.metadata.name.clone().unwrap_or_default(),
+        ),
+        (
+            "csi.storage.k8s.io/pod.namespace",
+            pod.metadata.namespace.clone().unwrap_or_default(),
+        ),
+        ("csi.storage.k8s.io/pod.uid", uid),
+        ("csi.storage.k8s.io/serviceAccount.name", service_account),
+    ] {
+        volume_context.insert(key.to_string(), value);
+    }
+    CsiSource {
+        driver: inline.driver.clone(),
+        volume_id: format!("csi-{digest:x}"),
+        volume_context,
+        fs_type: inline.fs_type.clone().unwrap_or_default(),
+        mount_flags: Vec::new(),
+        access_mode: Mode::SingleNodeWriter,
+        readonly: inline.read_only == Some(true),
+        ephemeral: true,
+    }
 }

@@ -119,6 +119,7 @@ pub(super) fn provision_volume(rt: &Runtime, drivers: &CsiDrivers, uid: &str) ->
 
 fn source(volume_id: &str, readonly: bool) -> CsiSource {
     CsiSource {
+        ephemeral: false,
         driver: DRIVER.into(),
         volume_id: volume_id.into(),
         volume_context: BTreeMap::new(),

@@ -106,7 +106,8 @@ impl CsiVolumes {
         let driver = self.drivers.get(&source.driver)?;
         let mut journal = self.lock();
         let capability = source.capability();
-        let staging = if driver.stage_unstage {
+        // Ephemeral inline volumes are published only, as kubelet does.
+        let staging = if driver.stage_unstage && !source.ephemeral {
             let staging = self.staging_path(&source.driver, &source.volume_id);
             let key = volume_key(&source.driver, &source.volume_id);
             if let Entry::Vacant(entry) = journal.staged.entry(key) {

@@ -223,13 +223,21 @@ impl VolumeManager {
                     })?;
                 dir
             } else if let Some(inline) = &v.csi {
-                return Err(VolumeError::Invalid {
+                let source = crate::csi::source::inline_source(v, inline, pod);
+                let csi = self.csi.as_ref().ok_or_else(|| VolumeError::Csi {
                     volume: v.name.clone(),
-                    message: format!(
-                        "inline (ephemeral) CSI volumes are not supported on this node (driver {:?}); use a persistentVolumeClaim",
-                        inline.driver
-                    ),
-                });
+                    source: crate::csi::CsiError::UnknownDriver {
+                        driver: source.driver.clone(),
+                        known: "none: the agent runs without --csi-driver".into(),
+                    },
+                })?;
+                let uid = pod.metadata.uid.clone().unwrap_or_default();
+                csi.publish(&uid, &v.name, &source, &dir)
+                    .map_err(|source| VolumeError::Csi {
+                        volume: v.name.clone(),
+                        source,
+                    })?;
+                dir
             } else {
                 return Err(VolumeError::Unsupported {
                     volume: v.name.clone(),

@@ -93,7 +93,7 @@ fn host_path_needs_an_allowed_prefix_and_sources_must_exist() {
 }
 
 #[test]
-fn claims_and_inline_csi_volumes_get_errors_naming_the_volume() {
+fn claims_and_inline_csi_volumes_of_unknown_drivers_get_errors_naming_the_volume() {
     let dir = tempfile::tempdir().unwrap();
     let mgr = VolumeManager::new(vec![], Arc::new(FakeMounter::default()));
     let unbound = pod(serde_json::json!([
@@ -139,7 +139,7 @@ fn claims_and_inline_csi_volumes_get_errors_naming_the_volume() {
         .unwrap_err()
         .to_string();
     assert!(
-        e.contains(r#"volume "scratch": inline (ephemeral) CSI volumes are not supported"#),
+        e.contains(r#"volume "scratch": CSI driver "d.example" is not registered"#),
         "{e}"
     );
 }
