@@ -4,5 +4,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/setup.sh
-cargo build --release --locked -p coxswain-cli -p coxswain-nvidia-plugin
+cargo build --release --locked -p coxswain-cli -p coxswain-nvidia-plugin -p coxswain-csi
 exec target/release/cox demo "$@"

@@ -29,6 +29,7 @@ fn demo_trains_the_example_job_to_success_and_leaves_nothing_running() {
         "THIS TEST NEEDS ROOT: cox demo runs containers with runc in namespaces and cgroups"
     );
     cluster::plugin_beside_cox();
+    cluster::csi_beside_cox();
     let data = tempfile::tempdir().unwrap();
     let mut demo = Command::new(env!("CARGO_BIN_EXE_cox"))
         .args([

@@ -289,10 +289,13 @@ fn sibling_binary(name: &str) -> anyhow::Result<PathBuf> {
     if path.exists() {
         return Ok(path);
     }
+    let package = match name {
+        "cox-csi" => "coxswain-csi",
+        _ => "coxswain-nvidia-plugin",
+    };
     bail!(
-        "{} not found beside {}: build it with `cargo build --release -p coxswain-nvidia-plugin` \
+        "{name} not found beside {}: build it with `cargo build --release -p {package}` \
          (scripts/demo.sh does)",
-        name,
         exe.display()
     )
 }
