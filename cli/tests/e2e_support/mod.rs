@@ -24,6 +24,8 @@ pub struct Cluster {
     pub dir: tempfile::TempDir,
     http: reqwest::Client,
     daemons: Mutex<Vec<(&'static str, Child)>>,
+    /// The agent's bridge, deleted when the cluster is dropped.
+    bridge: &'static str,
 }
 
 /// Which names and addresses a cluster uses, distinct per test.
@@ -99,6 +101,7 @@ impl Cluster {
             http: reqwest::Client::new(),
             daemons: Mutex::new(Vec::new()),
             dir,
+            bridge: layout.bridge,
         };
         let cox = env!("CARGO_BIN_EXE_cox");
         let mut server = Command::new(cox);
@@ -343,7 +346,8 @@ impl Cluster {
 }
 
 impl Drop for Cluster {
-    /// Stops the daemons in reverse order: SIGTERM, up to 10 s, then SIGKILL.
+    /// Stops the daemons in reverse order: SIGTERM, up to 10 s, then SIGKILL; deletes the
+    /// agent's bridge.
     fn drop(&mut self) {
         let daemons = self.daemons.get_mut().unwrap_or_else(|e| e.into_inner());
         while let Some((_, mut child)) = daemons.pop() {
@@ -360,6 +364,10 @@ impl Drop for Cluster {
             let _ = child.kill();
             let _ = child.wait();
         }
+        // The agent made the bridge for its pods; the pods are gone, so is the host's need.
+        let _ = Command::new("ip")
+            .args(["link", "del", self.bridge])
+            .status();
     }
 }
 
