@@ -40,12 +40,8 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     loop {
-        let ch = tokio::select! {
-            ready = channel.wait_for(Option::is_some) => match ready {
-                Ok(ch) => ch.clone().expect("waited for Some"),
-                Err(_) => return,
-            },
-            _ = shutdown.cancelled() => return,
+        let Some(ch) = super::connected(&mut channel, &shutdown).await else {
+            return;
         };
         let request = report_request(&node_name, &inventory.borrow_and_update());
         let sent = tokio::time::timeout(

@@ -71,12 +71,8 @@ async fn send_all(
             () = shutdown.cancelled() => return,
         };
         for attempt in 1..=ATTEMPTS {
-            let ch = tokio::select! {
-                ready = channel.wait_for(Option::is_some) => match ready {
-                    Ok(ch) => ch.clone().expect("waited for Some"),
-                    Err(_) => return,
-                },
-                () = shutdown.cancelled() => return,
+            let Some(ch) = super::connected(&mut channel, &shutdown).await else {
+                return;
             };
             let sent = tokio::time::timeout(
                 SEND_TIMEOUT,

@@ -58,12 +58,8 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     while !shutdown.is_cancelled() {
-        let ch = tokio::select! {
-            ready = channel.wait_for(Option::is_some) => match ready {
-                Ok(ch) => ch.clone().expect("waited for Some"),
-                Err(_) => return,
-            },
-            _ = shutdown.cancelled() => return,
+        let Some(ch) = super::connected(&mut channel, &shutdown).await else {
+            return;
         };
         let result = tokio::select! {
             r = follow(&node_name, &routes, ch) => r,

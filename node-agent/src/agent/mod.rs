@@ -374,6 +374,17 @@ impl NodeAgent {
     }
 }
 
+/// Waits until a channel to the control plane is up; `None` once `shutdown` fires.
+pub(crate) async fn connected(
+    channel: &mut watch::Receiver<Option<tonic::transport::Channel>>,
+    shutdown: &CancellationToken,
+) -> Option<tonic::transport::Channel> {
+    tokio::select! {
+        ready = channel.wait_for(Option::is_some) => ready.ok().and_then(|c| c.clone()),
+        _ = shutdown.cancelled() => None,
+    }
+}
+
 /// Runs an agent for `config` with `deps` until `shutdown`; see [`NodeAgent`].
 pub async fn run(
     config: AgentDaemonConfig,

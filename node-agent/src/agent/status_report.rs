@@ -13,6 +13,7 @@ use tonic::Code;
 use tonic::transport::Channel;
 
 use super::backoff::Backoff;
+use super::connected;
 
 /// Which pod a report is about.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,17 +34,6 @@ impl std::fmt::Display for PodKey {
 
 fn retry_backoff() -> Backoff {
     Backoff::new(Duration::from_millis(200), Duration::from_secs(5))
-}
-
-/// Waits until a channel to the control plane is up; `None` once `shutdown` fires.
-async fn connected(
-    channel: &mut watch::Receiver<Option<Channel>>,
-    shutdown: &CancellationToken,
-) -> Option<Channel> {
-    tokio::select! {
-        ready = channel.wait_for(Option::is_some) => ready.ok().and_then(|c| c.clone()),
-        _ = shutdown.cancelled() => None,
-    }
 }
 
 /// Sends `key`'s status each time `status` changes, until its sender is dropped or

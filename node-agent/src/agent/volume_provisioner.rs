@@ -29,12 +29,8 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     loop {
-        let ch = tokio::select! {
-            ready = channel.wait_for(Option::is_some) => match ready {
-                Ok(ch) => ch.clone().expect("waited for Some"),
-                Err(_) => return,
-            },
-            _ = shutdown.cancelled() => return,
+        let Some(ch) = super::connected(&mut channel, &shutdown).await else {
+            return;
         };
         let session = shutdown.child_token();
         let pause = tokio::select! {
