@@ -61,7 +61,7 @@ impl RegistryPuller {
             .parse()
             .map_err(|e| pull_error(image, format!("not an image reference: {e}")))?;
         let insecure = self.insecure.clone();
-        let (image, layers_dir, tmp_dir) = (
+        let (owned, layers_dir, tmp_dir) = (
             image.to_string(),
             layers_dir.to_path_buf(),
             tmp_dir.to_path_buf(),
@@ -70,11 +70,11 @@ impl RegistryPuller {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
-                .map_err(|e| pull_error(&image, format!("starting the pull: {e}")))?;
-            runtime.block_on(pull(&image, &reference, insecure, &layers_dir, &tmp_dir))
+                .map_err(|e| pull_error(&owned, format!("starting the pull: {e}")))?;
+            runtime.block_on(pull(&owned, &reference, insecure, &layers_dir, &tmp_dir))
         });
         job.join()
-            .unwrap_or_else(|_| Err(pull_error("?", "the pull thread panicked")))
+            .unwrap_or_else(|_| Err(pull_error(image, "the pull thread panicked")))
     }
 }
 
