@@ -16,9 +16,11 @@
 //! - [`conditions`]: `status.conditions` helpers.
 //! - [`devices`]: the GPU inventory as `resource.k8s.io/v1` ResourceSlices (driver `gpu.coxswain.dev`).
 //! - [`gpu_devices`]: the pod annotation naming the GPUs the scheduler picked.
+//! - [`csi_names`]: the CSI annotation, parameter and volume names the control plane and agents share.
 
 pub mod conditions;
 pub mod coxswain;
+pub mod csi_names;
 pub mod decode;
 pub mod defaulting;
 pub mod devices;

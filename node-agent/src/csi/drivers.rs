@@ -23,7 +23,7 @@ use super::{CsiError, call};
 use crate::agent::Backoff;
 
 /// The Node annotation kubelet writes: JSON `{driverName: nodeID}`.
-pub const NODE_ID_ANNOTATION: &str = "csi.volume.kubernetes.io/nodeid";
+pub use coxswain_api::csi_names::CSI_NODE_ID_ANNOTATION as NODE_ID_ANNOTATION;
 
 /// One `--csi-driver NAME=unix:///path` value.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -23,13 +23,9 @@ use k8s_openapi::api::storage::v1::StorageClass;
 use super::source::access_mode;
 use super::{CsiDrivers, CsiError, call};
 
-/// The StorageClass parameter that is the filesystem type, not a driver parameter.
-pub const FSTYPE_PARAMETER: &str = "csi.storage.k8s.io/fstype";
-
+pub use coxswain_api::csi_names::FSTYPE_PARAMETER;
 /// The volume name the provisioner gives a claim's volume: `pvc-<claim uid>`.
-pub fn volume_name(claim_uid: &str) -> String {
-    format!("pvc-{claim_uid}")
-}
+pub use coxswain_api::csi_names::provisioned_volume_name as volume_name;
 
 /// Provisions `claim` of `class` on this node; the report says how it went.
 pub async fn provision(

@@ -44,13 +44,13 @@ pub const BOUND_BY_CONTROLLER: &str = "pv.kubernetes.io/bound-by-controller";
 /// On a provisioned volume: the CSI driver that made it.
 pub const PROVISIONED_BY: &str = "pv.kubernetes.io/provisioned-by";
 /// On a claim: the node the scheduler chose, whose agent provisions the volume.
-pub const SELECTED_NODE: &str = "volume.kubernetes.io/selected-node";
+pub const SELECTED_NODE: &str = coxswain_api::csi_names::SELECTED_NODE_ANNOTATION;
 /// On a claim waiting for a provisioner: which one (its class's provisioner).
 pub const STORAGE_PROVISIONER: &str = "volume.kubernetes.io/storage-provisioner";
 /// On a Node: JSON object `{driverName: nodeID}` of the CSI drivers the node runs.
-pub const CSI_NODE_ID: &str = "csi.volume.kubernetes.io/nodeid";
+pub const CSI_NODE_ID: &str = coxswain_api::csi_names::CSI_NODE_ID_ANNOTATION;
 /// The StorageClass parameters naming the filesystem of a provisioned volume.
-pub const FS_TYPE_PARAMETERS: &[&str] = &["csi.storage.k8s.io/fstype", "fsType"];
+pub const FS_TYPE_PARAMETERS: &[&str] = &[coxswain_api::csi_names::FSTYPE_PARAMETER, "fsType"];
 /// How often a claim still waiting for a volume, or a volume waiting for its claim, is
 /// looked at again even when nothing it watches changed (a new unrelated volume).
 pub const PENDING_RESYNC: Duration = Duration::from_secs(5);
@@ -135,10 +135,7 @@ fn volumes_of_claim(claim: PersistentVolumeClaim) -> Vec<ObjectRef<PersistentVol
     out
 }
 
-/// The name of the volume provisioned for the claim with `uid`: `pvc-<uid>`, as Kubernetes.
-pub fn provisioned_name(claim_uid: &str) -> String {
-    format!("pvc-{claim_uid}")
-}
+pub use coxswain_api::csi_names::provisioned_volume_name as provisioned_name;
 
 /// Whether `finalizers` holds `finalizer`.
 fn has_finalizer(
