@@ -12,15 +12,12 @@ mod common;
 mod devices_support;
 
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::Harness;
+use common::control_plane::{ControlPlane, eventually};
 use coxswain_api::k8s::Pod;
-use coxswain_control_plane::apiserver::ApiServer;
-use coxswain_control_plane::client::in_process;
-use coxswain_control_plane::nodeservice::{NodeService, NodeServiceConfig};
-use coxswain_control_plane::store::EmbeddedStore;
+use coxswain_control_plane::nodeservice::NodeServiceConfig;
 use coxswain_node_agent::AgentConfig;
 use coxswain_node_agent::agent::{AgentDaemonConfig, NodeAgent, worker_deps};
 use coxswain_node_agent::runtime::RuntimeKind;
@@ -32,61 +29,6 @@ use kube::api::{Api, ListParams, PostParams};
 use tokio_util::sync::CancellationToken;
 
 const NODE: &str = "gpu-node";
-
-struct ControlPlane {
-    _dir: tempfile::TempDir,
-    url: String,
-    client: kube::Client,
-    shutdown: CancellationToken,
-}
-
-impl ControlPlane {
-    async fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
-        let shutdown = CancellationToken::new();
-        let api = ApiServer::new(store, shutdown.clone()).await.unwrap();
-        let client = in_process(&api);
-        let nodes = NodeService::new(client.clone(), NodeServiceConfig::default());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(coxswain_control_plane::serve::serve(
-            api,
-            nodes,
-            listener,
-            shutdown.clone(),
-        ));
-        Self {
-            _dir: dir,
-            url,
-            client,
-            shutdown,
-        }
-    }
-}
-
-impl Drop for ControlPlane {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
-}
-
-/// Polls `check` until it returns `Some`; panics with `what` after a generous hang
-/// guard (not a timing assertion).
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let limit = Instant::now() + Duration::from_secs(120);
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(Instant::now() < limit, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 /// The pod's DevicesHealthy condition: (status, reason, message).
 fn devices_healthy(pod: &Pod) -> Option<(String, String, String)> {
@@ -158,7 +100,7 @@ async fn an_unhealthy_gpu_gives_its_pod_a_condition_and_events_through_the_api()
         .with_test_writer()
         .try_init();
     let h = Harness::new(RuntimeKind::Runc);
-    let cp = ControlPlane::start().await;
+    let cp = ControlPlane::start(NodeServiceConfig::default()).await;
     let plugin_dir = h.dir.path().join("device-plugins");
     let plugin = Plugin::spawn(&plugin_dir, "dgx-h100");
 
