@@ -70,6 +70,11 @@ pub struct AgentArgs {
     /// The Linux bridge pods are attached to (its address is the pod CIDR's first).
     #[arg(long, default_value = "cox0")]
     pub bridge: String,
+    /// An operator's CNI config directory: its first conflist (lexical order) is used as it
+    /// is, instead of coxswain's own bridge conflist for the node's pod CIDR; the agent then
+    /// makes no bridge and runs no node-local DNS (kubelet's `--cni-conf-dir`).
+    #[arg(long)]
+    pub cni_conf_dir: Option<PathBuf>,
     /// Where CNI plugins are looked for, colon-separated (default: $CNI_PATH or
     /// /usr/lib/cni:/opt/cni/bin).
     #[arg(long)]
@@ -167,6 +172,7 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
         network.bridge = args.bridge.clone();
         network.cni_path = args.cni_path.as_deref().map(parse_cni_path);
         network.dns_port = (args.dns_port != 0).then_some(args.dns_port);
+        network.conf_dir = args.cni_conf_dir.clone();
         network
             .validate()
             .map_err(|e| anyhow::anyhow!("--bridge: {e}"))?;

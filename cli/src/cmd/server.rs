@@ -14,7 +14,7 @@ use anyhow::Context;
 use clap::Args;
 use coxswain_control_plane::apiserver::{ApiServer, check_listen_address, kubeconfig};
 use coxswain_control_plane::metrics::{MeteredStore, Metrics, run_cluster_collector};
-use coxswain_control_plane::nodeservice::cidr::Ipv4Cidr;
+use coxswain_control_plane::nodeservice::cidr::{self, Ipv4Cidr};
 use coxswain_control_plane::nodeservice::{NodeService, NodeServiceConfig, lifecycle};
 use coxswain_control_plane::scheduler::runner::{self as scheduler, RunnerConfig};
 use coxswain_control_plane::store::{EmbeddedStore, EtcdStore, Store};
@@ -47,9 +47,13 @@ pub struct ServerArgs {
     /// (`40s`, `2m`, or seconds).
     #[arg(long, default_value = "40s", value_parser = parse_duration)]
     pub node_grace_period: Duration,
-    /// The range node pod CIDRs (one /24 each) are assigned from.
+    /// The range node pod CIDRs are assigned from.
     #[arg(long, default_value = "10.244.0.0/16")]
     pub cluster_cidr: Ipv4Cidr,
+    /// The prefix length of each node's pod CIDR (kube-controller-manager's
+    /// `--node-cidr-mask-size`); at least the cluster CIDR's, at most 30.
+    #[arg(long, default_value_t = 24)]
+    pub node_cidr_mask_size: u8,
 }
 
 /// Parses `40s`, `2m`, `1h` or a bare number of seconds.
@@ -78,6 +82,8 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 pub fn run(args: ServerArgs) -> anyhow::Result<()> {
     init_logging(&args.log);
     check_listen_address(&args.listen)?;
+    cidr::check_node_prefix(&args.cluster_cidr, args.node_cidr_mask_size)
+        .map_err(|e| anyhow::anyhow!("--node-cidr-mask-size: {e}"))?;
     let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
     runtime.block_on(serve(args))
 }
@@ -222,6 +228,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     ));
     let node_config = NodeServiceConfig {
         cluster_cidr: args.cluster_cidr,
+        node_cidr_prefix: args.node_cidr_mask_size,
         lease_grace: args.node_grace_period,
         ..NodeServiceConfig::default()
     };

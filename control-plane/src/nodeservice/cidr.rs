@@ -110,6 +110,17 @@ impl FromStr for Ipv4Cidr {
     }
 }
 
+/// Checks that nodes' `/prefix` pod CIDRs fit in `cluster` and leave room for pods: the
+/// prefix is at least the cluster's and at most 30 (two pod addresses besides the gateway).
+pub fn check_node_prefix(cluster: &Ipv4Cidr, prefix: u8) -> Result<(), String> {
+    if prefix < cluster.prefix() || prefix > 30 {
+        return Err(format!(
+            "node CIDR mask size {prefix}: must be between the cluster CIDR's ({cluster}) and 30"
+        ));
+    }
+    Ok(())
+}
+
 /// The lowest `/prefix` subnet of `cluster` that overlaps none of `used`; `None` when every
 /// one is taken (or `prefix` does not fit in `cluster`).
 pub fn lowest_free(cluster: &Ipv4Cidr, prefix: u8, used: &[Ipv4Cidr]) -> Option<Ipv4Cidr> {
@@ -158,6 +169,18 @@ mod tests {
             "10.0.0.0".parse::<Ipv4Cidr>(),
             Err(CidrError::Syntax(_))
         ));
+    }
+
+    #[test]
+    fn node_prefix_must_fit_the_cluster_and_leave_room_for_pods() {
+        let cluster = cidr("10.244.0.0/16");
+        assert!(check_node_prefix(&cluster, 16).is_ok());
+        assert!(check_node_prefix(&cluster, 26).is_ok());
+        assert!(check_node_prefix(&cluster, 30).is_ok());
+        let err = check_node_prefix(&cluster, 15).unwrap_err();
+        assert!(err.contains("10.244.0.0/16"), "{err}");
+        assert!(check_node_prefix(&cluster, 31).is_err());
+        assert_eq!(lowest_free(&cluster, 26, &[]), Some(cidr("10.244.0.0/26")));
     }
 
     #[test]
