@@ -1,6 +1,7 @@
 //! Controller metrics over the in-process API: the TrainingJob controller counts and times
 //! its reconciles, and a job whose pods the API refuses (an unknown PriorityClass) shows
-//! as reconcile errors; the exposition passes `promtool check metrics`.
+//! as reconcile errors; its work queue's adds, waits and depth are served under client-go's
+//! names; the exposition passes `promtool check metrics`.
 
 mod controllers_support;
 mod metrics_support;
@@ -86,5 +87,16 @@ async fn reconciles_of_the_trainingjob_controller_are_counted_timed_and_errors_n
             &trainingjob
         ),
     );
+    // Both jobs (and their pods' changes) went through the work queue, each add waited
+    // there until a reconcile took it, and nothing is left waiting once things settle.
+    let queue = [("name", "trainingjob")];
+    let adds = sample(&scrape, "workqueue_adds_total", &queue).unwrap_or(0.0);
+    assert!(adds >= 2.0, "{scrape}");
+    let waits = sample(&scrape, "workqueue_queue_duration_seconds_count", &queue).unwrap();
+    assert!(waits >= 1.0 && waits <= adds, "{scrape}");
+    wait_for("an empty trainingjob work queue", || async {
+        sample(&metrics.encode(), "workqueue_depth", &queue).filter(|n| *n == 0.0)
+    })
+    .await;
     promtool_check(&scrape);
 }

@@ -20,6 +20,7 @@ pub mod gc;
 pub mod pytorchjob;
 pub mod trainingjob;
 pub mod volumes;
+pub mod work_queue;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -6,10 +6,15 @@
 //! | `controller_runtime_reconcile_errors_total` | counter | `controller` |
 //! | `controller_runtime_reconcile_time_seconds` | histogram | `controller` |
 //! | `controller_runtime_active_workers` | gauge | `controller` (reconciles in progress) |
+//! | `workqueue_depth` | gauge | `name` (objects waiting for a reconcile) |
+//! | `workqueue_adds_total` | counter | `name` |
+//! | `workqueue_queue_duration_seconds` | histogram | `name` (wait from add to reconcile) |
 //!
-//! `controller` is the controller's name: `trainingjob`, `pytorchjob`, `job`, `cronjob`,
-//! `replicaset`, `deployment`, `daemonset`. The work queue's depth is kube-runtime's and not
-//! observable from outside it, so controller-runtime's `workqueue_*` series are not served.
+//! `controller` and `name` are the controller's name: `trainingjob`, `pytorchjob`, `job`,
+//! `cronjob`, `replicaset`, `deployment`, `daemonset`, `persistentvolumeclaim`,
+//! `persistentvolume`. The `workqueue_*` series (client-go's names) come from
+//! [`WorkQueue`](crate::controllers::work_queue::WorkQueue), which watches kube-runtime's
+//! queue from both ends.
 
 use std::future::Future;
 use std::time::Instant;
@@ -29,6 +34,12 @@ pub struct ControllerMetrics {
     pub duration: HistogramVec,
     /// `controller_runtime_active_workers{controller}`.
     pub active: IntGaugeVec,
+    /// `workqueue_depth{name}`.
+    pub queue_depth: IntGaugeVec,
+    /// `workqueue_adds_total{name}`.
+    pub queue_adds: IntCounterVec,
+    /// `workqueue_queue_duration_seconds{name}`.
+    pub queue_duration: HistogramVec,
 }
 
 impl std::fmt::Debug for ControllerMetrics {
@@ -38,7 +49,7 @@ impl std::fmt::Debug for ControllerMetrics {
 }
 
 impl ControllerMetrics {
-    pub(super) fn register(registry: &Registry) -> ControllerMetrics {
+    pub(crate) fn register(registry: &Registry) -> ControllerMetrics {
         let counter = |name: &str, help: &str, labels: &[&str]| {
             register(
                 registry,
@@ -78,6 +89,36 @@ impl ControllerMetrics {
                         "Reconciles in progress, per controller.",
                     ),
                     &["controller"],
+                )
+                .expect("valid metric"),
+            ),
+            queue_depth: register(
+                registry,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "workqueue_depth",
+                        "Objects waiting for a reconcile, per controller.",
+                    ),
+                    &["name"],
+                )
+                .expect("valid metric"),
+            ),
+            queue_adds: counter(
+                "workqueue_adds_total",
+                "Objects added to the work queue, per controller.",
+                &["name"],
+            ),
+            queue_duration: register(
+                registry,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "workqueue_queue_duration_seconds",
+                        "How long an object waited in the work queue before its reconcile started.",
+                    )
+                    .buckets(
+                        prometheus::exponential_buckets(0.000_1, 2.0, 18).expect("valid buckets"),
+                    ),
+                    &["name"],
                 )
                 .expect("valid metric"),
             ),

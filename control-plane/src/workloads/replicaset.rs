@@ -11,7 +11,6 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetStatus};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::Controller;
 use kube::runtime::controller::Action;
 use kube::runtime::watcher;
 use serde_json::json;
@@ -22,21 +21,24 @@ use super::owned::{create_pod, delete, list_owned, owner_ref, pod_from_template}
 use super::runner::{controller_of, drive};
 use super::selector::{self, is_active, is_available, is_ready};
 use super::{Context, Error};
+use crate::controllers::work_queue::WorkQueue;
 use crate::events::EventType;
 
 /// Runs the ReplicaSet controller until `shutdown` is cancelled.
 pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     let client = ctx.client.clone();
-    let controller = Controller::new(
-        Api::<ReplicaSet>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .watches(
-        Api::<Pod>::all(client),
-        watcher::Config::default(),
-        controller_of::<ReplicaSet, Pod>,
-    );
-    drive("replicaset", controller, reconcile, ctx, shutdown).await;
+    let queue = WorkQueue::new("replicaset", ctx.config.metrics.as_ref());
+    let controller = queue
+        .controller(
+            Api::<ReplicaSet>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .watches(
+            Api::<Pod>::all(client),
+            watcher::Config::default(),
+            queue.mapper(controller_of::<ReplicaSet, Pod>),
+        );
+    drive(queue, controller, reconcile, ctx, shutdown).await;
 }
 
 /// Deletion order: unscheduled, then pending, then not ready, then the newest.

@@ -14,6 +14,7 @@ use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 
 use super::{Context, Error};
+use crate::controllers::work_queue::WorkQueue;
 
 /// `namespace/name` of an object, for logs and the error counts.
 pub(crate) fn key_of<K: Resource>(obj: &K) -> String {
@@ -43,9 +44,10 @@ where
         .then(|| ObjectRef::new(&owner.name).within(meta.namespace.as_deref().unwrap_or_default()))
 }
 
-/// Runs `controller` with `reconcile` until `shutdown` is cancelled.
+/// Runs `controller` with `reconcile` until `shutdown` is cancelled, `queue` following
+/// what waits for a reconcile.
 pub(crate) async fn drive<K, F, Fut>(
-    name: &'static str,
+    queue: WorkQueue,
     controller: Controller<K>,
     reconcile: F,
     ctx: Arc<Context>,
@@ -55,7 +57,8 @@ pub(crate) async fn drive<K, F, Fut>(
     F: Fn(Arc<K>, Arc<Context>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<Action, Error>> + Send + 'static,
 {
-    let reconcile = Arc::new(reconcile);
+    let name = queue.name();
+    let reconcile = Arc::new(queue.reconciler(reconcile));
     controller
         .graceful_shutdown_on(shutdown.cancelled_owned())
         .run(

@@ -26,7 +26,7 @@ use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::jiff::SignedDuration;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use serde_json::json;
@@ -45,12 +45,18 @@ pub use super::Context;
 pub async fn run(client: kube::Client, config: ControllersConfig, shutdown: CancellationToken) {
     let jobs = Api::<PyTorchJob>::all(client.clone());
     let training = Api::<TrainingJob>::all(client.clone());
+    let queue = super::work_queue::WorkQueue::new("pytorchjob", config.metrics.as_ref());
     let context = Arc::new(Context::new(client, config, COMPONENT));
-    Controller::new(jobs, watcher::Config::default())
+    queue
+        .controller(jobs, watcher::Config::default())
         // Not `owns`: it lists metadata only, which the API server does not serve.
-        .watches(training, watcher::Config::default(), controlling_job)
+        .watches(
+            training,
+            watcher::Config::default(),
+            queue.mapper(controlling_job),
+        )
         .graceful_shutdown_on(async move { shutdown.cancelled().await })
-        .run(reconcile, error_policy, context)
+        .run(queue.reconciler(reconcile), error_policy, context)
         .for_each(|result| async move {
             if let Err(error) = result {
                 tracing::debug!(%error, "pytorchjob controller");

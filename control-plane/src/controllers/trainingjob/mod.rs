@@ -20,7 +20,7 @@ use futures::StreamExt;
 use k8s_openapi::Resource as _;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
 use kube::api::{Api, DeleteParams, ListParams, PostParams, Preconditions, PropagationPolicy};
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
@@ -43,17 +43,19 @@ pub use super::Context;
 pub async fn run(client: kube::Client, config: ControllersConfig, shutdown: CancellationToken) {
     let jobs = Api::<TrainingJob>::all(client.clone());
     let pods = Api::<Pod>::all(client.clone());
+    let queue = super::work_queue::WorkQueue::new("trainingjob", config.metrics.as_ref());
     let context = Arc::new(Context::new(client, config, COMPONENT));
-    Controller::new(jobs, watcher::Config::default())
+    queue
+        .controller(jobs, watcher::Config::default())
         // Not `owns`: it lists with `as=PartialObjectMetadataList`, which the API server
         // does not serve yet; a full watch of the job's pods maps each to its controller.
         .watches(
             pods,
             watcher::Config::default().labels(TrainingJob::JOB_NAME_LABEL),
-            controlling_job,
+            queue.mapper(controlling_job),
         )
         .graceful_shutdown_on(async move { shutdown.cancelled().await })
-        .run(reconcile, error_policy, context)
+        .run(queue.reconciler(reconcile), error_policy, context)
         .for_each(|result| async move {
             if let Err(error) = result {
                 tracing::debug!(%error, "trainingjob controller");

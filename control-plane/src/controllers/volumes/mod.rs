@@ -24,7 +24,9 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
 use kube::api::Api;
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::Action;
+
+use super::work_queue::WorkQueue;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use tokio_util::sync::CancellationToken;
@@ -59,44 +61,56 @@ pub use super::Context;
 
 /// Runs the claim and volume loops until `shutdown` is cancelled.
 pub async fn run(client: kube::Client, config: ControllersConfig, shutdown: CancellationToken) {
+    let claim_queue = WorkQueue::new("persistentvolumeclaim", config.metrics.as_ref());
+    let volume_queue = WorkQueue::new("persistentvolume", config.metrics.as_ref());
     let context = Arc::new(Context::new(client.clone(), config, COMPONENT));
-    let claims = Controller::new(
-        Api::<PersistentVolumeClaim>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .watches(
-        Api::<PersistentVolume>::all(client.clone()),
-        watcher::Config::default(),
-        claim_of_volume,
-    )
-    .watches(
-        Api::<Pod>::all(client.clone()),
-        watcher::Config::default(),
-        claims_of_pod,
-    )
-    .graceful_shutdown_on(cancelled(shutdown.clone()))
-    .run(claim::reconcile, claim::error_policy, context.clone())
-    .for_each(|result| async move {
-        if let Err(error) = result {
-            tracing::debug!(%error, "claim controller");
-        }
-    });
-    let volumes = Controller::new(
-        Api::<PersistentVolume>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .watches(
-        Api::<PersistentVolumeClaim>::all(client),
-        watcher::Config::default(),
-        volumes_of_claim,
-    )
-    .graceful_shutdown_on(cancelled(shutdown))
-    .run(volume::reconcile, volume::error_policy, context)
-    .for_each(|result| async move {
-        if let Err(error) = result {
-            tracing::debug!(%error, "volume controller");
-        }
-    });
+    let claims = claim_queue
+        .controller(
+            Api::<PersistentVolumeClaim>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .watches(
+            Api::<PersistentVolume>::all(client.clone()),
+            watcher::Config::default(),
+            claim_queue.mapper(claim_of_volume),
+        )
+        .watches(
+            Api::<Pod>::all(client.clone()),
+            watcher::Config::default(),
+            claim_queue.mapper(claims_of_pod),
+        )
+        .graceful_shutdown_on(cancelled(shutdown.clone()))
+        .run(
+            claim_queue.reconciler(claim::reconcile),
+            claim::error_policy,
+            context.clone(),
+        )
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::debug!(%error, "claim controller");
+            }
+        });
+    let volumes = volume_queue
+        .controller(
+            Api::<PersistentVolume>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .watches(
+            Api::<PersistentVolumeClaim>::all(client),
+            watcher::Config::default(),
+            volume_queue.mapper(volumes_of_claim),
+        )
+        .graceful_shutdown_on(cancelled(shutdown))
+        .run(
+            volume_queue.reconciler(volume::reconcile),
+            volume::error_policy,
+            context,
+        )
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::debug!(%error, "volume controller");
+            }
+        });
     tokio::join!(claims, volumes);
 }
 

@@ -16,7 +16,6 @@ use k8s_openapi::api::batch::v1::{CronJob, CronJobStatus, Job};
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use kube::runtime::Controller;
 use kube::runtime::controller::Action;
 use kube::runtime::watcher;
 use serde_json::json;
@@ -27,6 +26,7 @@ use super::job::status::{finished_at, has_condition, is_finished};
 use super::owned::{background, delete, fresh, list_owned, owner_ref};
 use super::runner::{controller_of, drive};
 use super::{Context, Error};
+use crate::controllers::work_queue::WorkQueue;
 use crate::events::EventType;
 use plan::{MAX_MISSED_WARNING, decide, schedule_of};
 
@@ -36,16 +36,18 @@ pub const SCHEDULED_TIMESTAMP: &str = "batch.kubernetes.io/cronjob-scheduled-tim
 /// Runs the CronJob controller until `shutdown` is cancelled.
 pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     let client = ctx.client.clone();
-    let controller = Controller::new(
-        Api::<CronJob>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .watches(
-        Api::<Job>::all(client),
-        watcher::Config::default(),
-        controller_of::<CronJob, Job>,
-    );
-    drive("cronjob", controller, reconcile, ctx, shutdown).await;
+    let queue = WorkQueue::new("cronjob", ctx.config.metrics.as_ref());
+    let controller = queue
+        .controller(
+            Api::<CronJob>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .watches(
+            Api::<Job>::all(client),
+            watcher::Config::default(),
+            queue.mapper(controller_of::<CronJob, Job>),
+        );
+    drive(queue, controller, reconcile, ctx, shutdown).await;
 }
 
 fn reference(job: &Job) -> ObjectReference {

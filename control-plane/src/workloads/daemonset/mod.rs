@@ -18,7 +18,6 @@ use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetStatus};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{Api, ListParams, Patch, PatchParams};
-use kube::runtime::Controller;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
@@ -32,6 +31,7 @@ use super::owned::{create_pod, delete, list_owned, owner_ref, pod_from_template}
 use super::runner::{controller_of, drive};
 use super::selector::{self, is_active, is_available, is_ready};
 use super::{Context, Error};
+use crate::controllers::work_queue::WorkQueue;
 use crate::events::EventType;
 use placement::{default_tolerations, should_run};
 
@@ -42,7 +42,8 @@ pub const CONTROLLER_REVISION_HASH: &str = "controller-revision-hash";
 /// reconciles every DaemonSet.
 pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     let client = ctx.client.clone();
-    let controller = Controller::new(
+    let queue = WorkQueue::new("daemonset", ctx.config.metrics.as_ref());
+    let controller = queue.controller(
         Api::<DaemonSet>::all(client.clone()),
         watcher::Config::default(),
     );
@@ -51,20 +52,20 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
         .watches(
             Api::<Pod>::all(client.clone()),
             watcher::Config::default(),
-            controller_of::<DaemonSet, Pod>,
+            queue.mapper(controller_of::<DaemonSet, Pod>),
         )
         .watches(
             Api::<Node>::all(client),
             watcher::Config::default(),
-            move |_node: Node| {
+            queue.mapper(move |_node: Node| {
                 store
                     .state()
                     .into_iter()
                     .map(|ds| ObjectRef::from_obj(ds.as_ref()))
                     .collect::<Vec<_>>()
-            },
+            }),
         );
-    drive("daemonset", controller, reconcile, ctx, shutdown).await;
+    drive(queue, controller, reconcile, ctx, shutdown).await;
 }
 
 /// Deletes one of the DaemonSet's pods and records it.

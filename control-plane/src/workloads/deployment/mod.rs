@@ -22,7 +22,6 @@ use k8s_openapi::api::apps::v1::{
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
-use kube::runtime::Controller;
 use kube::runtime::controller::Action;
 use kube::runtime::watcher;
 use serde_json::json;
@@ -33,6 +32,7 @@ use super::owned::{background, delete, fresh, is_controlled_by, list_owned, owne
 use super::runner::{controller_of, drive};
 use super::selector::{self, is_active, is_available, is_ready};
 use super::{Context, Error};
+use crate::controllers::work_queue::WorkQueue;
 use crate::events::EventType;
 use hash::{POD_TEMPLATE_HASH, same_template, template_hash};
 use rolling::{RsCount, new_rs_target, old_rs_targets, surge_and_unavailable};
@@ -45,16 +45,18 @@ pub const DEFAULT_REVISION_HISTORY_LIMIT: i32 = 10;
 /// Runs the Deployment controller until `shutdown` is cancelled.
 pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     let client = ctx.client.clone();
-    let controller = Controller::new(
-        Api::<Deployment>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .watches(
-        Api::<ReplicaSet>::all(client),
-        watcher::Config::default(),
-        controller_of::<Deployment, ReplicaSet>,
-    );
-    drive("deployment", controller, reconcile, ctx, shutdown).await;
+    let queue = WorkQueue::new("deployment", ctx.config.metrics.as_ref());
+    let controller = queue
+        .controller(
+            Api::<Deployment>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .watches(
+            Api::<ReplicaSet>::all(client),
+            watcher::Config::default(),
+            queue.mapper(controller_of::<Deployment, ReplicaSet>),
+        );
+    drive(queue, controller, reconcile, ctx, shutdown).await;
 }
 
 fn revision_of(rs: &ReplicaSet) -> i64 {

@@ -21,7 +21,6 @@ use k8s_openapi::api::batch::v1::{Job, JobStatus};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::Controller;
 use kube::runtime::controller::Action;
 use kube::runtime::watcher;
 use serde_json::{Value, json};
@@ -32,6 +31,7 @@ use super::owned::{background, create_pod, delete, fresh, list_owned};
 use super::runner::{backoff, controller_of, drive};
 use super::selector::{self, is_active, is_ready};
 use super::{Context, Error};
+use crate::controllers::work_queue::WorkQueue;
 use crate::events::EventType;
 use failure_policy::{Verdict, judge};
 use pods::{CONTROLLER_UID, completion_index, job_labels, new_pod};
@@ -43,13 +43,15 @@ pub const DEFAULT_BACKOFF_LIMIT: i32 = 6;
 /// Runs the Job controller until `shutdown` is cancelled.
 pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     let client = ctx.client.clone();
-    let controller = Controller::new(Api::<Job>::all(client.clone()), watcher::Config::default())
+    let queue = WorkQueue::new("job", ctx.config.metrics.as_ref());
+    let controller = queue
+        .controller(Api::<Job>::all(client.clone()), watcher::Config::default())
         .watches(
             Api::<Pod>::all(client),
             watcher::Config::default(),
-            controller_of::<Job, Pod>,
+            queue.mapper(controller_of::<Job, Pod>),
         );
-    drive("job", controller, reconcile, ctx, shutdown).await;
+    drive(queue, controller, reconcile, ctx, shutdown).await;
 }
 
 /// Time from `now` until `at` (zero when past).
