@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod nodeservice;
 pub mod scheduler;
 pub mod serve;
+pub mod serve_tls;
 pub mod sim;
 pub mod store;
 pub mod workloads;

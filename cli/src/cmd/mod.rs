@@ -12,6 +12,7 @@ pub mod image;
 pub mod logs;
 pub mod manifest;
 pub mod server;
+pub mod server_tls;
 pub mod sim;
 pub mod sim_bench;
 pub mod top;

@@ -50,6 +50,9 @@ pub struct ServerArgs {
     /// The range node pod CIDRs are assigned from.
     #[arg(long, default_value = "10.244.0.0/16")]
     pub cluster_cidr: Ipv4Cidr,
+    /// The TLS listener.
+    #[command(flatten)]
+    pub tls: super::server_tls::TlsArgs,
     /// The prefix length of each node's pod CIDR (kube-controller-manager's
     /// `--node-cidr-mask-size`); at least the cluster CIDR's, at most 30.
     #[arg(long, default_value_t = 24)]
@@ -174,6 +177,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         ),
         None => None,
     };
+    let secure = super::server_tls::bind(&args.tls, &args.data_dir).await?;
     let kubeconfig_path = args.data_dir.join("kubeconfig");
     kubeconfig::write(&kubeconfig_path, &url)
         .with_context(|| format!("writing {}", kubeconfig_path.display()))?;
@@ -194,6 +198,13 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         "cox server: kubeconfig written to {} (export KUBECONFIG={0})",
         kubeconfig_path.display()
     );
+    if let Some(secure) = &secure {
+        eprintln!(
+            "cox server: serving the API with TLS on {} (admin kubeconfig {})",
+            secure.url,
+            secure.kubeconfig.display()
+        );
+    }
     tokio::spawn(watch_signals(shutdown.clone()));
     // Everything but the API reads and writes through the API, in-process.
     let client = coxswain_control_plane::client::in_process(&server);
@@ -246,6 +257,21 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
             if let Err(e) =
                 coxswain_control_plane::serve::serve_unix(router, socket, shutdown).await
             {
+                eprintln!("cox server: {e}");
+            }
+        });
+    }
+    if let Some(secure) = secure {
+        let (router, shutdown) = (router.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            let served = coxswain_control_plane::serve_tls::serve_tls(
+                router,
+                secure.listener,
+                secure.tls,
+                secure.auth,
+                shutdown,
+            );
+            if let Err(e) = served.await {
                 eprintln!("cox server: {e}");
             }
         });

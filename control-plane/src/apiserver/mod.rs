@@ -10,9 +10,11 @@
 //!   [`strategic_merge`] and [`apply`]: the patch flavours beyond RFC 7386/6902;
 //!   [`priority`]: pods' `priorityClassName` → `priority` (Kubernetes' Priority admission).
 //! - [`discovery`], [`openapi`], [`table`], [`selectors`], [`kubeconfig`].
+//! - [`auth`]: the TLS listener's PKI, authentication and authorization.
 
 pub mod admission;
 pub mod apply;
+pub mod auth;
 pub mod discovery;
 pub mod handlers;
 pub mod kubeconfig;
@@ -69,10 +71,11 @@ pub enum ServeError {
         #[source]
         source: std::io::Error,
     },
-    /// A listen address that is not loopback, refused until TLS and authentication exist.
+    /// A plain (no TLS, no authentication) listen address that is not loopback.
     #[error(
-        "refusing to listen on {0}: the API has no TLS or authentication yet, so it only \
-         listens on loopback (use 127.0.0.1:<port> or [::1]:<port>)"
+        "refusing to listen on {0}: this listener has no TLS or authentication, so it only \
+         listens on loopback (use 127.0.0.1:<port> or [::1]:<port>; --secure-listen serves \
+         TLS with authentication on any address)"
     )]
     NotLoopback(SocketAddr),
 }

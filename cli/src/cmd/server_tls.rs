@@ -1,0 +1,89 @@
+//! `cox server --secure-listen`: the TLS listener's certificates, credentials and the
+//! admin kubeconfig that reaches it.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use coxswain_control_plane::apiserver::auth::pki::ClusterPki;
+use coxswain_control_plane::apiserver::auth::{Authenticator, StaticTokens};
+use coxswain_control_plane::apiserver::kubeconfig;
+
+/// The TLS listener's flags.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct TlsArgs {
+    /// Also serve the API over TLS with authentication and authorization here
+    /// (`0.0.0.0:6443` is allowed: TLS and authentication guard it). The CA and
+    /// certificates live in `<data-dir>/pki` (made on first start); the admin kubeconfig
+    /// for it is `<data-dir>/admin.kubeconfig`.
+    #[arg(long, value_name = "ADDR")]
+    pub secure_listen: Option<SocketAddr>,
+    /// Extra names or IPs for the serving certificate (repeatable); `localhost`,
+    /// 127.0.0.1, ::1 and the --secure-listen IP are always in it.
+    #[arg(long = "tls-san", value_name = "NAME")]
+    pub tls_sans: Vec<String>,
+    /// kube-apiserver's static token file: `token,user,uid[,"group1,group2"]` per line.
+    #[arg(long, value_name = "FILE")]
+    pub token_auth_file: Option<PathBuf>,
+}
+
+/// A bound TLS listener and what serving it takes.
+pub struct SecureListener {
+    /// The bound socket.
+    pub listener: tokio::net::TcpListener,
+    /// rustls settings (serving certificate, client CA).
+    pub tls: Arc<coxswain_control_plane::serve_tls::ServerConfig>,
+    /// Who may connect.
+    pub auth: Arc<Authenticator>,
+    /// `https://ADDR`.
+    pub url: String,
+    /// Where the admin kubeconfig was written.
+    pub kubeconfig: PathBuf,
+}
+
+/// Makes or loads the PKI, reads the token file, binds `--secure-listen` and writes the
+/// admin kubeconfig; `None` without `--secure-listen`.
+pub async fn bind(
+    args: &TlsArgs,
+    data_dir: &std::path::Path,
+) -> anyhow::Result<Option<SecureListener>> {
+    let Some(addr) = args.secure_listen else {
+        return Ok(None);
+    };
+    let tokens = match &args.token_auth_file {
+        Some(path) => {
+            StaticTokens::load(path).map_err(|e| anyhow::anyhow!("--token-auth-file {e}"))?
+        }
+        None => StaticTokens::default(),
+    };
+    let mut sans = args.tls_sans.clone();
+    if !addr.ip().is_unspecified() {
+        sans.push(addr.ip().to_string());
+    }
+    let pki =
+        ClusterPki::load_or_create(&data_dir.join("pki"), &sans).context("the cluster PKI")?;
+    let tls = coxswain_control_plane::serve_tls::server_config(&pki)?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("--secure-listen {addr} (is another server using the port?)"))?;
+    let bound = listener
+        .local_addr()
+        .context("reading the secure listen address")?;
+    let host = if bound.ip().is_unspecified() {
+        SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), bound.port())
+    } else {
+        bound
+    };
+    let url = format!("https://{host}");
+    let path = data_dir.join("admin.kubeconfig");
+    let text = kubeconfig::render_tls(&url, &pki.ca_pem, &pki.admin.cert_pem, &pki.admin.key_pem);
+    kubeconfig::write_text(&path, &text).with_context(|| format!("writing {}", path.display()))?;
+    Ok(Some(SecureListener {
+        listener,
+        tls: Arc::new(tls),
+        auth: Arc::new(Authenticator { tokens }),
+        url,
+        kubeconfig: path,
+    }))
+}

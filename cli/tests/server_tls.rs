@@ -1,0 +1,246 @@
+//! `cox server --secure-listen`: the API over TLS with authentication and deny-by-default
+//! authorization, through the real binary, reqwest (rustls) and kubectl 1.37.
+//!
+//! - anonymous → 401, an unknown bearer token → 401, a client certificate from another CA →
+//!   no session;
+//! - a token user outside `system:masters` → 403 naming user, verb, resource and namespace,
+//!   while discovery and `/version` are open to them;
+//! - the admin kubeconfig (client certificate, CN kubernetes-admin, O system:masters)
+//!   works with kubectl, `kubectl auth whoami` and `kubectl auth can-i` answer;
+//! - a restart keeps the CA and the admin credentials.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+const TOKENS: &str = "tok-alice,alice,1001,\"dev,ml\"\ntok-root,root,1,system:masters\n";
+
+struct Server {
+    child: Child,
+    url: String,
+    data: PathBuf,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(dir: &Path) -> Server {
+    let data = dir.join("data");
+    let tokens = dir.join("tokens.csv");
+    std::fs::write(&tokens, TOKENS).unwrap();
+    let log_path = dir.join(format!("server-{}.log", std::process::id()));
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cox"))
+        .args([
+            "server",
+            "--listen",
+            "127.0.0.1:0",
+            "--secure-listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("--token-auth-file")
+        .arg(&tokens)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("cox server starts");
+    for _ in 0..600 {
+        let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+        if let Some(url) = text
+            .lines()
+            .find_map(|l| l.split("serving the API with TLS on ").nth(1))
+            .and_then(|rest| rest.split_whitespace().next())
+        {
+            return Server {
+                child,
+                url: url.to_string(),
+                data,
+            };
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("cox server exited ({status}):\n{text}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    panic!("cox server did not start");
+}
+
+/// A client trusting the cluster CA, with `identity` (PEM cert + key) when given.
+fn client(server: &Server, identity: Option<&[u8]>) -> reqwest::Client {
+    let ca = std::fs::read(server.data.join("pki/ca.crt")).unwrap();
+    let mut builder = reqwest::Client::builder()
+        .use_rustls_tls()
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap());
+    if let Some(pem) = identity {
+        builder = builder.identity(reqwest::Identity::from_pem(pem).unwrap());
+    }
+    builder.build().unwrap()
+}
+
+async fn get(client: &reqwest::Client, url: &str, token: Option<&str>) -> (u16, Value) {
+    let mut request = client.get(url);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.expect("a response");
+    let code = response.status().as_u16();
+    let body = response.json().await.unwrap_or(Value::Null);
+    (code, body)
+}
+
+fn kubectl() -> String {
+    let scripts = Command::new("python3")
+        .args([
+            "-c",
+            "import sysconfig; print(sysconfig.get_path('scripts'))",
+        ])
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    scripts
+        .map(|d| Path::new(&d).join("kubectl"))
+        .filter(|p| p.exists())
+        .map_or_else(|| "kubectl".to_string(), |p| p.display().to_string())
+}
+
+fn run_kubectl(kubeconfig: &Path, args: &[&str]) -> (i32, String) {
+    let out = Command::new(kubectl())
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .output()
+        .expect("kubectl runs (scripts/setup.sh installs it)");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_listener_authenticates_and_denies_by_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path());
+    let pods = format!("{}/api/v1/namespaces/default/pods", server.url);
+    let anonymous = client(&server, None);
+
+    let (code, body) = get(&anonymous, &pods, None).await;
+    assert_eq!((code, body["reason"].as_str()), (401, Some("Unauthorized")));
+    let (code, _) = get(&anonymous, &pods, Some("tok-nobody")).await;
+    assert_eq!(code, 401, "a token nobody issued");
+
+    let (code, body) = get(&anonymous, &pods, Some("tok-alice")).await;
+    assert_eq!(code, 403, "{body}");
+    assert_eq!(
+        body["message"],
+        "pods is forbidden: User \"alice\" cannot list resource \"pods\" in API group \"\" in \
+         the namespace \"default\""
+    );
+    let (code, _) = get(
+        &anonymous,
+        &format!("{}/version", server.url),
+        Some("tok-alice"),
+    )
+    .await;
+    assert_eq!(code, 200, "discovery is open to every authenticated user");
+    let (code, body) = get(
+        &anonymous,
+        &format!("{}/api/v1/nodes/gpu-1", server.url),
+        Some("tok-alice"),
+    )
+    .await;
+    assert_eq!(code, 403);
+    assert_eq!(
+        body["message"],
+        "nodes \"gpu-1\" is forbidden: User \"alice\" cannot get resource \"nodes\" in API \
+         group \"\" at the cluster scope"
+    );
+    let (code, body) = get(&anonymous, &pods, Some("tok-root")).await;
+    assert_eq!((code, body["kind"].as_str()), (200, Some("PodList")));
+
+    // The admin kubeconfig's client certificate, through reqwest and through kubectl.
+    let admin = {
+        let pki = server.data.join("pki");
+        let mut pem = std::fs::read(pki.join("admin.crt")).unwrap();
+        pem.extend(std::fs::read(pki.join("admin.key")).unwrap());
+        client(&server, Some(&pem))
+    };
+    let (code, _) = get(&admin, &pods, None).await;
+    assert_eq!(code, 200);
+    let kubeconfig = server.data.join("admin.kubeconfig");
+    let (rc, out) = run_kubectl(&kubeconfig, &["get", "namespaces", "-o", "name"]);
+    assert_eq!(rc, 0, "{out}");
+    assert!(out.contains("namespace/default"), "{out}");
+    let (rc, out) = run_kubectl(&kubeconfig, &["auth", "whoami"]);
+    assert_eq!(rc, 0, "{out}");
+    assert!(
+        out.contains("kubernetes-admin") && out.contains("system:masters"),
+        "{out}"
+    );
+    let (rc, out) = run_kubectl(
+        &kubeconfig,
+        &["auth", "can-i", "delete", "pods", "-n", "ml"],
+    );
+    assert_eq!((rc, out.trim()), (0, "yes"));
+
+    // alice, through kubectl with her token: can-i says no, and why a get fails.
+    let alice = dir.path().join("alice.kubeconfig");
+    let text = std::fs::read_to_string(&kubeconfig).unwrap();
+    let users = text.find("users:").unwrap();
+    let contexts = text.find("contexts:").unwrap();
+    let alice_text = format!(
+        "{}users:\n- name: admin\n  user:\n    token: tok-alice\n{}",
+        &text[..users],
+        &text[contexts..]
+    );
+    std::fs::write(&alice, alice_text).unwrap();
+    let (rc, out) = run_kubectl(&alice, &["auth", "can-i", "list", "pods"]);
+    assert_eq!((rc, out.trim()), (1, "no"));
+    let (rc, out) = run_kubectl(&alice, &["get", "pods"]);
+    assert_ne!(rc, 0);
+    assert!(
+        out.contains("User \"alice\" cannot list resource \"pods\""),
+        "{out}"
+    );
+
+    // A certificate from another CA proves nothing: the handshake refuses it.
+    let stranger = {
+        let other = dir.path().join("other-pki");
+        let pki =
+            coxswain_control_plane::apiserver::auth::pki::ClusterPki::load_or_create(&other, &[])
+                .unwrap();
+        let mut pem = pki.admin.cert_pem.into_bytes();
+        pem.extend(pki.admin.key_pem.into_bytes());
+        client(&server, Some(&pem))
+    };
+    let refused = stranger.get(&pods).send().await;
+    assert!(
+        refused.is_err() || refused.as_ref().unwrap().status() == 401,
+        "{refused:?}"
+    );
+
+    // A restart keeps the CA and the admin's credentials.
+    let ca = std::fs::read(server.data.join("pki/ca.crt")).unwrap();
+    drop(server);
+    let server = start(dir.path());
+    assert_eq!(std::fs::read(server.data.join("pki/ca.crt")).unwrap(), ca);
+    let (rc, out) = run_kubectl(
+        &kubeconfig_of(&server),
+        &["get", "namespaces", "-o", "name"],
+    );
+    assert_eq!(rc, 0, "{out}");
+}
+
+fn kubeconfig_of(server: &Server) -> PathBuf {
+    server.data.join("admin.kubeconfig")
+}

@@ -1,0 +1,233 @@
+//! The self reviews behind `kubectl auth whoami` (`SelfSubjectReview`,
+//! `authentication.k8s.io/v1`) and `kubectl auth can-i` (`SelfSubjectAccessReview`,
+//! `authorization.k8s.io/v1`): every authenticated user may ask who they are and what they
+//! may do (Kubernetes' `system:basic-user`).
+
+use axum::body::Body;
+use axum::http::{Method, StatusCode};
+use axum::response::Response;
+use serde_json::{Value, json};
+
+use super::{Authorizer, RequestInfo, ResourceAttributes, UserInfo, status};
+
+/// The path of `SelfSubjectReview`s.
+pub const SELF_SUBJECT_REVIEWS: &str = "/apis/authentication.k8s.io/v1/selfsubjectreviews";
+/// The path of `SelfSubjectAccessReview`s.
+pub const SELF_SUBJECT_ACCESS_REVIEWS: &str =
+    "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews";
+/// The largest review body read.
+const MAX_BODY: usize = 64 * 1024;
+
+/// Whether `method` and `path` ask for a self review.
+pub fn is_review(method: &Method, path: &str) -> bool {
+    method == Method::POST && (path == SELF_SUBJECT_REVIEWS || path == SELF_SUBJECT_ACCESS_REVIEWS)
+}
+
+/// Answers a self review by `user`; `protobuf` when the body is Kubernetes' protobuf
+/// encoding (kubectl's typed clients send it), else JSON. Answers are JSON.
+pub async fn answer(user: &UserInfo, path: &str, protobuf: bool, body: Body) -> Response {
+    let bytes = match axum::body::to_bytes(body, MAX_BODY).await {
+        Ok(bytes) => bytes,
+        Err(e) => return bad_request(&format!("reading the body: {e}")),
+    };
+    if path == SELF_SUBJECT_REVIEWS {
+        return status(
+            StatusCode::CREATED,
+            json!({
+                "apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview",
+                "metadata": {"creationTimestamp": null},
+                "status": {"userInfo": user_json(user)},
+            }),
+        );
+    }
+    let review = if protobuf {
+        match protobuf::access_review(&bytes) {
+            Ok(v) => v,
+            Err(e) => return bad_request(&format!("the protobuf body: {e}")),
+        }
+    } else {
+        match serde_json::from_slice::<Value>(&bytes) {
+            Ok(v) => v,
+            Err(e) => return bad_request(&format!("the body is not JSON: {e}")),
+        }
+    };
+    let spec = &review["spec"];
+    let info = if let Some(r) = spec.get("resourceAttributes").filter(|r| r.is_object()) {
+        let text = |field: &str| r[field].as_str().unwrap_or_default().to_string();
+        RequestInfo {
+            verb: text("verb"),
+            resource: Some(ResourceAttributes {
+                group: text("group"),
+                resource: text("resource"),
+                subresource: text("subresource"),
+                namespace: text("namespace"),
+                name: text("name"),
+            }),
+            path: String::new(),
+        }
+    } else if let Some(n) = spec.get("nonResourceAttributes").filter(|n| n.is_object()) {
+        RequestInfo {
+            verb: n["verb"].as_str().unwrap_or_default().to_string(),
+            resource: None,
+            path: n["path"].as_str().unwrap_or_default().to_string(),
+        }
+    } else {
+        return bad_request(
+            "spec: exactly one of resourceAttributes or nonResourceAttributes is required",
+        );
+    };
+    let allowed = Authorizer.allows(user, &info);
+    let mut out = json!({
+        "apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+        "metadata": {"creationTimestamp": null},
+        "spec": spec,
+        "status": {"allowed": allowed},
+    });
+    if allowed {
+        out["status"]["reason"] = json!("allowed by the system:masters group or discovery rule");
+    }
+    status(StatusCode::CREATED, out)
+}
+
+fn user_json(user: &UserInfo) -> Value {
+    let mut groups = user.groups.clone();
+    groups.push("system:authenticated".into());
+    let mut out = json!({"username": user.name, "groups": groups});
+    if !user.uid.is_empty() {
+        out["uid"] = json!(user.uid);
+    }
+    out
+}
+
+fn bad_request(message: &str) -> Response {
+    status(
+        StatusCode::BAD_REQUEST,
+        json!({
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": message, "reason": "BadRequest", "code": 400,
+        }),
+    )
+}
+
+/// Just enough of Kubernetes' protobuf encoding to read a `SelfSubjectAccessReview`: the
+/// `k8s\0` envelope (`runtime.Unknown`, its `raw` field 2) around the review, whose `spec`
+/// (field 2) holds `resourceAttributes` (1) or `nonResourceAttributes` (2) of strings.
+mod protobuf {
+    use serde_json::{Map, Value, json};
+
+    const MAGIC: &[u8] = b"k8s\0";
+
+    /// The review as the JSON it stands for (`{"spec": {...}}`).
+    pub fn access_review(bytes: &[u8]) -> Result<Value, String> {
+        let unknown = bytes
+            .strip_prefix(MAGIC)
+            .ok_or("no k8s protobuf envelope")?;
+        let raw = field(unknown, 2)?.ok_or("the envelope has no object")?;
+        let spec = field(raw, 2)?.ok_or("no spec")?;
+        let mut out = Map::new();
+        if let Some(r) = field(spec, 1)? {
+            let names = [
+                "namespace",
+                "verb",
+                "group",
+                "version",
+                "resource",
+                "subresource",
+                "name",
+            ];
+            out.insert("resourceAttributes".into(), strings(r, &names)?);
+        }
+        if let Some(n) = field(spec, 2)? {
+            out.insert(
+                "nonResourceAttributes".into(),
+                strings(n, &["path", "verb"])?,
+            );
+        }
+        Ok(json!({ "spec": out }))
+    }
+
+    /// Fields 1..=names.len() of `message` as strings named `names`.
+    fn strings(message: &[u8], names: &[&str]) -> Result<Value, String> {
+        let mut out = Map::new();
+        for (i, name) in names.iter().enumerate() {
+            if let Some(bytes) = field(message, i as u64 + 1)? {
+                let text = std::str::from_utf8(bytes).map_err(|_| format!("{name}: not UTF-8"))?;
+                out.insert((*name).into(), Value::String(text.into()));
+            }
+        }
+        Ok(Value::Object(out))
+    }
+
+    /// The last length-delimited field `number` of `message`.
+    fn field(mut message: &[u8], number: u64) -> Result<Option<&[u8]>, String> {
+        let mut found = None;
+        while !message.is_empty() {
+            let key = varint(&mut message)?;
+            match key & 7 {
+                0 => {
+                    varint(&mut message)?;
+                }
+                1 => message = message.get(8..).ok_or("truncated")?,
+                5 => message = message.get(4..).ok_or("truncated")?,
+                2 => {
+                    let len = usize::try_from(varint(&mut message)?).map_err(|_| "too long")?;
+                    let value = message.get(..len).ok_or("truncated")?;
+                    message = &message[len..];
+                    if key >> 3 == number {
+                        found = Some(value);
+                    }
+                }
+                other => return Err(format!("wire type {other} not supported")),
+            }
+        }
+        Ok(found)
+    }
+
+    fn varint(message: &mut &[u8]) -> Result<u64, String> {
+        let mut value = 0u64;
+        for shift in (0..64).step_by(7) {
+            let (&byte, rest) = message.split_first().ok_or("truncated varint")?;
+            *message = rest;
+            value |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return Ok(value);
+            }
+        }
+        Err("varint too long".into())
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        fn len_field(number: u8, bytes: &[u8]) -> Vec<u8> {
+            let mut out = vec![(number << 3) | 2, bytes.len() as u8];
+            out.extend_from_slice(bytes);
+            out
+        }
+
+        #[test]
+        fn reads_the_attributes_of_an_enveloped_review() {
+            let attributes = [
+                len_field(2, b"list"),
+                len_field(5, b"pods"),
+                len_field(1, b"ml"),
+            ]
+            .concat();
+            let spec = len_field(1, &attributes);
+            let review = [len_field(1, b""), len_field(2, &spec)].concat();
+            let type_meta = len_field(1, b"authorization.k8s.io/v1");
+            let unknown = [len_field(1, &type_meta), len_field(2, &review)].concat();
+            let body = [MAGIC, &unknown].concat();
+            let value = access_review(&body).unwrap();
+            let r = &value["spec"]["resourceAttributes"];
+            assert_eq!(
+                (r["verb"].as_str(), r["resource"].as_str()),
+                (Some("list"), Some("pods"))
+            );
+            assert_eq!(r["namespace"], "ml");
+            assert!(access_review(b"{}").is_err());
+            assert!(access_review(&body[..body.len() - 3]).is_err());
+        }
+    }
+}
