@@ -16,6 +16,9 @@ pub use k8s_openapi::api::core::v1::{
     PodSpec, PodStatus, PodTemplateSpec, ResourceRequirements, Secret, Service, ServicePort,
     ServiceSpec, Taint, Toleration, Volume, VolumeMount,
 };
+pub use k8s_openapi::api::rbac::v1::{
+    ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject,
+};
 pub use k8s_openapi::api::resource::v1::{ResourceSlice, ResourceSliceSpec};
 pub use k8s_openapi::api::scheduling::v1::PriorityClass;
 pub use k8s_openapi::api::storage::v1::StorageClass;

@@ -38,6 +38,9 @@ pub enum NameRule {
     Dns1123Label,
     /// DNS-1035 label (starts with a letter): services.
     Dns1035Label,
+    /// A path segment: not `.` or `..`, no `/` or `%` (RBAC roles and bindings, whose
+    /// names such as `system:node` carry colons).
+    PathSegment,
 }
 
 impl NameRule {
@@ -47,8 +50,21 @@ impl NameRule {
             NameRule::Dns1123Subdomain => dns1123_subdomain(name),
             NameRule::Dns1123Label => dns1123_label(name),
             NameRule::Dns1035Label => dns1035_label(name),
+            NameRule::PathSegment => path_segment(name),
         }
     }
+}
+
+/// Messages for a name that cannot be a path segment (Kubernetes' `ValidatePathSegmentName`).
+pub fn path_segment(name: &str) -> Vec<String> {
+    if name == "." || name == ".." {
+        return vec![format!("may not be '{name}'")];
+    }
+    ["/", "%"]
+        .iter()
+        .filter(|bad| name.contains(*bad))
+        .map(|bad| format!("may not contain '{bad}'"))
+        .collect()
 }
 
 fn max_len_message(max: usize) -> String {
@@ -169,6 +185,13 @@ pub fn label_value(value: &str) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn path_segment_names_allow_colons_but_not_slashes() {
+        assert!(super::path_segment("system:node").is_empty());
+        assert_eq!(super::path_segment("a/b"), ["may not contain '/'"]);
+        assert_eq!(super::path_segment(".."), ["may not be '..'"]);
+    }
+
     use super::*;
 
     #[test]

@@ -118,6 +118,10 @@ objects! {
     PriorityClass: "priorityclass" ["pc"] Dns1123Subdomain;
     StorageClass: "storageclass" ["sc"] Dns1123Subdomain;
     ResourceSlice: "resourceslice" [] Dns1123Subdomain;
+    Role: "role" [] PathSegment;
+    ClusterRole: "clusterrole" [] PathSegment;
+    RoleBinding: "rolebinding" [] PathSegment;
+    ClusterRoleBinding: "clusterrolebinding" [] PathSegment;
     TrainingJob: "trainingjob" ["tj"] Dns1123Label;
     PodGroup: "podgroup" ["pg"] Dns1123Subdomain;
     Queue: "queue" ["q"] Dns1123Label;

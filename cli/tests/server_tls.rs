@@ -7,6 +7,8 @@
 //!   while discovery and `/version` are open to them;
 //! - the admin kubeconfig (client certificate, CN kubernetes-admin, O system:masters)
 //!   works with kubectl, `kubectl auth whoami` and `kubectl auth can-i` answer;
+//! - RBAC: a Role and RoleBindings applied with kubectl grant alice exactly what they say,
+//!   in their namespace only (a Role of her own, the default `edit` ClusterRole via her group);
 //! - a restart keeps the CA and the admin credentials.
 
 use std::path::{Path, PathBuf};
@@ -213,6 +215,56 @@ async fn tls_listener_authenticates_and_denies_by_default() {
         "{out}"
     );
 
+    // RBAC: a Role bound to alice in `ml` lets her read pods there and nowhere else; the
+    // default `edit` ClusterRole bound to her group `dev` in `ml` lets her write configmaps
+    // there.
+    let ml_pods = format!("{}/api/v1/namespaces/ml/pods", server.url);
+    let (code, _) = get(&anonymous, &ml_pods, Some("tok-alice")).await;
+    assert_eq!(code, 403, "no binding yet");
+    let rbac = dir.path().join("rbac.yaml");
+    std::fs::write(&rbac, RBAC_OBJECTS).unwrap();
+    let (rc, out) = run_kubectl(&kubeconfig, &["apply", "-f", rbac.to_str().unwrap()]);
+    assert_eq!(rc, 0, "{out}");
+    let (code, body) = get(&anonymous, &ml_pods, Some("tok-alice")).await;
+    assert_eq!(
+        (code, body["kind"].as_str()),
+        (200, Some("PodList")),
+        "{body}"
+    );
+    let (code, _) = get(&anonymous, &pods, Some("tok-alice")).await;
+    assert_eq!(code, 403, "the Role binds in ml only");
+    let (rc, out) = run_kubectl(
+        &alice,
+        &["auth", "can-i", "create", "configmaps", "-n", "ml"],
+    );
+    assert_eq!((rc, out.trim()), (0, "yes"));
+    let (rc, out) = run_kubectl(
+        &alice,
+        &["auth", "can-i", "create", "secrets", "-n", "default"],
+    );
+    assert_eq!((rc, out.trim()), (1, "no"));
+    let notes = dir.path().join("notes.yaml");
+    std::fs::write(
+        &notes,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: notes}\n",
+    )
+    .unwrap();
+    let (rc, out) = run_kubectl(
+        &alice,
+        &["apply", "-n", "ml", "-f", notes.to_str().unwrap()],
+    );
+    assert_eq!(rc, 0, "{out}");
+    let (rc, out) = run_kubectl(
+        &alice,
+        &["apply", "-n", "default", "-f", notes.to_str().unwrap()],
+    );
+    assert_ne!(rc, 0, "{out}");
+    let (rc, out) = run_kubectl(&alice, &["-n", "ml", "delete", "pod", "nothing-here"]);
+    assert!(
+        out.contains("NotFound") || out.contains("not found"),
+        "{rc} {out}"
+    );
+
     // A certificate from another CA proves nothing: the handshake refuses it.
     let stranger = {
         let other = dir.path().join("other-pki");
@@ -240,6 +292,30 @@ async fn tls_listener_authenticates_and_denies_by_default() {
     );
     assert_eq!(rc, 0, "{out}");
 }
+
+const RBAC_OBJECTS: &str = "\
+apiVersion: v1
+kind: Namespace
+metadata: {name: ml}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: pod-reader, namespace: ml}
+rules:
+- {apiGroups: [\"\"], resources: [pods], verbs: [get, list, watch]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: alice-reads-pods, namespace: ml}
+subjects: [{kind: User, name: alice, apiGroup: rbac.authorization.k8s.io}]
+roleRef: {kind: Role, name: pod-reader, apiGroup: rbac.authorization.k8s.io}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: dev-edits, namespace: ml}
+subjects: [{kind: Group, name: dev, apiGroup: rbac.authorization.k8s.io}]
+roleRef: {kind: ClusterRole, name: edit, apiGroup: rbac.authorization.k8s.io}
+";
 
 fn kubeconfig_of(server: &Server) -> PathBuf {
     server.data.join("admin.kubeconfig")

@@ -84,7 +84,7 @@ pub fn validate_object_meta(meta: &ObjectMeta, kind: &KindInfo) -> Vec<FieldErro
 
 fn max_name_length(rule: NameRule) -> usize {
     match rule {
-        NameRule::Dns1123Subdomain => names::DNS1123_SUBDOMAIN_MAX_LENGTH,
+        NameRule::Dns1123Subdomain | NameRule::PathSegment => names::DNS1123_SUBDOMAIN_MAX_LENGTH,
         NameRule::Dns1123Label | NameRule::Dns1035Label => names::DNS1123_LABEL_MAX_LENGTH,
     }
 }

@@ -177,7 +177,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         ),
         None => None,
     };
-    let secure = super::server_tls::bind(&args.tls, &args.data_dir).await?;
+    let secure = super::server_tls::bind(&args.tls, &args.data_dir, server.store()).await?;
     let kubeconfig_path = args.data_dir.join("kubeconfig");
     kubeconfig::write(&kubeconfig_path, &url)
         .with_context(|| format!("writing {}", kubeconfig_path.display()))?;

@@ -1,5 +1,5 @@
 //! `cox server --secure-listen`: the TLS listener's certificates, credentials and the
-//! admin kubeconfig that reaches it.
+//! admin kubeconfig that reaches it; RBAC over the server's store.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use coxswain_control_plane::apiserver::auth::pki::ClusterPki;
+use coxswain_control_plane::apiserver::auth::rbac::Rbac;
 use coxswain_control_plane::apiserver::auth::{Authenticator, StaticTokens};
 use coxswain_control_plane::apiserver::kubeconfig;
 
@@ -43,10 +44,12 @@ pub struct SecureListener {
 }
 
 /// Makes or loads the PKI, reads the token file, binds `--secure-listen` and writes the
-/// admin kubeconfig; `None` without `--secure-listen`.
+/// admin kubeconfig; authorization reads RBAC objects from `store`. `None` without
+/// `--secure-listen`.
 pub async fn bind(
     args: &TlsArgs,
     data_dir: &std::path::Path,
+    store: Arc<dyn coxswain_control_plane::store::Store>,
 ) -> anyhow::Result<Option<SecureListener>> {
     let Some(addr) = args.secure_listen else {
         return Ok(None);
@@ -82,7 +85,10 @@ pub async fn bind(
     Ok(Some(SecureListener {
         listener,
         tls: Arc::new(tls),
-        auth: Arc::new(Authenticator { tokens }),
+        auth: Arc::new(Authenticator {
+            tokens,
+            rbac: Some(Rbac::new(store)),
+        }),
         url,
         kubeconfig: path,
     }))

@@ -124,6 +124,7 @@ impl ApiServer {
             }
         }
         priority::ensure_system_classes(&*store).await?;
+        auth::rbac::ensure_default_roles(&*store).await?;
         Ok(ApiServer {
             state: ApiState {
                 store,
@@ -139,6 +140,11 @@ impl ApiServer {
     pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
         self.state.metrics = Some(metrics);
         self
+    }
+
+    /// The store the server reads and writes.
+    pub fn store(&self) -> Arc<dyn Store> {
+        self.state.store.clone()
     }
 
     /// The HTTP service, to serve or to test with.

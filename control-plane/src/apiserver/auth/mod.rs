@@ -6,10 +6,10 @@
 //!   cluster CA (CN = user, O = groups; verified by the TLS handshake, read by
 //!   [`user_of_certificate`]), then a bearer token from the static token file
 //!   ([`tokens`]). A request with neither, or with an unknown token, gets 401.
-//! - Authorization ([`Authorizer`]): deny by default. `system:masters` may do anything;
-//!   every authenticated user may read the discovery and version paths (Kubernetes'
-//!   `system:discovery`); everything else is 403 with Kubernetes' message, naming the user,
-//!   verb, resource, group and namespace. Role-based rules come next (docs/security.md).
+//! - Authorization: deny by default. `system:masters` may do anything and every
+//!   authenticated user may read the discovery and version paths ([`Authorizer`], Kubernetes'
+//!   `system:discovery`); beyond that, what RBAC bindings grant ([`rbac`]). Everything else
+//!   is 403 with Kubernetes' message, naming the user, verb, resource, group and namespace.
 //!   Every authenticated user may ask who they are and what they may do ([`reviews`]:
 //!   `kubectl auth whoami`, `kubectl auth can-i`).
 //!
@@ -17,6 +17,7 @@
 //! authenticated: they stay as they were until every component speaks TLS.
 
 pub mod pki;
+pub mod rbac;
 pub mod request_info;
 pub mod reviews;
 pub mod tokens;
@@ -76,9 +77,26 @@ pub fn user_of_certificate(der: &[u8]) -> Option<UserInfo> {
 pub struct Authenticator {
     /// Bearer tokens (`--token-auth-file`).
     pub tokens: StaticTokens,
+    /// Role-based rules from the store; `None`: only what [`Authorizer`] allows.
+    pub rbac: Option<rbac::Rbac>,
 }
 
 impl Authenticator {
+    /// Whether `user` may do what `info` describes: [`Authorizer`]'s fixed rules, then RBAC.
+    /// A store error denies (and is logged).
+    pub async fn authorize(&self, user: &UserInfo, info: &RequestInfo) -> bool {
+        if Authorizer.allows(user, info) {
+            return true;
+        }
+        let Some(rbac) = &self.rbac else {
+            return false;
+        };
+        rbac.allows(user, info).await.unwrap_or_else(|e| {
+            tracing::warn!(user = %user.name, "RBAC: reading roles and bindings: {e}");
+            false
+        })
+    }
+
     /// The request's user: its connection's certificate first, then its bearer token.
     /// `Err` for a bearer token nobody issued; `Ok(None)` for no credentials.
     fn authenticate(&self, request: &Request) -> Result<Option<UserInfo>, ()> {
@@ -99,7 +117,8 @@ impl Authenticator {
     }
 }
 
-/// The deny-by-default authorizer (see the module docs).
+/// The fixed rules of the deny-by-default authorizer (see the module docs); RBAC
+/// ([`rbac`]) adds what bindings grant.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Authorizer;
 
@@ -147,14 +166,14 @@ pub async fn middleware(
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("application/vnd.kubernetes.protobuf"));
-        return reviews::answer(&user, &path, protobuf, request.into_body()).await;
+        return reviews::answer(&auth, &user, &path, protobuf, request.into_body()).await;
     }
     let info = RequestInfo::parse(
         request.method(),
         request.uri().path(),
         request.uri().query(),
     );
-    if !Authorizer.allows(&user, &info) {
+    if !auth.authorize(&user, &info).await {
         tracing::debug!(user = %user.name, verb = %info.verb, path = %info.path, "forbidden");
         return forbidden(&user, &info);
     }

@@ -8,7 +8,7 @@ use axum::http::{Method, StatusCode};
 use axum::response::Response;
 use serde_json::{Value, json};
 
-use super::{Authorizer, RequestInfo, ResourceAttributes, UserInfo, status};
+use super::{Authenticator, RequestInfo, ResourceAttributes, UserInfo, status};
 
 /// The path of `SelfSubjectReview`s.
 pub const SELF_SUBJECT_REVIEWS: &str = "/apis/authentication.k8s.io/v1/selfsubjectreviews";
@@ -25,7 +25,13 @@ pub fn is_review(method: &Method, path: &str) -> bool {
 
 /// Answers a self review by `user`; `protobuf` when the body is Kubernetes' protobuf
 /// encoding (kubectl's typed clients send it), else JSON. Answers are JSON.
-pub async fn answer(user: &UserInfo, path: &str, protobuf: bool, body: Body) -> Response {
+pub async fn answer(
+    auth: &Authenticator,
+    user: &UserInfo,
+    path: &str,
+    protobuf: bool,
+    body: Body,
+) -> Response {
     let bytes = match axum::body::to_bytes(body, MAX_BODY).await {
         Ok(bytes) => bytes,
         Err(e) => return bad_request(&format!("reading the body: {e}")),
@@ -76,7 +82,7 @@ pub async fn answer(user: &UserInfo, path: &str, protobuf: bool, body: Body) -> 
             "spec: exactly one of resourceAttributes or nonResourceAttributes is required",
         );
     };
-    let allowed = Authorizer.allows(user, &info);
+    let allowed = auth.authorize(user, &info).await;
     let mut out = json!({
         "apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
         "metadata": {"creationTimestamp": null},
@@ -84,7 +90,7 @@ pub async fn answer(user: &UserInfo, path: &str, protobuf: bool, body: Body) -> 
         "status": {"allowed": allowed},
     });
     if allowed {
-        out["status"]["reason"] = json!("allowed by the system:masters group or discovery rule");
+        out["status"]["reason"] = json!("allowed by system:masters, discovery or an RBAC binding");
     }
     status(StatusCode::CREATED, out)
 }

@@ -1,0 +1,356 @@
+//! Role-based access control as Kubernetes evaluates it (`rbac.authorization.k8s.io/v1`):
+//! a request is allowed when a ClusterRoleBinding, or a RoleBinding in the request's
+//! namespace, names the user or one of their groups and points at a role with a rule that
+//! covers the request. Nothing else is allowed (no deny rules, as in Kubernetes).
+//!
+//! - ClusterRoleBinding → ClusterRole: its rules apply everywhere, non-resource URLs too.
+//! - RoleBinding → Role (same namespace) or ClusterRole: the rules apply to resource
+//!   requests in the binding's namespace only.
+//! - A rule covers a request when its `verbs`, `apiGroups` and `resources` (`pods`,
+//!   `pods/status`, `*`, `*/status`) match, and `resourceNames`, when given, name the object;
+//!   `nonResourceURLs` match exactly or by a trailing `*`.
+//!
+//! Roles and bindings are read from the store for each request that needs them (no cache
+//! yet); `system:masters` never gets here.
+
+use std::sync::Arc;
+
+use coxswain_api::k8s::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, Subject};
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use super::{RequestInfo, UserInfo};
+use crate::apiserver::objects::{new_uid, now, to_store};
+use crate::store::{ListOptions, Store, StoreError};
+
+const RBAC: &str = "rbac.authorization.k8s.io/v1";
+
+/// RBAC over the objects in a store.
+#[derive(Clone)]
+pub struct Rbac {
+    store: Arc<dyn Store>,
+}
+
+impl std::fmt::Debug for Rbac {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rbac").finish_non_exhaustive()
+    }
+}
+
+impl Rbac {
+    /// RBAC over the roles and bindings in `store`.
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self { store }
+    }
+
+    /// Whether a binding grants `user` what `info` asks.
+    pub async fn allows(&self, user: &UserInfo, info: &RequestInfo) -> Result<bool, StoreError> {
+        for binding in self
+            .list::<ClusterRoleBinding>("ClusterRoleBinding", None)
+            .await?
+        {
+            if binding.role_ref.kind == "ClusterRole"
+                && names(user, binding.subjects.as_deref())
+                && let Some(role) = self
+                    .get::<ClusterRole>("ClusterRole", None, &binding.role_ref.name)
+                    .await?
+                && covers(role.rules.as_deref(), info)
+            {
+                return Ok(true);
+            }
+        }
+        let Some(namespace) = info
+            .resource
+            .as_ref()
+            .map(|r| r.namespace.as_str())
+            .filter(|ns| !ns.is_empty())
+        else {
+            return Ok(false);
+        };
+        for binding in self
+            .list::<RoleBinding>("RoleBinding", Some(namespace))
+            .await?
+        {
+            if !names(user, binding.subjects.as_deref()) {
+                continue;
+            }
+            let name = &binding.role_ref.name;
+            let rules = match binding.role_ref.kind.as_str() {
+                "Role" => self
+                    .get::<Role>("Role", Some(namespace), name)
+                    .await?
+                    .and_then(|r| r.rules),
+                "ClusterRole" => self
+                    .get::<ClusterRole>("ClusterRole", None, name)
+                    .await?
+                    .and_then(|r| r.rules),
+                _ => None,
+            };
+            if covers(rules.as_deref(), info) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    async fn list<T: DeserializeOwned>(
+        &self,
+        kind: &str,
+        namespace: Option<&str>,
+    ) -> Result<Vec<T>, StoreError> {
+        let Some(prefix) =
+            coxswain_api::registry::lookup(RBAC, kind).and_then(|k| k.store_prefix(namespace).ok())
+        else {
+            return Ok(Vec::new());
+        };
+        let page = self.store.list(&prefix, ListOptions::default()).await?;
+        Ok(page
+            .items
+            .iter()
+            .filter_map(|kv| serde_json::from_slice(&kv.value).ok())
+            .collect())
+    }
+
+    async fn get<T: DeserializeOwned>(
+        &self,
+        kind: &str,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Option<T>, StoreError> {
+        let Ok(key) = coxswain_api::registry::store_key(RBAC, kind, namespace, name) else {
+            return Ok(None);
+        };
+        Ok(self
+            .store
+            .get(&key)
+            .await?
+            .and_then(|kv| serde_json::from_slice(&kv.value).ok()))
+    }
+}
+
+/// Resources the `view` and `edit` roles cover (Kubernetes' aggregated roles, for the kinds
+/// coxswain serves); `view` leaves out secrets, as Kubernetes' does.
+const WORKLOAD_RESOURCES: &[&str] = &[
+    "pods",
+    "pods/log",
+    "pods/status",
+    "services",
+    "configmaps",
+    "persistentvolumeclaims",
+    "events",
+    "jobs",
+    "cronjobs",
+    "deployments",
+    "replicasets",
+    "daemonsets",
+    "trainingjobs",
+    "podgroups",
+    "queues",
+    "pytorchjobs",
+];
+const READ: &[&str] = &["get", "list", "watch"];
+const WRITE: &[&str] = &["create", "update", "patch", "delete", "deletecollection"];
+
+/// Creates Kubernetes' default roles when missing: `cluster-admin` (everything), bound to
+/// the group `system:masters`; `view` (read workloads, not secrets) and `edit` (read and
+/// write workloads and secrets) to bind users to.
+pub async fn ensure_default_roles(store: &dyn Store) -> Result<(), StoreError> {
+    let all = json!(["*"]);
+    let view = json!([{"apiGroups": all, "resources": WORKLOAD_RESOURCES, "verbs": READ}]);
+    let mut edit_resources: Vec<&str> = WORKLOAD_RESOURCES.to_vec();
+    edit_resources.push("secrets");
+    let edit_verbs: Vec<&str> = READ.iter().chain(WRITE).copied().collect();
+    let edit = json!([{"apiGroups": all, "resources": edit_resources, "verbs": edit_verbs}]);
+    let admin = json!([
+        {"apiGroups": all, "resources": all, "verbs": all},
+        {"nonResourceURLs": all, "verbs": all},
+    ]);
+    for (name, rules) in [("cluster-admin", admin), ("view", view), ("edit", edit)] {
+        ensure(store, "ClusterRole", name, json!({"rules": rules})).await?;
+    }
+    let binding = json!({
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:masters"}],
+    });
+    ensure(store, "ClusterRoleBinding", "cluster-admin", binding).await
+}
+
+async fn ensure(store: &dyn Store, kind: &str, name: &str, body: Value) -> Result<(), StoreError> {
+    let Ok(key) = coxswain_api::registry::store_key(RBAC, kind, None, name) else {
+        return Ok(());
+    };
+    if store.get(&key).await?.is_some() {
+        return Ok(());
+    }
+    let mut object = json!({
+        "apiVersion": RBAC,
+        "kind": kind,
+        "metadata": {
+            "name": name, "uid": new_uid(), "creationTimestamp": now(),
+            "labels": {"kubernetes.io/bootstrapping": "rbac-defaults"},
+        },
+    });
+    if let (Some(object), Value::Object(body)) = (object.as_object_mut(), body) {
+        object.extend(body);
+    }
+    match store.create(&key, to_store(&object)).await {
+        Ok(_) | Err(StoreError::AlreadyExists { .. }) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether `subjects` name the user or one of their groups (`system:authenticated`
+/// included).
+fn names(user: &UserInfo, subjects: Option<&[Subject]>) -> bool {
+    subjects
+        .unwrap_or_default()
+        .iter()
+        .any(|s| match s.kind.as_str() {
+            "User" => s.name == user.name,
+            "Group" => s.name == "system:authenticated" || user.groups.contains(&s.name),
+            _ => false,
+        })
+}
+
+/// Whether one of `rules` covers the request.
+fn covers(rules: Option<&[PolicyRule]>, info: &RequestInfo) -> bool {
+    rules
+        .unwrap_or_default()
+        .iter()
+        .any(|rule| rule_covers(rule, info))
+}
+
+fn rule_covers(rule: &PolicyRule, info: &RequestInfo) -> bool {
+    if !has(Some(&rule.verbs), &info.verb) {
+        return false;
+    }
+    let Some(r) = &info.resource else {
+        return rule.non_resource_urls.iter().flatten().any(|url| {
+            url == &info.path
+                || url
+                    .strip_suffix('*')
+                    .is_some_and(|prefix| info.path.starts_with(prefix))
+        });
+    };
+    let resource = if r.subresource.is_empty() {
+        r.resource.clone()
+    } else {
+        format!("{}/{}", r.resource, r.subresource)
+    };
+    let resource_ok = rule.resources.iter().flatten().any(|allowed| {
+        allowed == "*"
+            || *allowed == resource
+            || (!r.subresource.is_empty() && *allowed == format!("*/{}", r.subresource))
+    });
+    let names_ok = match rule.resource_names.as_deref() {
+        None | Some([]) => true,
+        Some(names) => !r.name.is_empty() && names.contains(&r.name),
+    };
+    has(rule.api_groups.as_ref(), &r.group) && resource_ok && names_ok
+}
+
+fn has(list: Option<&Vec<String>>, value: &str) -> bool {
+    list.is_some_and(|l| l.iter().any(|v| v == "*" || v == value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::Method;
+
+    fn rule(verbs: &[&str], groups: &[&str], resources: &[&str], names: &[&str]) -> PolicyRule {
+        let strings = |v: &[&str]| Some(v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        PolicyRule {
+            verbs: verbs.iter().map(|s| s.to_string()).collect(),
+            api_groups: strings(groups),
+            resources: strings(resources),
+            resource_names: strings(names),
+            non_resource_urls: None,
+        }
+    }
+
+    fn info(method: Method, path: &str) -> RequestInfo {
+        RequestInfo::parse(&method, path, None)
+    }
+
+    #[test]
+    fn rules_match_verbs_groups_resources_subresources_and_names() {
+        let read_pods = rule(&["get", "list", "watch"], &[""], &["pods", "pods/log"], &[]);
+        assert!(rule_covers(
+            &read_pods,
+            &info(Method::GET, "/api/v1/namespaces/a/pods")
+        ));
+        assert!(rule_covers(
+            &read_pods,
+            &info(Method::GET, "/api/v1/namespaces/a/pods/w/log")
+        ));
+        assert!(!rule_covers(
+            &read_pods,
+            &info(Method::DELETE, "/api/v1/namespaces/a/pods/w")
+        ));
+        assert!(!rule_covers(
+            &read_pods,
+            &info(Method::GET, "/api/v1/namespaces/a/pods/w/status")
+        ));
+        assert!(!rule_covers(
+            &read_pods,
+            &info(Method::GET, "/apis/apps/v1/namespaces/a/deployments")
+        ));
+
+        let one_job = rule(&["*"], &["coxswain.dev"], &["trainingjobs"], &["llm"]);
+        let llm = "/apis/coxswain.dev/v1alpha1/namespaces/a/trainingjobs/llm";
+        assert!(rule_covers(&one_job, &info(Method::DELETE, llm)));
+        assert!(!rule_covers(
+            &one_job,
+            &info(Method::DELETE, &llm.replace("llm", "other"))
+        ));
+        assert!(!rule_covers(
+            &one_job,
+            &info(
+                Method::GET,
+                "/apis/coxswain.dev/v1alpha1/namespaces/a/trainingjobs"
+            )
+        ));
+
+        let statuses = rule(&["update"], &["*"], &["*/status"], &[]);
+        assert!(rule_covers(
+            &statuses,
+            &info(Method::PUT, "/api/v1/namespaces/a/pods/w/status")
+        ));
+        assert!(!rule_covers(
+            &statuses,
+            &info(Method::PUT, "/api/v1/namespaces/a/pods/w")
+        ));
+
+        let mut metrics = rule(&["get"], &[], &[], &[]);
+        metrics.non_resource_urls = Some(vec!["/metrics".into(), "/debug/*".into()]);
+        assert!(rule_covers(&metrics, &info(Method::GET, "/metrics")));
+        assert!(rule_covers(&metrics, &info(Method::GET, "/debug/pprof")));
+        assert!(!rule_covers(&metrics, &info(Method::GET, "/metricsx")));
+    }
+
+    #[test]
+    fn subjects_name_users_and_groups() {
+        let user = UserInfo {
+            name: "alice".into(),
+            uid: String::new(),
+            groups: vec!["ml".into()],
+        };
+        let subject = |kind: &str, name: &str| Subject {
+            kind: kind.into(),
+            name: name.into(),
+            ..Default::default()
+        };
+        assert!(names(&user, Some(&[subject("User", "alice")])));
+        assert!(names(&user, Some(&[subject("Group", "ml")])));
+        assert!(names(
+            &user,
+            Some(&[subject("Group", "system:authenticated")])
+        ));
+        assert!(!names(
+            &user,
+            Some(&[subject("User", "bob"), subject("Group", "dev")])
+        ));
+        assert!(!names(&user, None));
+    }
+}
