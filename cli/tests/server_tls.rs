@@ -320,3 +320,157 @@ roleRef: {kind: ClusterRole, name: edit, apiGroup: rbac.authorization.k8s.io}
 fn kubeconfig_of(server: &Server) -> PathBuf {
     server.data.join("admin.kubeconfig")
 }
+
+/// A request with a JSON body; the status code and body back.
+async fn send(
+    client: &reqwest::Client,
+    method: reqwest::Method,
+    url: &str,
+    token: Option<&str>,
+    body: Option<(&str, Value)>,
+) -> (u16, Value) {
+    let mut request = client.request(method, url);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    if let Some((content_type, body)) = body {
+        request = request
+            .header("content-type", content_type)
+            .body(body.to_string());
+    }
+    let response = request.send().await.expect("a response");
+    let code = response.status().as_u16();
+    (code, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_certificate_reaches_only_its_own_node_pods_and_secrets() {
+    use reqwest::Method;
+    use serde_json::json;
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path());
+    let url = &server.url;
+    let root = client(&server, None);
+    let admin = |method, path: &str, body: Value| {
+        let root = root.clone();
+        let url = format!("{url}{path}");
+        let path = path.to_string();
+        async move {
+            let (code, out) = send(
+                &root,
+                method,
+                &url,
+                Some("tok-root"),
+                Some(("application/json", body)),
+            )
+            .await;
+            assert!(code < 300, "{path}: {code} {out}");
+        }
+    };
+    for node in ["node-a", "node-b"] {
+        admin(
+            Method::POST,
+            "/api/v1/nodes",
+            json!({"metadata": {"name": node}}),
+        )
+        .await;
+        let (pod, secret) = (format!("pod-{node}"), format!("secret-{node}"));
+        admin(
+            Method::POST,
+            "/api/v1/namespaces/default/secrets",
+            json!({"metadata": {"name": secret}, "stringData": {"k": "v"}}),
+        )
+        .await;
+        admin(
+            Method::POST,
+            "/api/v1/namespaces/default/pods",
+            json!({"metadata": {"name": pod}, "spec": {
+                "nodeName": node,
+                "containers": [{"name": "c", "image": "busybox"}],
+                "volumes": [{"name": "s", "secret": {"secretName": secret}}],
+            }}),
+        )
+        .await;
+    }
+    // Node A's own certificate, issued by the cluster CA as the join would.
+    let pki = coxswain_control_plane::apiserver::auth::pki::ClusterPki::load_or_create(
+        &server.data.join("pki"),
+        &[],
+    )
+    .unwrap();
+    let issued = pki
+        .issue_client("system:node:node-a", &["system:nodes".to_string()])
+        .unwrap();
+    let node_a = client(
+        &server,
+        Some(format!("{}{}", issued.cert_pem, issued.key_pem).as_bytes()),
+    );
+    let merge = "application/merge-patch+json";
+    let call = |method: Method, path: &str, body: Option<Value>| {
+        let node_a = node_a.clone();
+        let url = format!("{url}{path}");
+        async move { send(&node_a, method, &url, None, body.map(|b| (merge, b))).await }
+    };
+    let labels = json!({"metadata": {"labels": {"seen": "yes"}}});
+    let phase = json!({"status": {"phase": "Running"}});
+
+    let (code, body) = call(Method::PATCH, "/api/v1/nodes/node-b", Some(labels.clone())).await;
+    assert_eq!(code, 403, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("User \"system:node:node-a\" cannot patch resource \"nodes\""),
+        "{body}"
+    );
+    let pods = "/api/v1/namespaces/default/pods";
+    let (code, _) = call(
+        Method::PATCH,
+        &format!("{pods}/pod-node-b/status"),
+        Some(phase.clone()),
+    )
+    .await;
+    assert_eq!(code, 403, "a pod bound to node B");
+    let (code, _) = call(
+        Method::GET,
+        "/api/v1/namespaces/default/secrets/secret-node-b",
+        None,
+    )
+    .await;
+    assert_eq!(code, 403, "a secret of a pod on node B");
+    let (code, _) = call(Method::GET, &format!("{pods}/pod-node-b"), None).await;
+    assert_eq!(code, 403);
+    let (code, _) = call(Method::DELETE, &format!("{pods}/pod-node-b"), None).await;
+    assert_eq!(code, 403);
+    let (code, _) = call(Method::GET, "/api/v1/namespaces/default/secrets", None).await;
+    assert_eq!(code, 403, "no listing secrets");
+
+    let (code, body) = call(Method::PATCH, "/api/v1/nodes/node-a", Some(labels)).await;
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = call(
+        Method::PATCH,
+        &format!("{pods}/pod-node-a/status"),
+        Some(phase),
+    )
+    .await;
+    assert_eq!(
+        (code, body["status"]["phase"].as_str()),
+        (200, Some("Running")),
+        "{body}"
+    );
+    let (code, body) = call(
+        Method::GET,
+        "/api/v1/namespaces/default/secrets/secret-node-a",
+        None,
+    )
+    .await;
+    assert_eq!(
+        (code, body["kind"].as_str()),
+        (200, Some("Secret")),
+        "{body}"
+    );
+    let (code, _) = call(Method::GET, pods, None).await;
+    assert_eq!(code, 200, "nodes list pods (to find theirs)");
+    let (code, _) = call(Method::GET, "/api/v1/nodes", None).await;
+    assert_eq!(code, 200);
+}

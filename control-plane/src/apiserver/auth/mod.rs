@@ -8,7 +8,8 @@
 //!   ([`tokens`]). A request with neither, or with an unknown token, gets 401.
 //! - Authorization: deny by default. `system:masters` may do anything and every
 //!   authenticated user may read the discovery and version paths ([`Authorizer`], Kubernetes'
-//!   `system:discovery`); beyond that, what RBAC bindings grant ([`rbac`]). Everything else
+//!   `system:discovery`); node credentials reach only their node's objects ([`node`]);
+//!   beyond that, what RBAC bindings grant ([`rbac`]). Everything else
 //!   is 403 with Kubernetes' message, naming the user, verb, resource, group and namespace.
 //!   Every authenticated user may ask who they are and what they may do ([`reviews`]:
 //!   `kubectl auth whoami`, `kubectl auth can-i`).
@@ -16,6 +17,7 @@
 //! The plain loopback listener (`--listen`) and the agents' Unix socket are not
 //! authenticated: they stay as they were until every component speaks TLS.
 
+pub mod node;
 pub mod pki;
 pub mod rbac;
 pub mod request_info;
@@ -77,16 +79,31 @@ pub fn user_of_certificate(der: &[u8]) -> Option<UserInfo> {
 pub struct Authenticator {
     /// Bearer tokens (`--token-auth-file`).
     pub tokens: StaticTokens,
+    /// The node authorizer (node credentials reach only their node's objects); `None`:
+    /// nodes are judged by RBAC alone.
+    pub nodes: Option<node::NodeAuthorizer>,
     /// Role-based rules from the store; `None`: only what [`Authorizer`] allows.
     pub rbac: Option<rbac::Rbac>,
 }
 
 impl Authenticator {
-    /// Whether `user` may do what `info` describes: [`Authorizer`]'s fixed rules, then RBAC.
-    /// A store error denies (and is logged).
+    /// Whether `user` may do what `info` describes: [`Authorizer`]'s fixed rules, then the
+    /// node authorizer for node credentials, then RBAC. A store error denies (and is
+    /// logged).
     pub async fn authorize(&self, user: &UserInfo, info: &RequestInfo) -> bool {
         if Authorizer.allows(user, info) {
             return true;
+        }
+        if let Some(nodes) = &self.nodes {
+            match nodes.decide(user, info).await {
+                Ok(node::Decision::Allow) => return true,
+                Ok(node::Decision::Deny) => return false,
+                Ok(node::Decision::NoOpinion) => {}
+                Err(e) => {
+                    tracing::warn!(user = %user.name, "node authorizer: reading the store: {e}");
+                    return false;
+                }
+            }
         }
         let Some(rbac) = &self.rbac else {
             return false;

@@ -1,0 +1,208 @@
+//! The node authorizer and node restriction, as Kubernetes has them: a node's credential
+//! (user `system:node:<name>`, group `system:nodes`) reaches only what that node's work
+//! needs.
+//!
+//! | resource | allowed |
+//! |---|---|
+//! | nodes | read any; create, update, patch its own Node (and `status`) |
+//! | leases in `kube-node-lease` | everything on the Lease named after it |
+//! | pods | list and watch; get, delete, and update/patch `status` of pods bound to it |
+//! | secrets, configmaps, persistentvolumeclaims | get those a pod bound to it references |
+//! | persistentvolumes | get those bound to such a claim |
+//! | events | create, patch |
+//!
+//! Anything else a node asks is decided by the other authorizers (RBAC), as in Kubernetes
+//! where the node authorizer has no opinion outside its graph. The graph is read from the
+//! store per request (pods bound to the node, their references).
+
+use std::sync::Arc;
+
+use coxswain_api::k8s::{PersistentVolumeClaim, Pod};
+use serde::de::DeserializeOwned;
+
+use super::{RequestInfo, ResourceAttributes, UserInfo};
+use crate::nodeservice::lease::LEASE_NAMESPACE;
+use crate::nodeservice::pods::{claim_references, references};
+use crate::store::{ListOptions, Store, StoreError};
+
+/// The group of every node credential.
+pub const NODES_GROUP: &str = "system:nodes";
+/// The user-name prefix of node credentials.
+pub const NODE_USER_PREFIX: &str = "system:node:";
+
+/// What the node authorizer says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Allowed.
+    Allow,
+    /// Refused: a node may not do this, whatever else would allow it.
+    Deny,
+    /// Not a node request, or not a resource the node authorizer judges.
+    NoOpinion,
+}
+
+/// The node authorizer over a store.
+#[derive(Clone)]
+pub struct NodeAuthorizer {
+    store: Arc<dyn Store>,
+}
+
+impl std::fmt::Debug for NodeAuthorizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeAuthorizer").finish_non_exhaustive()
+    }
+}
+
+/// The node a credential belongs to: its name when the user is `system:node:<name>` in
+/// `system:nodes`.
+pub fn node_of(user: &UserInfo) -> Option<&str> {
+    let name = user.name.strip_prefix(NODE_USER_PREFIX)?;
+    (!name.is_empty() && user.groups.iter().any(|g| g == NODES_GROUP)).then_some(name)
+}
+
+impl NodeAuthorizer {
+    /// The node authorizer over `store`.
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self { store }
+    }
+
+    /// Judges `info` asked by `user`.
+    pub async fn decide(
+        &self,
+        user: &UserInfo,
+        info: &RequestInfo,
+    ) -> Result<Decision, StoreError> {
+        let (Some(node), Some(r)) = (node_of(user), &info.resource) else {
+            return Ok(Decision::NoOpinion);
+        };
+        let verb = info.verb.as_str();
+        let read = matches!(verb, "get" | "list" | "watch");
+        let allow = |yes: bool| if yes { Decision::Allow } else { Decision::Deny };
+        Ok(match (r.group.as_str(), r.resource.as_str()) {
+            ("", "nodes") => allow(
+                read || (matches!(verb, "create" | "update" | "patch")
+                    && r.name == node
+                    && matches!(r.subresource.as_str(), "" | "status")),
+            ),
+            ("coordination.k8s.io", "leases") => {
+                allow(r.namespace == LEASE_NAMESPACE && r.name == node)
+            }
+            ("", "pods") => match verb {
+                "list" | "watch" => Decision::Allow,
+                "get" | "delete" => {
+                    allow(r.subresource.is_empty() && self.bound_here(r, node).await?)
+                }
+                "update" | "patch" => {
+                    allow(r.subresource == "status" && self.bound_here(r, node).await?)
+                }
+                _ => Decision::Deny,
+            },
+            ("", "secrets" | "configmaps" | "persistentvolumeclaims") => {
+                allow(verb == "get" && self.referenced(r, node).await?)
+            }
+            ("", "persistentvolumes") => {
+                allow(verb == "get" && self.volume_referenced(&r.name, node).await?)
+            }
+            ("" | "events.k8s.io", "events") => allow(matches!(verb, "create" | "patch")),
+            _ => Decision::NoOpinion,
+        })
+    }
+
+    /// Whether the pod `r` names is bound to `node`.
+    async fn bound_here(&self, r: &ResourceAttributes, node: &str) -> Result<bool, StoreError> {
+        let Ok(key) = coxswain_api::registry::store_key("v1", "Pod", Some(&r.namespace), &r.name)
+        else {
+            return Ok(false);
+        };
+        let pod: Option<Pod> = self.get(&key).await?;
+        Ok(pod.is_some_and(|p| bound_to(&p, node)))
+    }
+
+    /// Whether a pod bound to `node` in `r`'s namespace references the secret, configMap or
+    /// claim `r` names.
+    async fn referenced(&self, r: &ResourceAttributes, node: &str) -> Result<bool, StoreError> {
+        if r.name.is_empty() {
+            return Ok(false);
+        }
+        Ok(self
+            .pods_on(node, Some(&r.namespace))
+            .await?
+            .iter()
+            .any(|pod| match r.resource.as_str() {
+                "secrets" => references(pod).0.contains(&r.name),
+                "configmaps" => references(pod).1.contains(&r.name),
+                _ => claim_references(pod).contains(&r.name),
+            }))
+    }
+
+    /// Whether the volume `name` is bound to a claim a pod on `node` uses.
+    async fn volume_referenced(&self, name: &str, node: &str) -> Result<bool, StoreError> {
+        for pod in self.pods_on(node, None).await? {
+            let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+            for claim in claim_references(&pod) {
+                let Ok(key) = coxswain_api::registry::store_key(
+                    "v1",
+                    "PersistentVolumeClaim",
+                    Some(&namespace),
+                    &claim,
+                ) else {
+                    continue;
+                };
+                let claim: Option<PersistentVolumeClaim> = self.get(&key).await?;
+                let volume = claim.and_then(|c| c.spec).and_then(|s| s.volume_name);
+                if volume.as_deref() == Some(name) {
+                    return Ok(true);
+                }
+            }
+        }
+        Ok(false)
+    }
+
+    async fn pods_on(&self, node: &str, namespace: Option<&str>) -> Result<Vec<Pod>, StoreError> {
+        let Some(prefix) = coxswain_api::registry::lookup("v1", "Pod")
+            .and_then(|k| k.store_prefix(namespace).ok())
+        else {
+            return Ok(Vec::new());
+        };
+        let page = self.store.list(&prefix, ListOptions::default()).await?;
+        Ok(page
+            .items
+            .iter()
+            .filter_map(|kv| serde_json::from_slice::<Pod>(&kv.value).ok())
+            .filter(|pod| bound_to(pod, node))
+            .collect())
+    }
+
+    async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StoreError> {
+        Ok(self
+            .store
+            .get(key)
+            .await?
+            .and_then(|kv| serde_json::from_slice(&kv.value).ok()))
+    }
+}
+
+fn bound_to(pod: &Pod, node: &str) -> bool {
+    pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_system_node_users_in_system_nodes_are_nodes() {
+        let user = |name: &str, groups: &[&str]| UserInfo {
+            name: name.into(),
+            uid: String::new(),
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+        };
+        assert_eq!(
+            node_of(&user("system:node:gpu-1", &["system:nodes"])),
+            Some("gpu-1")
+        );
+        assert_eq!(node_of(&user("system:node:gpu-1", &[])), None);
+        assert_eq!(node_of(&user("system:node:", &["system:nodes"])), None);
+        assert_eq!(node_of(&user("alice", &["system:nodes"])), None);
+    }
+}
