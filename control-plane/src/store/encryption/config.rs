@@ -465,8 +465,8 @@ mod tests {
         ));
         assert!(refusal(&colon).starts_with("resources[0].providers[0].aesgcm.keys[0].name:"));
         let twice = config(&format!(
-            "      - aesgcm:\n          keys:\n            - {{name: k, secret: {KEY32}}}\n       \
-                     - {{name: k, secret: {KEY32}}}\n"
+            "      - aesgcm:\n          keys:\n            - {{name: k, secret: {KEY32}}}\n{}",
+            format_args!("            - {{name: k, secret: {KEY32}}}\n")
         ));
         assert!(refusal(&twice).contains("key name \"k\" is used twice"));
         assert_eq!(
