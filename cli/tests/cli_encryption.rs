@@ -39,7 +39,7 @@ fn free_port() -> u16 {
 async fn start(dir: &Path, config: &Path) -> (Child, String) {
     let port = free_port();
     let log = std::fs::File::create(dir.join(format!("server-{port}.log"))).expect("log file");
-    let child = Command::new(env!("CARGO_BIN_EXE_cox"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cox"))
         .args(["server", "--data-dir"])
         .arg(dir.join("data"))
         .args(["--listen", &format!("127.0.0.1:{port}")])
@@ -59,6 +59,8 @@ async fn start(dir: &Path, config: &Path) -> (Child, String) {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    child.kill().ok();
+    child.wait().ok();
     panic!("cox server at {url} did not become ready");
 }
 
@@ -76,6 +78,7 @@ async fn stop(mut server: Child) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     server.kill().ok();
+    server.wait().ok();
     panic!("cox server did not stop after SIGTERM");
 }
 
