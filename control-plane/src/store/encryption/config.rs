@@ -87,17 +87,17 @@ impl ResourcePattern {
                 ),
             ));
         }
-        let (resource, group) = match text.split_once('.') {
-            None => (text, "core"),
-            Some((resource, "")) => (resource, "core"),
-            Some((resource, group)) => (resource, group),
-        };
-        if resource == "*" && text == "*" {
+        if text == "*" {
             return Err(invalid(
                 field,
                 "\"*\" alone is not a resource: use \"*.\" for the core group or \"*.*\" for all",
             ));
         }
+        let (resource, group) = match text.split_once('.') {
+            None => (text, "core"),
+            Some((resource, "")) => (resource, "core"),
+            Some((resource, group)) => (resource, group),
+        };
         let any = |part: &str| (part != "*").then(|| part.to_string());
         Ok(ResourcePattern {
             resource: any(resource),
