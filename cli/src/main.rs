@@ -32,6 +32,8 @@ enum Command {
     Image(cmd::image::ImageArgs),
     /// Print a container's log (`-f` follows it).
     Logs(cmd::logs::LogsArgs),
+    /// Rewrite encrypted resources with the first key of --encryption-provider-config.
+    Reencrypt(cmd::reencrypt::ReencryptArgs),
     /// Run the control plane: the Kubernetes-compatible API over the embedded store or etcd.
     Server(cmd::server::ServerArgs),
     /// Replay GPU-cluster traces through the placement simulator.
@@ -61,6 +63,7 @@ fn main() -> std::process::ExitCode {
         Command::Get(args) => cmd::get::run(args),
         Command::Image(args) => cmd::image::run(args),
         Command::Logs(args) => cmd::logs::run(args),
+        Command::Reencrypt(args) => cmd::reencrypt::run(args),
         Command::Server(args) => cmd::server::run(args),
         Command::Sim(args) => cmd::sim::run(args),
         Command::Top(args) => cmd::top::run(args),

@@ -11,6 +11,7 @@ pub mod get;
 pub mod image;
 pub mod logs;
 pub mod manifest;
+pub mod reencrypt;
 pub mod server;
 pub mod server_tls;
 pub mod sim;

@@ -57,6 +57,10 @@ pub struct ServerArgs {
     /// `--node-cidr-mask-size`); at least the cluster CIDR's, at most 30.
     #[arg(long, default_value_t = 24)]
     pub node_cidr_mask_size: u8,
+    /// Encrypt resources at rest as this Kubernetes `EncryptionConfiguration` file says
+    /// (providers `aesgcm` and `identity`); see docs/security-secrets.md.
+    #[arg(long, value_name = "FILE")]
+    pub encryption_provider_config: Option<PathBuf>,
 }
 
 /// Parses `40s`, `2m`, `1h` or a bare number of seconds.
@@ -131,6 +135,7 @@ pub fn init_logging(args: &LogArgs) {
 }
 
 async fn serve(args: ServerArgs) -> anyhow::Result<()> {
+    let encryption = super::reencrypt::load_config(args.encryption_provider_config.as_deref())?;
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating the data directory {}", args.data_dir.display()))?;
     let store: Arc<dyn Store> = if args.etcd_endpoints.is_empty() {
@@ -155,9 +160,12 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     };
     let metered = Arc::new(MeteredStore::new(store, backend_label, metrics.clone()));
     tokio::spawn(metered.clone().run_object_counter(shutdown.clone()));
-    let server = ApiServer::new(metered, shutdown.clone())
-        .await?
-        .with_metrics(metrics.clone());
+    let server = ApiServer::new(
+        super::reencrypt::encrypted(metered, encryption),
+        shutdown.clone(),
+    )
+    .await?
+    .with_metrics(metrics.clone());
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| {

@@ -109,6 +109,15 @@ pub enum StoreError {
         /// What went wrong.
         message: String,
     },
+    /// A value could not be encrypted or decrypted (see [`super::encryption`]).
+    #[error("{key}: {source}")]
+    Transform {
+        /// The key whose value it was.
+        key: String,
+        /// What went wrong.
+        #[source]
+        source: super::encryption::TransformError,
+    },
     /// The store was closed while the operation was in flight.
     #[error("store {what} is closed")]
     Closed {

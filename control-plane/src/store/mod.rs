@@ -8,6 +8,7 @@
 
 mod continue_token;
 pub mod embedded;
+pub mod encryption;
 mod error;
 pub mod etcd;
 pub mod etcd_server;
@@ -20,6 +21,7 @@ use futures::Stream;
 
 pub use continue_token::ContinueToken;
 pub use embedded::{EmbeddedOptions, EmbeddedStore};
+pub use encryption::{EncryptedStore, EncryptionConfig};
 pub use error::StoreError;
 pub use etcd::EtcdStore;
 pub use etcd_server::LocalEtcd;
@@ -48,6 +50,11 @@ pub struct KeyValue {
     pub create_revision: Revision,
     /// The revision of the last write to this key: the object's `resourceVersion`.
     pub mod_revision: Revision,
+    /// Whether the value was read with an encryption provider or key other than the one new
+    /// writes use (an older key, or plaintext from before encryption): writing it back
+    /// unchanged re-encrypts it, so an update must not skip it as a no-op. Always false
+    /// without [`encryption`].
+    pub stale: bool,
 }
 
 /// What `list` should return.

@@ -148,9 +148,10 @@ pub async fn write_update(
             .map_err(|e| store_error(ctx, e))?;
         return Ok((admitted.value, admitted.warnings));
     }
-    if is_no_op(&old_value, object) {
+    if !old.stale && is_no_op(&old_value, object) {
         // As in Kubernetes, a write that changes nothing keeps the object's resourceVersion and
-        // wakes no watcher; managedFields timestamps alone are not a change.
+        // wakes no watcher; managedFields timestamps alone are not a change. A stale value
+        // (encrypted with an older key) is still written: that re-encrypts it.
         return Ok((old_value, admitted.warnings));
     }
     let revision = store

@@ -78,6 +78,7 @@ impl Record {
                 value,
                 create_revision,
                 mod_revision,
+                stale: false,
             }),
             Record::Tombstone => None,
         }

@@ -219,6 +219,7 @@ fn apply_one(
                 value: value.clone(),
                 create_revision: next,
                 mod_revision: next,
+                stale: false,
             };
             return Ok(Ok((
                 Outcome::Written(next),
@@ -252,6 +253,7 @@ fn apply_one(
         value: old,
         create_revision,
         mod_revision: current,
+        stale: false,
     };
     log.insert(next, (key.as_str(), current))?;
     if let Op::Update { value, .. } = op {
@@ -264,6 +266,7 @@ fn apply_one(
             value: value.clone(),
             create_revision,
             mod_revision: next,
+            stale: false,
         };
         Ok(Ok((
             Outcome::Written(next),

@@ -128,6 +128,7 @@ pub(super) fn to_kv(kv: &etcd_client::KeyValue) -> KeyValue {
         value: Bytes::copy_from_slice(kv.value()),
         create_revision: kv.create_revision() as Revision,
         mod_revision: kv.mod_revision() as Revision,
+        stale: false,
     }
 }
 
