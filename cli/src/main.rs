@@ -38,6 +38,8 @@ enum Command {
     Server(cmd::server::ServerArgs),
     /// Replay GPU-cluster traces through the placement simulator.
     Sim(cmd::sim::SimArgs),
+    /// Create bootstrap tokens for joining nodes (`cox token create`).
+    Token(cmd::token::TokenArgs),
     /// Show nodes, pods or the GPU map (`cox top gpus`), optionally redrawn (`-w`).
     Top(cmd::top::TopArgs),
     /// Print the version of this binary.
@@ -66,6 +68,7 @@ fn main() -> std::process::ExitCode {
         Command::Reencrypt(args) => cmd::reencrypt::run(args),
         Command::Server(args) => cmd::server::run(args),
         Command::Sim(args) => cmd::sim::run(args),
+        Command::Token(args) => cmd::token::run(args),
         Command::Top(args) => cmd::top::run(args),
         Command::Version => {
             println!("cox {}", env!("CARGO_PKG_VERSION"));

@@ -474,3 +474,64 @@ async fn a_node_certificate_reaches_only_its_own_node_pods_and_secrets() {
     let (code, _) = call(Method::GET, "/api/v1/nodes", None).await;
     assert_eq!(code, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bootstrap_tokens_authenticate_until_they_expire() {
+    use reqwest::Method;
+    use serde_json::json;
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path());
+    let out = Command::new(env!("CARGO_BIN_EXE_cox"))
+        .args(["token", "create", "--ttl", "1h", "--kubeconfig"])
+        .arg(server.data.join("kubeconfig"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let (id, secret) = token.split_once('.').expect("id.secret");
+    assert_eq!((id.len(), secret.len()), (6, 16), "{token}");
+
+    let anonymous = client(&server, None);
+    let version = format!("{}/version", server.url);
+    let (code, _) = get(&anonymous, &version, Some(&token)).await;
+    assert_eq!(code, 200, "a fresh bootstrap token authenticates");
+    let pods = format!("{}/api/v1/namespaces/default/pods", server.url);
+    let (code, body) = get(&anonymous, &pods, Some(&token)).await;
+    assert_eq!(code, 403);
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("User \"system:bootstrap:{id}\"")),
+        "{body}"
+    );
+    let wrong = format!("{id}.{}", "0".repeat(16));
+    let (code, _) = get(&anonymous, &version, Some(&wrong)).await;
+    assert_eq!(code, 401, "the right id with the wrong secret");
+
+    // A token that expired a minute ago, written as kubeadm writes them.
+    let expired = json!({
+        "metadata": {"name": "bootstrap-token-old123", "namespace": "kube-system"},
+        "type": "bootstrap.kubernetes.io/token",
+        "stringData": {
+            "token-id": "old123", "token-secret": "0123456789abcdef",
+            "usage-bootstrap-authentication": "true",
+            "expiration": (jiff::Timestamp::now() - jiff::SignedDuration::from_secs(60)).to_string(),
+        },
+    });
+    let (code, body) = send(
+        &anonymous,
+        Method::POST,
+        &format!("{}/api/v1/namespaces/kube-system/secrets", server.url),
+        Some("tok-root"),
+        Some(("application/json", expired)),
+    )
+    .await;
+    assert_eq!(code, 201, "{body}");
+    let (code, body) = get(&anonymous, &version, Some("old123.0123456789abcdef")).await;
+    assert_eq!((code, body["reason"].as_str()), (401, Some("Unauthorized")));
+}

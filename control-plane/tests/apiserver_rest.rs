@@ -71,7 +71,7 @@ async fn scenario(backend: Backend) {
         (tj["shortNames"].clone(), tj["namespaced"].clone()),
         (json!(["tj"]), json!(true))
     );
-    for ns in ["default", "coxswain-system"] {
+    for ns in ["default", "kube-system", "coxswain-system"] {
         assert_eq!(
             get(&format!("/api/v1/namespaces/{ns}")).await.0,
             StatusCode::OK,

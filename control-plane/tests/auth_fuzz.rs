@@ -9,6 +9,7 @@ use std::sync::{Arc, OnceLock};
 use axum::body::Body;
 use axum::http::{HeaderValue, Method, Request, StatusCode};
 use coxswain_control_plane::apiserver::ApiServer;
+use coxswain_control_plane::apiserver::auth::bootstrap::BootstrapTokens;
 use coxswain_control_plane::apiserver::auth::node::NodeAuthorizer;
 use coxswain_control_plane::apiserver::auth::rbac::Rbac;
 use coxswain_control_plane::apiserver::auth::{self, Authenticator, StaticTokens};
@@ -49,6 +50,7 @@ fn harness() -> &'static Harness {
             let server = ApiServer::new(store.clone(), shutdown).await.unwrap();
             let auth = Arc::new(Authenticator {
                 tokens: StaticTokens::parse(&format!("{TOKEN},alice,1,dev\n")).unwrap(),
+                bootstrap: Some(BootstrapTokens::new(store.clone())),
                 nodes: Some(NodeAuthorizer::new(store.clone())),
                 rbac: Some(Rbac::new(store)),
             });

@@ -16,4 +16,5 @@ pub mod server;
 pub mod server_tls;
 pub mod sim;
 pub mod sim_bench;
+pub mod token;
 pub mod top;

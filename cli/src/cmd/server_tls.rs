@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
+use coxswain_control_plane::apiserver::auth::bootstrap::BootstrapTokens;
 use coxswain_control_plane::apiserver::auth::node::NodeAuthorizer;
 use coxswain_control_plane::apiserver::auth::pki::ClusterPki;
 use coxswain_control_plane::apiserver::auth::rbac::Rbac;
@@ -88,6 +89,7 @@ pub async fn bind(
         tls: Arc::new(tls),
         auth: Arc::new(Authenticator {
             tokens,
+            bootstrap: Some(BootstrapTokens::new(store.clone())),
             nodes: Some(NodeAuthorizer::new(store.clone())),
             rbac: Some(Rbac::new(store)),
         }),

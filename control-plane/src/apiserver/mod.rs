@@ -41,7 +41,7 @@ use crate::store::{Store, StoreError};
 pub use status_error::ApiError;
 
 /// Namespaces that exist from the start.
-pub const INITIAL_NAMESPACES: &[&str] = &["default", "coxswain-system"];
+pub const INITIAL_NAMESPACES: &[&str] = &["default", "kube-system", "coxswain-system"];
 
 /// What every request handler shares.
 #[derive(Clone)]

@@ -5,7 +5,8 @@
 //! - Authentication, in kube-apiserver's order: an X.509 client certificate signed by the
 //!   cluster CA (CN = user, O = groups; verified by the TLS handshake, read by
 //!   [`user_of_certificate`]), then a bearer token from the static token file
-//!   ([`tokens`]). A request with neither, or with an unknown token, gets 401.
+//!   ([`tokens`]) or a bootstrap token ([`bootstrap`]). A request with neither, or with an
+//!   unknown or expired token, gets 401.
 //! - Authorization: deny by default. `system:masters` may do anything and every
 //!   authenticated user may read the discovery and version paths ([`Authorizer`], Kubernetes'
 //!   `system:discovery`); node credentials reach only their node's objects ([`node`]);
@@ -17,6 +18,7 @@
 //! The plain loopback listener (`--listen`) and the agents' Unix socket are not
 //! authenticated: they stay as they were until every component speaks TLS.
 
+pub mod bootstrap;
 pub mod node;
 pub mod pki;
 pub mod rbac;
@@ -79,6 +81,8 @@ pub fn user_of_certificate(der: &[u8]) -> Option<UserInfo> {
 pub struct Authenticator {
     /// Bearer tokens (`--token-auth-file`).
     pub tokens: StaticTokens,
+    /// Bootstrap tokens (secrets in `kube-system`); `None`: not accepted.
+    pub bootstrap: Option<bootstrap::BootstrapTokens>,
     /// The node authorizer (node credentials reach only their node's objects); `None`:
     /// nodes are judged by RBAC alone.
     pub nodes: Option<node::NodeAuthorizer>,
@@ -116,11 +120,15 @@ impl Authenticator {
 
     /// The request's user: its connection's certificate first, then its bearer token.
     /// `Err` for a bearer token nobody issued; `Ok(None)` for no credentials.
-    fn authenticate(&self, request: &Request) -> Result<Option<UserInfo>, ()> {
-        if let Some(PeerIdentity(Some(user))) = request.extensions().get::<PeerIdentity>() {
-            return Ok(Some(user.clone()));
+    async fn authenticate(
+        &self,
+        peer: Option<UserInfo>,
+        header: Option<axum::http::HeaderValue>,
+    ) -> Result<Option<UserInfo>, ()> {
+        if let Some(user) = peer {
+            return Ok(Some(user));
         }
-        let Some(header) = request.headers().get(AUTHORIZATION) else {
+        let Some(header) = header else {
             return Ok(None);
         };
         let token = header
@@ -130,7 +138,20 @@ impl Authenticator {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or(())?;
-        self.tokens.user(token).cloned().map(Some).ok_or(())
+        if let Some(user) = self.tokens.user(token) {
+            return Ok(Some(user.clone()));
+        }
+        let Some(bootstrap) = &self.bootstrap else {
+            return Err(());
+        };
+        match bootstrap.authenticate(token).await {
+            Ok(Some(user)) => Ok(Some(user)),
+            Ok(None) => Err(()),
+            Err(e) => {
+                tracing::warn!("bootstrap token: reading the store: {e}");
+                Err(())
+            }
+        }
     }
 }
 
@@ -172,7 +193,12 @@ pub async fn middleware(
     mut request: Request,
     next: Next,
 ) -> Response {
-    let user = match auth.authenticate(&request) {
+    let peer = request
+        .extensions()
+        .get::<PeerIdentity>()
+        .and_then(|p| p.0.clone());
+    let header = request.headers().get(AUTHORIZATION).cloned();
+    let user = match auth.authenticate(peer, header).await {
         Ok(Some(user)) => user,
         Ok(None) | Err(()) => return unauthorized(),
     };
