@@ -19,7 +19,7 @@ use tower::ServiceExt;
 mod fuzz_support;
 
 use fuzz_support::{
-    KINDS, any_body, any_path, authorization, media_type, method, query, template, write,
+    KINDS, any_body, any_path, authorization, media_type, method, query, runtime, template, write,
     write_query,
 };
 
@@ -50,18 +50,6 @@ resources:
 struct Harness {
     router: axum::Router,
     _dir: tempfile::TempDir,
-}
-
-/// One runtime for every property and case.
-fn runtime() -> &'static tokio::runtime::Runtime {
-    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RUNTIME.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap()
-    })
 }
 
 fn harness(server: Server) -> &'static Harness {

@@ -19,24 +19,13 @@ use tower::ServiceExt;
 
 mod fuzz_support;
 
-use fuzz_support::{any_body, any_path, authorization, method, query};
+use fuzz_support::{any_body, any_path, authorization, method, query, runtime};
 
 const TOKEN: &str = "alice-token";
 
 struct Harness {
     router: axum::Router,
     _dir: tempfile::TempDir,
-}
-
-fn runtime() -> &'static tokio::runtime::Runtime {
-    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RUNTIME.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap()
-    })
 }
 
 fn harness() -> &'static Harness {

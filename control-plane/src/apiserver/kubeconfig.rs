@@ -46,8 +46,8 @@ pub fn write(path: &Path, server_url: &str) -> std::io::Result<()> {
     write_text(path, &render(server_url))
 }
 
-/// Writes `text` to `path` with mode 0600 (a kubeconfig holding credentials), through a
-/// temporary file.
+/// Writes `text` to `path` with mode 0600 (a kubeconfig or key holding credentials),
+/// through a synced temporary file renamed into place.
 pub fn write_text(path: &Path, text: &str) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;

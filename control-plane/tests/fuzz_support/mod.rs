@@ -4,6 +4,8 @@
 
 #![allow(dead_code, reason = "each test binary uses part of the support module")]
 
+use std::sync::OnceLock;
+
 use axum::http::Method;
 use proptest::prelude::*;
 use serde_json::{Value, json};
@@ -514,4 +516,16 @@ pub fn method() -> impl Strategy<Value = Method> {
         Method::HEAD,
         Method::OPTIONS,
     ])
+}
+
+/// One runtime for every property and case.
+pub fn runtime() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+    })
 }

@@ -7,9 +7,7 @@
 //! before the first start (a CA key is then only needed to issue client certificates). Keys
 //! are ECDSA P-256, written mode 0600.
 
-use std::io::Write;
 use std::net::IpAddr;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use rcgen::{
@@ -214,17 +212,7 @@ fn read(path: &Path) -> Result<Option<String>, PkiError> {
 /// Writes `text` to `path` (mode 0600) through a temporary file, so a crash leaves either
 /// nothing or the whole file.
 fn write(path: &Path, text: &str) -> Result<(), PkiError> {
-    let tmp = path.with_extension("tmp");
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(io(&tmp))?;
-    file.write_all(text.as_bytes()).map_err(io(&tmp))?;
-    file.sync_all().map_err(io(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io(path))
+    crate::apiserver::kubeconfig::write_text(path, text).map_err(io(path))
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PkiError + '_ {
