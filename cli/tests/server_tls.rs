@@ -535,3 +535,103 @@ async fn bootstrap_tokens_authenticate_until_they_expire() {
     let (code, body) = get(&anonymous, &version, Some("old123.0123456789abcdef")).await;
     assert_eq!((code, body["reason"].as_str()), (401, Some("Unauthorized")));
 }
+
+/// `cox agent` for `node`, dialing the TLS listener with `cert_for`'s certificate.
+fn start_agent(dir: &Path, server: &Server, node: &str, cert_for: &str) -> (Child, PathBuf) {
+    let pki = coxswain_control_plane::apiserver::auth::pki::ClusterPki::load_or_create(
+        &server.data.join("pki"),
+        &[],
+    )
+    .unwrap();
+    let issued = pki
+        .issue_client(
+            &format!("system:node:{cert_for}"),
+            &["system:nodes".to_string()],
+        )
+        .unwrap();
+    let files = dir.join(format!("{node}-tls"));
+    std::fs::create_dir_all(&files).unwrap();
+    std::fs::write(files.join("node.crt"), &issued.cert_pem).unwrap();
+    std::fs::write(files.join("node.key"), &issued.key_pem).unwrap();
+    let log = dir.join(format!("agent-{node}.log"));
+    let child = Command::new(env!("CARGO_BIN_EXE_cox"))
+        .args([
+            "agent",
+            "--server",
+            &server.url,
+            "--node-name",
+            node,
+            "--root",
+        ])
+        .arg(dir.join(format!("agent-{node}")))
+        .arg("--ca-file")
+        .arg(server.data.join("pki/ca.crt"))
+        .arg("--client-cert")
+        .arg(files.join("node.crt"))
+        .arg("--client-key")
+        .arg(files.join("node.key"))
+        .args([
+            "--runtime",
+            "runc",
+            "--node-ip",
+            "127.0.0.1",
+            "--logs-listen",
+            "127.0.0.1:0",
+        ])
+        .args([
+            "--cgroup-root",
+            &format!("cox-tls-{}-{node}", std::process::id()),
+        ])
+        .args(["--no-cni", "--no-devices"])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("cox agent starts");
+    (child, log)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_joins_over_tls_with_its_node_certificate_and_only_as_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path());
+    let root = client(&server, None);
+    let (mut agent, _) = start_agent(dir.path(), &server, "tls-node", "tls-node");
+    // Node B's certificate, used to pose as node "victim".
+    let (mut impostor, impostor_log) = start_agent(dir.path(), &server, "victim", "node-b");
+    let node_url = format!("{}/api/v1/nodes/tls-node", server.url);
+    let mut ready = false;
+    for _ in 0..300 {
+        let (code, node) = get(&root, &node_url, Some("tok-root")).await;
+        if code == 200
+            && node["status"]["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (code, _) = get(
+        &root,
+        &format!("{}/api/v1/nodes/victim", server.url),
+        Some("tok-root"),
+    )
+    .await;
+    let impostor_text = std::fs::read_to_string(&impostor_log).unwrap_or_default();
+    let _ = (agent.kill(), agent.wait(), impostor.kill(), impostor.wait());
+    assert!(
+        ready,
+        "the agent registered over TLS and its node became Ready"
+    );
+    assert_eq!(
+        code, 404,
+        "node B's certificate registered no node \"victim\""
+    );
+    assert!(
+        impostor_text.contains("may not act for node"),
+        "the impostor was told why:\n{impostor_text}"
+    );
+}

@@ -14,7 +14,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 use coxswain_node_agent::AgentConfig;
 use coxswain_node_agent::agent::{
-    AgentDaemonConfig, DEFAULT_LOGS_LISTEN, NodeNetworkConfig, worker_deps,
+    AgentDaemonConfig, DEFAULT_LOGS_LISTEN, NodeNetworkConfig, ServerTls, worker_deps,
 };
 use coxswain_node_agent::network::routes::HostRoutes;
 use coxswain_node_agent::runtime::RuntimeKind;
@@ -30,10 +30,21 @@ pub struct AgentArgs {
     /// Logging: `--log-format text|json`, `--log-level`.
     #[command(flatten)]
     pub log: super::server::LogArgs,
-    /// The control plane's URL, e.g. http://127.0.0.1:6443, or unix:///path/to/socket
+    /// The control plane's URL, e.g. http://127.0.0.1:6443, https://HOST:PORT (`cox server
+    /// --secure-listen`, with --ca-file/--client-cert/--client-key) or unix:///path/to/socket
     /// (`cox server --listen-unix`).
     #[arg(long)]
     pub server: String,
+    /// The cluster CA certificate (PEM) an `https://` server must present a certificate of.
+    #[arg(long, value_name = "FILE", requires_all = ["client_cert", "client_key"])]
+    pub ca_file: Option<PathBuf>,
+    /// This node's client certificate (PEM; CN `system:node:<name>`, O `system:nodes`)
+    /// for an `https://` server.
+    #[arg(long, value_name = "FILE", requires_all = ["ca_file", "client_key"])]
+    pub client_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, value_name = "FILE", requires_all = ["ca_file", "client_cert"])]
+    pub client_key: Option<PathBuf>,
     /// This node's name.
     #[arg(long)]
     pub node_name: String,
@@ -150,7 +161,21 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
     config.allowed_host_paths = args.allow_host_paths.clone();
     config.insecure_registries = args.insecure_registries.clone();
     let deps = worker_deps(&config, args.runtime, shim)?;
+    let server_tls = match (&args.ca_file, &args.client_cert, &args.client_key) {
+        (Some(ca), Some(cert), Some(key)) => {
+            let read = |flag: &str, path: &PathBuf| {
+                std::fs::read(path).with_context(|| format!("{flag} {}", path.display()))
+            };
+            Some(ServerTls {
+                ca_pem: read("--ca-file", ca)?,
+                cert_pem: read("--client-cert", cert)?,
+                key_pem: read("--client-key", key)?,
+            })
+        }
+        _ => None,
+    };
     let mut daemon = AgentDaemonConfig::new(args.server, args.node_name);
+    daemon.server_tls = server_tls;
     daemon.node_ip = args.node_ip;
     daemon.node_labels = args.node_labels.into_iter().collect();
     daemon.logs_listen = args.logs_listen;

@@ -19,6 +19,7 @@ pub(crate) mod cas;
 pub mod cidr;
 pub mod devices;
 pub mod events;
+mod identity;
 pub mod lease;
 pub mod lifecycle;
 pub mod pod_status;
@@ -157,6 +158,7 @@ impl pb::node_service_server::NodeService for NodeService {
         &self,
         request: Request<pb::RegisterRequest>,
     ) -> Result<Response<pb::RegisterResponse>, Status> {
+        identity::check_caller(&request, &identity::registering_node(request.get_ref()))?;
         register::register(self, request.into_inner())
             .await
             .map(Response::new)
@@ -166,6 +168,7 @@ impl pb::node_service_server::NodeService for NodeService {
         &self,
         request: Request<pb::RenewLeaseRequest>,
     ) -> Result<Response<pb::RenewLeaseResponse>, Status> {
+        identity::check_caller(&request, &request.get_ref().node_name)?;
         lease::renew(self, request.into_inner())
             .await
             .map(Response::new)
@@ -177,6 +180,7 @@ impl pb::node_service_server::NodeService for NodeService {
         &self,
         request: Request<pb::WatchPodsRequest>,
     ) -> Result<Response<Self::WatchPodsStream>, Status> {
+        identity::check_caller(&request, &request.get_ref().node_name)?;
         pods::watch(self, request.into_inner()).map(Response::new)
     }
 
@@ -184,6 +188,7 @@ impl pb::node_service_server::NodeService for NodeService {
         &self,
         request: Request<pb::UpdatePodStatusRequest>,
     ) -> Result<Response<pb::UpdatePodStatusResponse>, Status> {
+        identity::check_caller(&request, &request.get_ref().node_name)?;
         pod_status::update(self, request.into_inner())
             .await
             .map(Response::new)
@@ -193,6 +198,7 @@ impl pb::node_service_server::NodeService for NodeService {
         &self,
         request: Request<pb::PodTerminatedRequest>,
     ) -> Result<Response<pb::PodTerminatedResponse>, Status> {
+        identity::check_caller(&request, &request.get_ref().node_name)?;
         pod_status::terminated(self, request.into_inner())
             .await
             .map(Response::new)
@@ -202,6 +208,7 @@ impl pb::node_service_server::NodeService for NodeService {
         &self,
         request: Request<pb::ReportDevicesRequest>,
     ) -> Result<Response<pb::ReportDevicesResponse>, Status> {
+        identity::check_caller(&request, &request.get_ref().node_name)?;
         devices::report(self, request.into_inner())
             .await
             .map(Response::new)
@@ -213,6 +220,7 @@ impl pb::node_service_server::NodeService for NodeService {
         &self,
         request: Request<pb::WatchRoutesRequest>,
     ) -> Result<Response<Self::WatchRoutesStream>, Status> {
+        identity::check_caller(&request, &request.get_ref().node_name)?;
         routes::watch(self, request.into_inner()).map(Response::new)
     }
 
@@ -229,6 +237,7 @@ impl pb::node_service_server::NodeService for NodeService {
         &self,
         request: Request<pb::RecordEventRequest>,
     ) -> Result<Response<pb::RecordEventResponse>, Status> {
+        identity::check_caller(&request, &request.get_ref().node_name)?;
         events::record(self, request.into_inner())
             .await
             .map(Response::new)
@@ -240,6 +249,7 @@ impl pb::node_service_server::NodeService for NodeService {
         &self,
         request: Request<pb::WatchVolumesRequest>,
     ) -> Result<Response<Self::WatchVolumesStream>, Status> {
+        identity::check_caller(&request, &request.get_ref().node_name)?;
         volumes::watch(self, request.into_inner()).map(Response::new)
     }
 
@@ -247,6 +257,7 @@ impl pb::node_service_server::NodeService for NodeService {
         &self,
         request: Request<pb::ReportProvisioningRequest>,
     ) -> Result<Response<pb::ReportProvisioningResponse>, Status> {
+        identity::check_caller(&request, &request.get_ref().node_name)?;
         volumes::report_provisioning(self, request.into_inner())
             .await
             .map(Response::new)
@@ -256,6 +267,7 @@ impl pb::node_service_server::NodeService for NodeService {
         &self,
         request: Request<pb::ReportVolumeDeletedRequest>,
     ) -> Result<Response<pb::ReportVolumeDeletedResponse>, Status> {
+        identity::check_caller(&request, &request.get_ref().node_name)?;
         volumes::report_deleted(self, request.into_inner())
             .await
             .map(Response::new)

@@ -48,7 +48,7 @@ pub use deps::worker_deps;
 pub use log_service::LogService;
 pub use node_network::{DeferredNetwork, NodeNetworkConfig};
 pub use pods::PodDirectory;
-pub use server_endpoint::ServerEndpoint;
+pub use server_endpoint::{ServerEndpoint, ServerTls};
 
 use crate::csi::{CsiDriverConfig, CsiDrivers, CsiVolumes};
 use crate::devices::{DeviceManager, DeviceManagerConfig};
@@ -68,8 +68,11 @@ pub const DEFAULT_LOGS_LISTEN: &str = "127.0.0.1:10250";
 /// How the daemon reaches the control plane and describes its node.
 #[derive(Debug, Clone)]
 pub struct AgentDaemonConfig {
-    /// The control plane's URL: `http://host:port`, or `unix:///path` for a socket file.
+    /// The control plane's URL: `http://host:port`, `https://host:port` (with
+    /// [`AgentDaemonConfig::server_tls`]), or `unix:///path` for a socket file.
     pub server: String,
+    /// The CA and client certificate for an `https://` server.
+    pub server_tls: Option<ServerTls>,
     /// This node's name.
     pub node_name: String,
     /// The node's InternalIP; `None`: the first non-loopback IPv4 of the host.
@@ -111,6 +114,7 @@ impl AgentDaemonConfig {
     pub fn new(server: impl Into<String>, node_name: impl Into<String>) -> Self {
         Self {
             server: server.into(),
+            server_tls: None,
             node_name: node_name.into(),
             node_ip: None,
             node_labels: BTreeMap::new(),
@@ -211,7 +215,7 @@ impl NodeAgent {
         if !valid_node_name(&config.node_name) {
             return Err(AgentError::NodeName(config.node_name));
         }
-        let endpoint = ServerEndpoint::parse(&config.server)?;
+        let endpoint = ServerEndpoint::parse(&config.server, config.server_tls.as_ref())?;
         let listener = tokio::net::TcpListener::bind(config.logs_listen)
             .await
             .map_err(|source| AgentError::LogsListen {
@@ -413,13 +417,13 @@ mod tests {
 
     #[test]
     fn bad_urls_and_node_names_are_refused_with_the_reason() {
-        let e = ServerEndpoint::parse("https://x:1")
+        let e = ServerEndpoint::parse("https://x:1", None)
             .unwrap_err()
             .to_string();
-        assert!(e.contains("https is not supported"), "{e}");
-        let e = ServerEndpoint::parse("x:1").unwrap_err().to_string();
+        assert!(e.contains("--ca-file"), "{e}");
+        let e = ServerEndpoint::parse("x:1", None).unwrap_err().to_string();
         assert!(e.contains("http://"), "{e}");
-        assert!(ServerEndpoint::parse("http://127.0.0.1:6443").is_ok());
+        assert!(ServerEndpoint::parse("http://127.0.0.1:6443", None).is_ok());
         assert!(valid_node_name("node-1.example"));
         assert!(!valid_node_name("Node_1"));
         assert!(!valid_node_name(""));

@@ -1,13 +1,15 @@
-//! Where the agent dials the control plane: `http://HOST:PORT` over TCP, or
-//! `unix:///path/to/socket` over a Unix socket (`cox server --listen-unix`). The
-//! latter lets agents in other network namespaces of the same machine reach a control
-//! plane that listens on loopback only. Both speak gRPC over HTTP/2 with prior knowledge.
+//! Where the agent dials the control plane: `http://HOST:PORT` over TCP, `https://HOST:PORT`
+//! over TLS with a client certificate (`cox server --secure-listen`: the node's certificate,
+//! CN `system:node:<name>`, O `system:nodes`), or `unix:///path/to/socket` over a Unix socket
+//! (`cox server --listen-unix`). The socket lets agents in other network namespaces of the
+//! same machine reach a control plane that listens on loopback only. Plain ones speak gRPC
+//! over HTTP/2 with prior knowledge; TLS negotiates `h2` by ALPN.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
-use tonic::transport::{Channel, Endpoint, Uri};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity, Uri};
 
 use super::AgentError;
 
@@ -22,16 +24,40 @@ pub struct ServerEndpoint {
     unix_path: Option<PathBuf>,
 }
 
+/// What the agent presents and trusts over `https://`: PEM files' contents.
+#[derive(Debug, Clone)]
+pub struct ServerTls {
+    /// The cluster CA certificate the server's certificate must chain to.
+    pub ca_pem: Vec<u8>,
+    /// The node's client certificate.
+    pub cert_pem: Vec<u8>,
+    /// The node's private key.
+    pub key_pem: Vec<u8>,
+}
+
 impl ServerEndpoint {
-    /// Parses `http://HOST:PORT` or `unix:///absolute/path`; anything else is an
-    /// [`AgentError::ServerUrl`] saying what is accepted.
-    pub fn parse(url: &str) -> Result<Self, AgentError> {
+    /// Parses `http://HOST:PORT`, `https://HOST:PORT` (with `tls`) or
+    /// `unix:///absolute/path`; anything else is an [`AgentError::ServerUrl`] saying what is
+    /// accepted.
+    pub fn parse(url: &str, tls: Option<&ServerTls>) -> Result<Self, AgentError> {
         let bad = |message: String| AgentError::ServerUrl {
             url: url.to_string(),
             message,
         };
-        if url.starts_with("https://") {
-            return Err(bad("https is not supported yet: use http://".into()));
+        match (url.starts_with("https://"), tls) {
+            (true, None) => {
+                return Err(bad(
+                    "https needs the cluster CA and a client certificate and key \
+                     (--ca-file, --client-cert, --client-key)"
+                        .into(),
+                ));
+            }
+            (false, Some(_)) => {
+                return Err(bad(
+                    "a CA and client certificate were given: the URL must be https://".into(),
+                ));
+            }
+            _ => {}
         }
         let (endpoint, unix_path) = if let Some(path) = url.strip_prefix("unix://") {
             if !path.starts_with('/') {
@@ -44,13 +70,21 @@ impl ServerEndpoint {
                 Endpoint::from_static("http://control-plane.local"),
                 Some(PathBuf::from(path)),
             )
-        } else if url.starts_with("http://") {
-            let endpoint =
+        } else if url.starts_with("http://") || url.starts_with("https://") {
+            let mut endpoint =
                 Endpoint::from_shared(url.to_string()).map_err(|e| bad(e.to_string()))?;
+            if let Some(tls) = tls {
+                let config = ClientTlsConfig::new()
+                    .ca_certificate(Certificate::from_pem(&tls.ca_pem))
+                    .identity(Identity::from_pem(&tls.cert_pem, &tls.key_pem));
+                endpoint = endpoint
+                    .tls_config(config)
+                    .map_err(|e| bad(e.to_string()))?;
+            }
             (endpoint.tcp_nodelay(true), None)
         } else {
             return Err(bad(
-                "must start with http:// (TCP) or unix:// (a socket file)".into(),
+                "must start with http:// (TCP), https:// (TLS) or unix:// (a socket file)".into(),
             ));
         };
         let endpoint = endpoint
@@ -103,14 +137,14 @@ mod tests {
 
     #[test]
     fn urls_are_tcp_or_absolute_unix_paths() {
-        assert!(ServerEndpoint::parse("http://127.0.0.1:6443").is_ok());
-        let unix = ServerEndpoint::parse("unix:///run/cox.sock").unwrap();
+        assert!(ServerEndpoint::parse("http://127.0.0.1:6443", None).is_ok());
+        let unix = ServerEndpoint::parse("unix:///run/cox.sock", None).unwrap();
         assert_eq!(unix.unix_path.as_deref(), Some("/run/cox.sock".as_ref()));
-        let e = ServerEndpoint::parse("unix://run/cox.sock")
+        let e = ServerEndpoint::parse("unix://run/cox.sock", None)
             .unwrap_err()
             .to_string();
         assert!(e.contains("absolute path"), "{e}");
-        let e = ServerEndpoint::parse("x:1").unwrap_err().to_string();
+        let e = ServerEndpoint::parse("x:1", None).unwrap_err().to_string();
         assert!(e.contains("unix://"), "{e}");
     }
 
@@ -131,7 +165,7 @@ mod tests {
                 .serve_with_incoming(tokio_stream::wrappers::UnixListenerStream::new(listener)),
         );
         let url = format!("unix://{}", socket.display());
-        let channel = ServerEndpoint::parse(&url)
+        let channel = ServerEndpoint::parse(&url, None)
             .unwrap()
             .connect()
             .await

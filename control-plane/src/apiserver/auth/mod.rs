@@ -162,6 +162,10 @@ pub struct Authorizer;
 
 /// Non-resource paths every authenticated user may GET (`system:discovery`,
 /// `system:public-info-viewer`).
+/// The node service's gRPC methods, which nodes (`system:nodes`) may call; the node
+/// service itself then restricts each node to its own objects.
+pub const NODE_SERVICE_PATH: &str = "/coxswain.node.v1alpha1.NodeService/";
+
 const DISCOVERY_PATHS: &[&str] = &[
     "/api", "/apis", "/version", "/healthz", "/livez", "/readyz", "/openapi",
 ];
@@ -173,6 +177,9 @@ impl Authorizer {
             return true;
         }
         match &info.resource {
+            None if info.path.starts_with(NODE_SERVICE_PATH) => {
+                info.verb == "post" && user.groups.iter().any(|g| g == node::NODES_GROUP)
+            }
             None => {
                 info.verb == "get"
                     && DISCOVERY_PATHS
