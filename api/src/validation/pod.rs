@@ -196,17 +196,17 @@ fn clean_working_dir(dir: &str) -> Result<(), String> {
     if !dir.starts_with('/') {
         return Err(format!("{dir:?}: must be an absolute path"));
     }
-    let parts: Vec<&str> = dir[1..].split('/').collect();
-    let clean = dir == "/"
-        || parts
-            .iter()
-            .all(|p| !p.is_empty() && *p != "." && *p != "..");
+    // A trailing `/`, as some images' working directories have, is fine.
+    let parts: Vec<&str> = dir.trim_end_matches('/').split('/').skip(1).collect();
+    let clean = parts
+        .iter()
+        .all(|p| !p.is_empty() && *p != "." && *p != "..");
     if !clean || dir.contains('\0') {
         return Err(format!(
-            "{dir:?}: must be a clean path (no '.', '..', '//' or trailing '/')"
+            "{dir:?}: must be a clean path (no '.', '..' or '//')"
         ));
     }
-    if parts[0] == "proc" {
+    if parts.first() == Some(&"proc") {
         return Err(format!("{dir:?}: must not be under /proc"));
     }
     Ok(())

@@ -178,8 +178,9 @@ pub fn check_working_dir(cwd: &str) -> Result<(), String> {
     if !cwd.starts_with('/') {
         return bad("must be an absolute path");
     }
-    // Components other than normal names: `.`, `..`; `//` and a trailing `/` are
-    // normalised away by `components`, so compare the text too.
+    // Components other than normal names: `.`, `..`; `//` is normalised away by
+    // `components`, so compare the text too (a trailing `/`, as some images have, is fine).
+    let trimmed = cwd.trim_end_matches('/');
     let path = Path::new(cwd);
     let clean = path
         .components()
@@ -191,8 +192,8 @@ pub fn check_working_dir(cwd: &str) -> Result<(), String> {
             _ => None,
         })
         .collect();
-    if !clean || (rebuilt != cwd && !(cwd == "/" && rebuilt.is_empty())) {
-        return bad("must be a clean path (no '.', '..', '//' or trailing '/')");
+    if !clean || rebuilt != trimmed {
+        return bad("must be a clean path (no '.', '..' or '//')");
     }
     if path.starts_with("/proc") {
         return bad("must not be under /proc");
@@ -262,7 +263,7 @@ mod tests {
 
     #[test]
     fn working_dirs_must_be_absolute_clean_and_outside_proc() {
-        for ok in ["/", "/work", "/a/b.c/d", "/procfs"] {
+        for ok in ["/", "/work", "/work/", "/a/b.c/d", "/procfs"] {
             assert_eq!(check_working_dir(ok), Ok(()), "{ok}");
         }
         for bad in [
@@ -272,7 +273,7 @@ mod tests {
             "/a/../proc/self/fd/8",
             "/a/./b",
             "//proc/self/fd/7",
-            "/a/",
+            "/a//b",
             "/a\0b",
         ] {
             let err = check_working_dir(bad).unwrap_err();
