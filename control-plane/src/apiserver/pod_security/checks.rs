@@ -1,12 +1,14 @@
 //! The checks of Kubernetes' Pod Security Standards, each after its namesake in
 //! `k8s.io/pod-security-admission/policy` (same reason and detail text, so messages read
-//! exactly as kube-apiserver's): the baseline checks, and the restricted ones that replace
-//! or add to them. Checks read the defaulted pod as JSON, so pods and pod templates are
+//! exactly as kube-apiserver's): the baseline checks here, the restricted ones that
+//! replace or add to them in [`super::restricted`]. Checks read the defaulted pod as JSON, so pods and pod templates are
 //! checked alike.
 
 use std::collections::BTreeSet;
 
 use serde_json::Value;
+
+use super::restricted;
 
 /// One failed check: the short reason and the detail naming what failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,23 +38,27 @@ pub const BASELINE: &[(&str, Check)] = &[
 
 /// The restricted checks; each `replaces` a baseline check (by id) or adds to them.
 pub const RESTRICTED: &[(&str, Option<&str>, Check)] = &[
-    ("allowPrivilegeEscalation", None, allow_privilege_escalation),
+    (
+        "allowPrivilegeEscalation",
+        None,
+        restricted::allow_privilege_escalation,
+    ),
     (
         "capabilities_restricted",
         Some("capabilities_baseline"),
-        capabilities_restricted,
+        restricted::capabilities_restricted,
     ),
     (
         "restrictedVolumes",
         Some("hostPathVolumes"),
-        restricted_volumes,
+        restricted::restricted_volumes,
     ),
-    ("runAsNonRoot", None, run_as_non_root),
-    ("runAsUser", None, run_as_user),
+    ("runAsNonRoot", None, restricted::run_as_non_root),
+    ("runAsUser", None, restricted::run_as_user),
     (
         "seccompProfile_restricted",
         Some("seccompProfile_baseline"),
-        seccomp_restricted,
+        restricted::seccomp_restricted,
     ),
 ];
 
@@ -98,23 +104,10 @@ const SELINUX_TYPES: &[&str] = &[
     "container_engine_t",
 ];
 
-/// Volume types restricted allows.
-const RESTRICTED_VOLUME_TYPES: &[&str] = &[
-    "configMap",
-    "csi",
-    "downwardAPI",
-    "emptyDir",
-    "ephemeral",
-    "image",
-    "persistentVolumeClaim",
-    "projected",
-    "secret",
-];
-
 /// The prefix of the (deprecated) per-container AppArmor annotations.
 pub const APPARMOR_ANNOTATION_PREFIX: &str = "container.apparmor.security.beta.kubernetes.io/";
 
-fn forbidden(reason: impl Into<String>, detail: impl Into<String>) -> Option<Violation> {
+pub(super) fn forbidden(reason: impl Into<String>, detail: impl Into<String>) -> Option<Violation> {
     Some(Violation {
         reason: reason.into(),
         detail: detail.into(),
@@ -122,12 +115,12 @@ fn forbidden(reason: impl Into<String>, detail: impl Into<String>) -> Option<Vio
 }
 
 /// `one` or `many` by `n`, as upstream's `pluralize`.
-fn pluralize<'a>(one: &'a str, many: &'a str, n: usize) -> &'a str {
+pub(super) fn pluralize<'a>(one: &'a str, many: &'a str, n: usize) -> &'a str {
     if n == 1 { one } else { many }
 }
 
 /// `"a", "b"`, as upstream's `joinQuote` (Go's `%q`).
-fn join_quote<S: AsRef<str>>(items: &[S]) -> String {
+pub(super) fn join_quote<S: AsRef<str>>(items: &[S]) -> String {
     items
         .iter()
         .map(|s| format!("{:?}", s.as_ref()))
@@ -136,7 +129,7 @@ fn join_quote<S: AsRef<str>>(items: &[S]) -> String {
 }
 
 /// `container "a"` / `containers "a", "b"`.
-fn containers_named(names: &[String]) -> String {
+pub(super) fn containers_named(names: &[String]) -> String {
     format!(
         "{} {}",
         pluralize("container", "containers", names.len()),
@@ -145,27 +138,27 @@ fn containers_named(names: &[String]) -> String {
 }
 
 /// Init, app and ephemeral containers, in upstream's `visitContainers` order.
-fn containers(spec: &Value) -> impl Iterator<Item = &Value> {
+pub(super) fn containers(spec: &Value) -> impl Iterator<Item = &Value> {
     ["initContainers", "containers", "ephemeralContainers"]
         .into_iter()
         .filter_map(|list| spec.get(list).and_then(Value::as_array))
         .flatten()
 }
 
-fn name(container: &Value) -> String {
+pub(super) fn name(container: &Value) -> String {
     str_at(container, "/name").unwrap_or_default().to_string()
 }
 
-fn str_at<'a>(value: &'a Value, pointer: &str) -> Option<&'a str> {
+pub(super) fn str_at<'a>(value: &'a Value, pointer: &str) -> Option<&'a str> {
     value.pointer(pointer).and_then(Value::as_str)
 }
 
-fn bool_at(value: &Value, pointer: &str) -> Option<bool> {
+pub(super) fn bool_at(value: &Value, pointer: &str) -> Option<bool> {
     value.pointer(pointer).and_then(Value::as_bool)
 }
 
 /// Containers for which `bad` holds, by name.
-fn bad_containers(spec: &Value, bad: impl Fn(&Value) -> bool) -> Vec<String> {
+pub(super) fn bad_containers(spec: &Value, bad: impl Fn(&Value) -> bool) -> Vec<String> {
     containers(spec).filter(|c| bad(c)).map(name).collect()
 }
 
@@ -197,7 +190,7 @@ fn privileged(_: &Value, spec: &Value) -> Option<Violation> {
     )
 }
 
-fn added_capabilities(container: &Value) -> impl Iterator<Item = &str> {
+pub(super) fn added_capabilities(container: &Value) -> impl Iterator<Item = &str> {
     container
         .pointer("/securityContext/capabilities/add")
         .and_then(Value::as_array)
@@ -231,7 +224,7 @@ fn capabilities_baseline(_: &Value, spec: &Value) -> Option<Violation> {
     )
 }
 
-fn volumes(spec: &Value) -> impl Iterator<Item = &Value> {
+pub(super) fn volumes(spec: &Value) -> impl Iterator<Item = &Value> {
     spec.get("volumes")
         .and_then(Value::as_array)
         .into_iter()
@@ -450,7 +443,7 @@ fn valid_seccomp(t: &str) -> bool {
 
 /// Setters (`pod`, `containers "a"`) of a bad seccomp type, the bad types, and the
 /// containers that set none while the pod sets no valid one either.
-fn seccomp_findings(spec: &Value) -> (Vec<String>, Vec<String>, Vec<String>) {
+pub(super) fn seccomp_findings(spec: &Value) -> (Vec<String>, Vec<String>, Vec<String>) {
     let mut setters = Vec::new();
     let mut values = BTreeSet::new();
     let mut pod_set = false;
@@ -508,190 +501,4 @@ fn sysctls(_: &Value, spec: &Value) -> Option<Violation> {
         return None;
     }
     forbidden("forbidden sysctls", bad.join(", "))
-}
-
-fn allow_privilege_escalation(_: &Value, spec: &Value) -> Option<Violation> {
-    let bad = bad_containers(spec, |c| {
-        bool_at(c, "/securityContext/allowPrivilegeEscalation") != Some(false)
-    });
-    if bad.is_empty() {
-        return None;
-    }
-    forbidden(
-        "allowPrivilegeEscalation != false",
-        format!(
-            "{} must set securityContext.allowPrivilegeEscalation=false",
-            containers_named(&bad)
-        ),
-    )
-}
-
-fn capabilities_restricted(_: &Value, spec: &Value) -> Option<Violation> {
-    let mut missing_drop = Vec::new();
-    let mut adding = Vec::new();
-    let mut caps = BTreeSet::new();
-    for c in containers(spec) {
-        let drops_all = c
-            .pointer("/securityContext/capabilities/drop")
-            .and_then(Value::as_array)
-            .is_some_and(|d| d.iter().any(|x| x == "ALL"));
-        if !drops_all {
-            missing_drop.push(name(c));
-        }
-        let extra: Vec<&str> = added_capabilities(c)
-            .filter(|cap| *cap != "NET_BIND_SERVICE")
-            .collect();
-        if !extra.is_empty() {
-            caps.extend(extra);
-            adding.push(name(c));
-        }
-    }
-    let mut details = Vec::new();
-    if !missing_drop.is_empty() {
-        details.push(format!(
-            "{} must set securityContext.capabilities.drop=[\"ALL\"]",
-            containers_named(&missing_drop)
-        ));
-    }
-    if !adding.is_empty() {
-        details.push(format!(
-            "{} must not include {} in securityContext.capabilities.add",
-            containers_named(&adding),
-            join_quote(&caps.into_iter().collect::<Vec<_>>())
-        ));
-    }
-    if details.is_empty() {
-        return None;
-    }
-    forbidden("unrestricted capabilities", details.join("; "))
-}
-
-fn restricted_volumes(_: &Value, spec: &Value) -> Option<Violation> {
-    let mut bad = Vec::new();
-    let mut types = BTreeSet::new();
-    for v in volumes(spec) {
-        let Some(fields) = v.as_object() else {
-            continue;
-        };
-        let restricted: Vec<&String> = fields
-            .iter()
-            .filter(|(k, value)| k.as_str() != "name" && !value.is_null())
-            .map(|(k, _)| k)
-            .filter(|k| !RESTRICTED_VOLUME_TYPES.contains(&k.as_str()))
-            .collect();
-        if !restricted.is_empty() {
-            bad.push(name(v));
-            types.extend(restricted.into_iter().cloned());
-        }
-    }
-    if bad.is_empty() {
-        return None;
-    }
-    let types: Vec<String> = types.into_iter().collect();
-    forbidden(
-        "restricted volume types",
-        format!(
-            "{} {} {} {} {}",
-            pluralize("volume", "volumes", bad.len()),
-            join_quote(&bad),
-            pluralize("uses", "use", bad.len()),
-            pluralize(
-                "restricted volume type",
-                "restricted volume types",
-                types.len()
-            ),
-            join_quote(&types)
-        ),
-    )
-}
-
-fn run_as_non_root(_: &Value, spec: &Value) -> Option<Violation> {
-    let mut setters = Vec::new();
-    let mut pod_non_root = false;
-    match bool_at(spec, "/securityContext/runAsNonRoot") {
-        Some(false) => setters.push("pod".to_string()),
-        Some(true) => pod_non_root = true,
-        None => {}
-    }
-    let non_zero_user =
-        |v: &Value, p: &str| v.pointer(p).and_then(Value::as_i64).is_some_and(|u| u > 0);
-    let pod_user = non_zero_user(spec, "/securityContext/runAsUser");
-    let (mut explicit, mut implicit) = (Vec::new(), Vec::new());
-    for c in containers(spec) {
-        match bool_at(c, "/securityContext/runAsNonRoot") {
-            Some(false) => explicit.push(name(c)),
-            Some(true) => {}
-            None if pod_non_root => {}
-            None if non_zero_user(c, "/securityContext/runAsUser") || pod_user => {}
-            None => implicit.push(name(c)),
-        }
-    }
-    if !explicit.is_empty() {
-        setters.push(containers_named(&explicit));
-    }
-    if !setters.is_empty() {
-        return forbidden(
-            "runAsNonRoot != true",
-            format!(
-                "{} must not set securityContext.runAsNonRoot=false",
-                setters.join(" and ")
-            ),
-        );
-    }
-    if !implicit.is_empty() {
-        return forbidden(
-            "runAsNonRoot != true",
-            format!(
-                "pod or {} must set securityContext.runAsNonRoot=true",
-                containers_named(&implicit)
-            ),
-        );
-    }
-    None
-}
-
-fn run_as_user(_: &Value, spec: &Value) -> Option<Violation> {
-    let zero = |v: &Value| {
-        v.pointer("/securityContext/runAsUser")
-            .and_then(Value::as_i64)
-            == Some(0)
-    };
-    let mut setters = Vec::new();
-    if zero(spec) {
-        setters.push("pod".to_string());
-    }
-    let bad = bad_containers(spec, zero);
-    if !bad.is_empty() {
-        setters.push(containers_named(&bad));
-    }
-    if setters.is_empty() {
-        return None;
-    }
-    forbidden(
-        "runAsUser=0",
-        format!("{} must not set runAsUser=0", setters.join(" and ")),
-    )
-}
-
-fn seccomp_restricted(_: &Value, spec: &Value) -> Option<Violation> {
-    let (setters, values, implicit) = seccomp_findings(spec);
-    let mut details = Vec::new();
-    if !setters.is_empty() {
-        details.push(format!(
-            "{} must not set securityContext.seccompProfile.type to {}",
-            setters.join(" and "),
-            join_quote(&values)
-        ));
-    }
-    if !implicit.is_empty() {
-        details.push(format!(
-            "pod or {} must set securityContext.seccompProfile.type to \"RuntimeDefault\" or \
-             \"Localhost\"",
-            containers_named(&implicit)
-        ));
-    }
-    if details.is_empty() {
-        return None;
-    }
-    forbidden("seccompProfile", details.join("; "))
 }

@@ -16,6 +16,7 @@
 //! unreadable is treated as `restricted` (fail closed).
 
 pub mod checks;
+pub mod restricted;
 #[cfg(test)]
 mod tests;
 
