@@ -55,6 +55,7 @@ async fn killing_a_worker_restarts_the_gang_from_its_checkpoint() {
     })
     .await;
     cluster.create_trainer_config_map().await;
+    cluster.allow_host_pods().await; // the checkpoints are a hostPath
     let checkpoints = cluster.checkpoints(JOB);
     let mut job: Value = yaml_serde::from_str(EXAMPLE).expect("the example is YAML");
     point_host_paths(&mut job, "checkpoints", &checkpoints);

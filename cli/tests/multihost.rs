@@ -77,6 +77,7 @@ async fn the_unix_socket_serves_the_api_and_an_agent_registers_over_it() {
 async fn pods_on_two_hosts_reach_each_other_by_ip_name_and_host_port() {
     let _serial = SERIAL.lock().await;
     let mut cluster = Cluster::start(&["host-a", "host-b"]).await;
+    cluster.allow_host_pods().await; // pod "web" has a hostPort
     let (a, b) = (cluster.host("host-a"), cluster.host("host-b"));
     let (a_netns, b_addr, a_addr) = (a.netns.clone(), b.addr, a.addr);
     let cidr_a = cidr_prefix(&cluster, "host-a").await;
@@ -240,6 +241,7 @@ fn trainer_job(checkpoints: &std::path::Path, node_cpus: u32) -> Value {
 async fn the_example_training_job_runs_one_worker_per_host_and_succeeds() {
     let _serial = SERIAL.lock().await;
     let mut cluster = Cluster::start(&["host-a", "host-b"]).await;
+    cluster.allow_host_pods().await; // the workers' checkpoints are a hostPath
     let node = cluster.get("/api/v1/nodes/host-a").await.unwrap();
     let cpus: u32 = node["status"]["allocatable"]["cpu"]
         .as_str()

@@ -26,6 +26,7 @@ async fn the_pytorchjob_example_trains_to_success_with_kubeflow_env() {
     })
     .await;
     cluster.create_trainer_config_map().await;
+    cluster.allow_host_pods().await; // the checkpoints are a hostPath
     let mut job: Value = yaml_serde::from_str(EXAMPLE).expect("the example is YAML");
     point_host_paths(&mut job, "checkpoints", &cluster.checkpoints(JOB));
     cluster.create(JOBS, &job).await;

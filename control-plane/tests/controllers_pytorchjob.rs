@@ -10,7 +10,7 @@ mod controllers_support;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use controllers_support::{Cluster, fast_config, report, start, wait_for};
+use controllers_support::{Cluster, allow_host_pods, fast_config, report, start, wait_for};
 use coxswain_api::coxswain::TrainingJob;
 use coxswain_api::kubeflow::PyTorchJob;
 use k8s_openapi::api::core::v1::{Event, Pod, Service};
@@ -31,6 +31,7 @@ struct Fixture {
 async fn submit(edit: impl FnOnce(&mut PyTorchJob)) -> Fixture {
     let cluster = start(fast_config()).await;
     let client = cluster.client.clone();
+    allow_host_pods(&client).await; // the example's checkpoints are a hostPath
     let jobs: Api<PyTorchJob> = Api::namespaced(client.clone(), "default");
     let mut job: PyTorchJob = yaml_serde::from_str(EXAMPLE).unwrap();
     edit(&mut job);

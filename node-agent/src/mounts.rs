@@ -1,4 +1,4 @@
-//! Mounts as a seam: overlay root filesystems, tmpfs volumes and bind mounts
+//! Mounts as a seam: overlay root filesystems, tmpfs volumes and (private) bind mounts
 //! go through [`Mounter`], with [`SystemMounter`] calling mount(2) via `nix`.
 
 use std::path::{Path, PathBuf};
@@ -30,6 +30,9 @@ pub trait Mounter: Send + Sync {
     ) -> Result<(), MountError>;
     /// Mounts a tmpfs at `target`, limited to `size_bytes` when given.
     fn tmpfs(&self, target: &Path, size_bytes: Option<u64>) -> Result<(), MountError>;
+    /// Bind-mounts `source` (which may be a `/proc/<pid>/fd/<n>` link) at `target` and
+    /// makes it private, so that nothing propagates to or from other mount namespaces.
+    fn bind_private(&self, source: &Path, target: &Path) -> Result<(), MountError>;
     /// Lazily unmounts `target`; a path that is not a mount point is fine.
     fn unmount(&self, target: &Path) -> Result<(), MountError>;
     /// Whether `target` is a mount point.
@@ -83,6 +86,32 @@ impl Mounter for SystemMounter {
             path: target.to_path_buf(),
             source,
         })
+    }
+
+    fn bind_private(&self, source: &Path, target: &Path) -> Result<(), MountError> {
+        let failed = |op| {
+            move |source| MountError {
+                op,
+                path: target.to_path_buf(),
+                source,
+            }
+        };
+        mount(
+            Some(source),
+            target,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(failed("bind mount"))?;
+        mount(
+            None::<&str>,
+            target,
+            None::<&str>,
+            MsFlags::MS_PRIVATE,
+            None::<&str>,
+        )
+        .map_err(failed("make private"))
     }
 
     fn unmount(&self, target: &Path) -> Result<(), MountError> {
@@ -164,6 +193,11 @@ impl Mounter for FakeMounter {
 
     fn tmpfs(&self, target: &Path, size_bytes: Option<u64>) -> Result<(), MountError> {
         self.add(target, size_bytes);
+        Ok(())
+    }
+
+    fn bind_private(&self, _source: &Path, target: &Path) -> Result<(), MountError> {
+        self.add(target, None);
         Ok(())
     }
 

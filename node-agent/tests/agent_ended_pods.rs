@@ -67,6 +67,7 @@ async fn a_returning_agent_stops_the_pods_the_control_plane_failed_while_it_was_
         ..NodeServiceConfig::default()
     };
     let cp = ControlPlane::start(config).await;
+    cp.allow_host_pods().await; // its pods use hostNetwork
     let stop_lifecycle = CancellationToken::new();
     tokio::spawn(lifecycle::run(
         cp.client.clone(),

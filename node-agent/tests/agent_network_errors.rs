@@ -150,6 +150,7 @@ async fn a_broken_conflist_and_a_missing_plugin_are_named_in_the_pod_status_unti
     let tag = std::process::id() % 250;
     let bridge = Bridge(format!("coxer{tag}"));
     let cp = ControlPlane::start(NodeServiceConfig::default()).await;
+    cp.allow_host_pods().await; // pod "host-net" uses hostNetwork
     let node = "errors-node-a";
     let conf_dir = h.dir.path().join("net.d");
     let ipam_dir = h.dir.path().join("ipam");

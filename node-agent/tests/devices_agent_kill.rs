@@ -94,6 +94,7 @@ async fn a_sigkilled_agent_keeps_every_pods_gpus_and_hands_out_only_free_ones() 
     require_root();
     let h = Harness::new(RuntimeKind::Runc);
     let cp = ControlPlane::start(NodeServiceConfig::default()).await;
+    cp.allow_host_pods().await; // its pods use hostNetwork
     let plugin_dir = h.dir.path().join("device-plugins");
     let _plugin = Plugin::spawn(&plugin_dir, "dgx-h100");
     let root: PathBuf = h.deps.config.root.clone();

@@ -69,6 +69,7 @@ async fn the_plugins_gpu_metrics_name_the_pod_through_the_agents_pod_resources_a
     require_root();
     let h = Harness::new(RuntimeKind::Runc);
     let cp = ControlPlane::start(NodeServiceConfig::default()).await;
+    cp.allow_host_pods().await; // its pods use hostNetwork
     let plugin_dir = h.dir.path().join("device-plugins");
     let socket: PathBuf = h.dir.path().join("pod-resources").join("kubelet.sock");
     let metrics_addr = {

@@ -165,5 +165,49 @@ fn validate_container(
                 "a mount path is required",
             ));
         }
+        if let Some(sub_path) = mount.sub_path.as_deref()
+            && let Err(message) = local_descending_path(sub_path)
+        {
+            errors.push(FieldError::invalid(&mount_path.child("subPath"), message));
+        }
     }
+    if let Some(dir) = container.working_dir.as_deref().filter(|d| !d.is_empty())
+        && let Err(message) = clean_working_dir(dir)
+    {
+        errors.push(FieldError::invalid(&path.child("workingDir"), message));
+    }
+}
+
+/// Kubernetes' `validateLocalDescendingPath`: relative, and no `..` component.
+fn local_descending_path(path: &str) -> Result<(), String> {
+    if path.starts_with('/') {
+        return Err(format!("{path:?}: must be a relative path"));
+    }
+    if path.split('/').any(|part| part == "..") {
+        return Err(format!("{path:?}: must not contain '..'"));
+    }
+    Ok(())
+}
+
+/// An absolute, clean working directory outside /proc (coxswain's rule, stricter than
+/// Kubernetes': `/proc/self/fd/<n>` reached host directories through runc before 1.1.12,
+/// CVE-2024-21626; the agent refuses such a directory too, whatever set it).
+fn clean_working_dir(dir: &str) -> Result<(), String> {
+    if !dir.starts_with('/') {
+        return Err(format!("{dir:?}: must be an absolute path"));
+    }
+    // A trailing `/`, as some images' working directories have, is fine.
+    let parts: Vec<&str> = dir.trim_end_matches('/').split('/').skip(1).collect();
+    let clean = parts
+        .iter()
+        .all(|p| !p.is_empty() && *p != "." && *p != "..");
+    if !clean || dir.contains('\0') {
+        return Err(format!(
+            "{dir:?}: must be a clean path (no '.', '..' or '//')"
+        ));
+    }
+    if parts.first() == Some(&"proc") {
+        return Err(format!("{dir:?}: must not be under /proc"));
+    }
+    Ok(())
 }

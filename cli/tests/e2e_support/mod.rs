@@ -213,6 +213,25 @@ impl Cluster {
         }
     }
 
+    /// Labels the `default` namespace `pod-security.kubernetes.io/enforce: privileged`,
+    /// for tests whose pods use hostPath volumes or hostPorts: the API refuses those in a
+    /// namespace at the default (baseline) level.
+    pub async fn allow_host_pods(&self) {
+        let response = self
+            .http
+            .patch(format!("{}/api/v1/namespaces/default", self.url))
+            .header("content-type", "application/merge-patch+json")
+            .body(r#"{"metadata":{"labels":{"pod-security.kubernetes.io/enforce":"privileged"}}}"#)
+            .send()
+            .await
+            .expect("PATCH namespace default");
+        assert!(
+            response.status().is_success(),
+            "labelling namespace default privileged: {}",
+            response.status()
+        );
+    }
+
     /// POSTs `object` to `collection` and returns what was stored.
     pub async fn create(&self, collection: &str, object: &Value) -> Value {
         let response = self

@@ -3,7 +3,9 @@
 //! The type fields and namespace must agree with the URL; the body is decoded into its typed
 //! form (a wrong type is a 400 naming the field), unknown fields are refused, reported or
 //! dropped per `fieldValidation`, defaults are filled in and the object is validated (a 422
-//! `Invalid` Status with one cause per field).
+//! `Invalid` Status with one cause per field; a Namespace's pod-security labels are
+//! checked here too). Pod Security admission itself needs the namespace, so the handlers
+//! call [`super::pod_security`] after this.
 
 use coxswain_api::{defaulting, unknown_fields, validation};
 use serde_json::{Value, json};
@@ -129,7 +131,10 @@ pub fn admit(
         }
     }
     defaulting::apply_defaults(&mut object);
-    let errors = validation::validate(&object);
+    let mut errors = validation::validate(&object);
+    if kind.kind == "Namespace" {
+        errors.extend(super::pod_security::validate_namespace_labels(&value));
+    }
     if !errors.is_empty() {
         return Err(ApiError::Invalid {
             kind: kind.kind.to_string(),

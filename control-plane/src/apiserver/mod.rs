@@ -8,7 +8,8 @@
 //!   [`negotiate`]: media types in and out; [`status_error`]: errors as `Status` objects.
 //! - [`handlers`]: one file per verb; [`admission`]: decode, default, validate;
 //!   [`strategic_merge`] and [`apply`]: the patch flavours beyond RFC 7386/6902;
-//!   [`priority`]: pods' `priorityClassName` → `priority` (Kubernetes' Priority admission).
+//!   [`priority`]: pods' `priorityClassName` → `priority` (Kubernetes' Priority admission);
+//!   [`pod_security`]: Pod Security admission (baseline by default, namespace labels).
 //! - [`discovery`], [`openapi`], [`table`], [`selectors`], [`kubeconfig`].
 //! - [`auth`]: the TLS listener's PKI, authentication and authorization.
 
@@ -22,6 +23,7 @@ pub mod negotiate;
 pub mod objects;
 pub mod openapi;
 pub mod openapi_schemas;
+pub mod pod_security;
 pub mod priority;
 pub mod request;
 pub mod router;
@@ -42,6 +44,13 @@ pub use status_error::ApiError;
 
 /// Namespaces that exist from the start.
 pub const INITIAL_NAMESPACES: &[&str] = &["default", "kube-system", "coxswain-system"];
+
+/// The pod-security enforce level an initial namespace is created with: `coxswain-system`
+/// runs node-level components (host network, host paths), `default` gets the cluster
+/// default (baseline) with no label.
+fn initial_enforce_level(namespace: &str) -> Option<&'static str> {
+    (namespace == "coxswain-system").then_some("privileged")
+}
 
 /// What every request handler shares.
 #[derive(Clone)]
@@ -106,6 +115,10 @@ impl ApiServer {
             if store.get(&key).await?.is_some() {
                 continue;
             }
+            let mut labels = json!({"kubernetes.io/metadata.name": name});
+            if let Some(level) = initial_enforce_level(name) {
+                labels[pod_security::ENFORCE_LABEL] = json!(level);
+            }
             let namespace = json!({
                 "apiVersion": "v1",
                 "kind": "Namespace",
@@ -113,7 +126,7 @@ impl ApiServer {
                     "name": name,
                     "uid": objects::new_uid(),
                     "creationTimestamp": objects::now(),
-                    "labels": {"kubernetes.io/metadata.name": name},
+                    "labels": labels,
                 },
                 "spec": {},
                 "status": {"phase": "Active"},

@@ -73,6 +73,18 @@ pub async fn start(config: ControllersConfig) -> Cluster {
     }
 }
 
+/// Labels the `default` namespace `pod-security.kubernetes.io/enforce: privileged`, for
+/// jobs whose pods mount a hostPath: Pod Security admission refuses those at the default
+/// level (baseline).
+pub async fn allow_host_pods(client: &kube::Client) {
+    let patch = json!({"metadata": {"labels": {
+        "pod-security.kubernetes.io/enforce": "privileged"}}});
+    Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone())
+        .patch("default", &PatchParams::default(), &Patch::Merge(patch))
+        .await
+        .expect("labelling namespace default privileged");
+}
+
 /// What an agent does for a pod being deleted on its node: stops it and deletes it with
 /// grace 0.
 async fn finish_graceful_deletions(client: kube::Client, shutdown: CancellationToken) {

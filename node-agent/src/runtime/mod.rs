@@ -1,4 +1,5 @@
-//! Containers: an OCI runtime spec built with `oci-spec` ([`spec`]), run by runc or
+//! Containers: an OCI runtime spec built with `oci-spec` ([`spec`], privileges from
+//! [`security`]), run by runc or
 //! crun through their CLI ([`oci_cli`]) with each container under our shim
 //! ([`crate::shim`]), or by the in-memory [`fake::FakeRuntime`] for hollow nodes.
 //!
@@ -8,6 +9,7 @@
 pub mod fake;
 pub mod oci_cli;
 pub mod seccomp;
+pub mod security;
 pub mod spec;
 pub mod spec_defaults;
 

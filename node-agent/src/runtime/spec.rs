@@ -1,8 +1,12 @@
 //! The OCI runtime spec of one container, built with `oci-spec`: process (args, env,
-//! cwd, user, rlimits, containerd's default capabilities, no_new_privileges), the
+//! cwd, user, rlimits, capabilities and no_new_privileges from [`super::security`]), the
 //! standard Linux mounts plus volume mounts, masked and read-only /proc paths, the
-//! pod's namespaces joined by path, the container cgroup below the pod cgroup, and
-//! the default seccomp profile.
+//! pod's namespaces joined by path, the container cgroup below the pod cgroup (its
+//! device rules deny every device; the device stage allows the allocated ones), and
+//! the default seccomp profile. A privileged container gets every capability, an
+//! unmasked /proc, writable /sys, every device and no seccomp profile, as containerd
+//! gives it. A working directory that is not absolute and clean, or under /proc, is
+//! refused here, whatever asked for it (pod spec or image).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
@@ -15,9 +19,8 @@ use oci_spec::runtime::{
     RootBuilder, Spec, SpecBuilder, UserBuilder,
 };
 
-use super::spec_defaults::{
-    DEFAULT_CAPABILITIES, MASKED_PATHS, READONLY_PATHS, mount, nofile_limit, standard_mounts,
-};
+use super::security::{ContainerSecurity, check_working_dir};
+use super::spec_defaults::{MASKED_PATHS, READONLY_PATHS, mount, nofile_limit, standard_mounts};
 use crate::sandbox::PodNamespaces;
 
 /// A host path mounted into the container.
@@ -65,8 +68,11 @@ pub struct ContainerConfig {
     pub cpu_shares: Option<u64>,
     /// Container CFS quota per 100 ms period, in microseconds.
     pub cpu_quota_us: Option<u64>,
-    /// Whether to apply the default seccomp profile.
+    /// Whether the agent and runtime apply seccomp profiles (the container's own
+    /// settings in [`Self::security`] may still turn it off).
     pub seccomp: bool,
+    /// Privileges from the pod's and the container's `securityContext`.
+    pub security: ContainerSecurity,
     /// OCI annotations (pod name, namespace, uid, container name).
     pub annotations: BTreeMap<String, String>,
 }
@@ -86,7 +92,14 @@ fn namespace(
 
 /// Builds the runtime spec for `c`.
 pub fn build_spec(c: &ContainerConfig) -> Result<Spec, OciSpecError> {
-    let caps: HashSet<Capability> = DEFAULT_CAPABILITIES.into_iter().collect();
+    let cwd = if c.cwd.is_empty() {
+        "/"
+    } else {
+        c.cwd.as_str()
+    };
+    check_working_dir(cwd).map_err(OciSpecError::Other)?;
+    let security = &c.security;
+    let caps: HashSet<Capability> = security.capabilities.clone();
     // Inheritable and ambient are set (empty) explicitly: the builder's fallback would
     // fill them, giving non-root users capabilities containerd does not give them.
     let capabilities = LinuxCapabilitiesBuilder::default()
@@ -106,18 +119,26 @@ pub fn build_spec(c: &ContainerConfig) -> Result<Spec, OciSpecError> {
         .terminal(false)
         .args(c.args.clone())
         .env(c.env.clone())
-        .cwd(if c.cwd.is_empty() {
-            "/"
-        } else {
-            c.cwd.as_str()
-        })
+        .cwd(cwd)
         .user(UserBuilder::default().uid(c.uid).gid(c.gid).build()?)
         .capabilities(capabilities)
         .rlimits(vec![nofile])
-        .no_new_privileges(true)
+        .no_new_privileges(security.no_new_privileges)
         .build()?;
 
     let mut mounts = standard_mounts()?;
+    if security.privileged {
+        // containerd's privileged containers get a writable /sys and cgroup tree.
+        for m in &mut mounts {
+            if let Some(options) = m.options().clone() {
+                let rw = options
+                    .into_iter()
+                    .map(|o| if o == "ro" { "rw".to_string() } else { o })
+                    .collect();
+                m.set_options(Some(rw));
+            }
+        }
+    }
     for v in &c.mounts {
         let mode = if v.read_only { "ro" } else { "rw" };
         mounts.push(mount(
@@ -155,8 +176,11 @@ pub fn build_spec(c: &ContainerConfig) -> Result<Spec, OciSpecError> {
     }
     let resources = LinuxResourcesBuilder::default()
         .devices(vec![
+            // Deny all (allow all when privileged); the device stage appends an allow
+            // rule for each allocated device, and runc/crun add the standard ones
+            // (null, zero, full, random, urandom, tty, console, pts, ptmx).
             LinuxDeviceCgroupBuilder::default()
-                .allow(false)
+                .allow(security.privileged)
                 .access("rwm")
                 .build()?,
         ])
@@ -169,23 +193,18 @@ pub fn build_spec(c: &ContainerConfig) -> Result<Spec, OciSpecError> {
         )
         .build()?;
 
+    let (masked, readonly): (&[&str], &[&str]) = if security.masked_proc {
+        (&MASKED_PATHS, &READONLY_PATHS)
+    } else {
+        (&[], &[])
+    };
     let mut linux = LinuxBuilder::default()
         .namespaces(namespaces)
         .resources(resources)
         .cgroups_path(PathBuf::from(&c.cgroups_path))
-        .masked_paths(
-            MASKED_PATHS
-                .iter()
-                .map(|s| s.to_string())
-                .collect::<Vec<_>>(),
-        )
-        .readonly_paths(
-            READONLY_PATHS
-                .iter()
-                .map(|s| s.to_string())
-                .collect::<Vec<_>>(),
-        );
-    if c.seccomp {
+        .masked_paths(masked.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        .readonly_paths(readonly.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+    if c.seccomp && security.seccomp {
         linux = linux.seccomp(super::seccomp::default_profile()?);
     }
 
@@ -220,6 +239,7 @@ pub fn build_spec(c: &ContainerConfig) -> Result<Spec, OciSpecError> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::security;
     use super::*;
 
     #[test]
@@ -311,5 +331,109 @@ mod tests {
                 .iter()
                 .any(|m| m["destination"] == "/mnt" && m["options"][2] == "ro")
         );
+    }
+
+    fn spec_json(security: ContainerSecurity) -> serde_json::Value {
+        let config = ContainerConfig {
+            args: vec!["sh".into()],
+            rootfs: "/r/rootfs".into(),
+            cgroups_path: "/cx/podu1/c1".into(),
+            seccomp: true,
+            security,
+            ..Default::default()
+        };
+        serde_json::to_value(build_spec(&config).unwrap()).unwrap()
+    }
+
+    fn caps(json: &serde_json::Value, set: &str) -> Vec<String> {
+        let mut caps: Vec<String> = json["process"]["capabilities"][set]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap().to_string())
+            .collect();
+        caps.sort();
+        caps
+    }
+
+    #[test]
+    fn unprivileged_containers_get_containerds_defaults_and_their_adjustments() {
+        let json = spec_json(ContainerSecurity::default());
+        assert_eq!(json["process"]["noNewPrivileges"], true);
+        assert_eq!(caps(&json, "bounding").len(), 14);
+        assert!(!caps(&json, "bounding").contains(&"CAP_SYS_ADMIN".to_string()));
+        let masked = json["linux"]["maskedPaths"].as_array().unwrap();
+        for path in [
+            "/proc/acpi",
+            "/proc/kcore",
+            "/proc/keys",
+            "/proc/latency_stats",
+            "/proc/timer_list",
+            "/proc/timer_stats",
+            "/proc/sched_debug",
+            "/proc/scsi",
+            "/sys/firmware",
+            "/sys/devices/virtual/powercap",
+        ] {
+            assert!(masked.iter().any(|p| p == path), "{path}");
+        }
+        let readonly = json["linux"]["readonlyPaths"].as_array().unwrap();
+        assert_eq!(readonly.len(), 5, "{readonly:?}");
+        let devices = &json["linux"]["resources"]["devices"];
+        assert_eq!(devices[0]["allow"], false, "{devices}");
+        assert_eq!(devices[0]["access"], "rwm");
+        assert!(json["linux"]["seccomp"].is_object());
+
+        let adjusted =
+            security::capability_set(false, &["NET_BIND_SERVICE".into()], &["ALL".into()]).unwrap();
+        let json = spec_json(ContainerSecurity {
+            capabilities: adjusted,
+            no_new_privileges: false,
+            ..Default::default()
+        });
+        assert_eq!(caps(&json, "bounding"), ["CAP_NET_BIND_SERVICE"]);
+        assert_eq!(caps(&json, "effective"), ["CAP_NET_BIND_SERVICE"]);
+        assert_eq!(json["process"]["noNewPrivileges"], false);
+    }
+
+    #[test]
+    fn privileged_containers_get_everything_as_containerd_gives_it() {
+        let json = spec_json(ContainerSecurity {
+            privileged: true,
+            capabilities: security::capability_set(true, &[], &[]).unwrap(),
+            no_new_privileges: false,
+            masked_proc: false,
+            seccomp: false,
+        });
+        assert_eq!(caps(&json, "bounding").len(), 41);
+        assert!(caps(&json, "effective").contains(&"CAP_SYS_ADMIN".to_string()));
+        assert_eq!(json["process"]["noNewPrivileges"], false);
+        assert!(
+            json["linux"]["maskedPaths"]
+                .as_array()
+                .is_none_or(|m| m.is_empty())
+        );
+        assert_eq!(json["linux"]["resources"]["devices"][0]["allow"], true);
+        assert!(json["linux"].get("seccomp").is_none_or(|s| s.is_null()));
+        let sys = json["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["destination"] == "/sys")
+            .unwrap();
+        assert!(sys["options"].as_array().unwrap().iter().any(|o| o == "rw"));
+    }
+
+    #[test]
+    fn a_working_dir_under_proc_is_refused() {
+        for cwd in ["/proc/self/fd/7", "relative", "/a/../proc/1/cwd"] {
+            let config = ContainerConfig {
+                args: vec!["sh".into()],
+                cwd: cwd.into(),
+                ..Default::default()
+            };
+            let err = build_spec(&config).unwrap_err().to_string();
+            assert!(err.contains("workingDir"), "{cwd}: {err}");
+        }
     }
 }

@@ -4,9 +4,11 @@
 //! (only under the agent's allowed prefixes), and secret, configMap, downwardAPI and
 //! projected volumes written as files from data the caller provides ([`PodData`]),
 //! and `persistentVolumeClaim` volumes bound to CSI PersistentVolumes, staged and
-//! published by the node's CSI drivers ([`crate::csi::CsiVolumes`]).
+//! published by the node's CSI drivers ([`crate::csi::CsiVolumes`]). `subPath` mounts
+//! are opened so that they cannot leave their volume ([`subpath`]).
 
 mod files;
+pub mod subpath;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -133,6 +135,17 @@ impl VolumeManager {
             mounter,
             csi: None,
         }
+    }
+
+    /// Stages `sub_path` of the volume at `volume_dir` at `target` for a container, so
+    /// that it cannot resolve outside the volume ([`subpath`]).
+    pub fn stage_sub_path(
+        &self,
+        volume_dir: &Path,
+        sub_path: &str,
+        target: &Path,
+    ) -> Result<subpath::StagedSubPath, subpath::SubPathError> {
+        subpath::stage_sub_path(self.mounter.clone(), volume_dir, sub_path, target)
     }
 
     /// The same manager, publishing claims' CSI volumes through `csi`.

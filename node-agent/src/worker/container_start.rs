@@ -1,5 +1,7 @@
 //! Creating and starting one container instance: image → overlay rootfs, pod spec →
-//! [`ContainerConfig`] → OCI spec (plus the devices the device stage allocates), then `create` + `start` in the runtime. Failures
+//! [`ContainerConfig`] (privileges from the `securityContext`, sub paths opened inside
+//! their volume) → OCI spec (plus the devices the device stage allocates), then
+//! `create` + `start` in the runtime. Failures
 //! become Kubernetes' reasons: `ErrImagePull` (waiting, retried with back-off),
 //! `CreateContainerConfigError` (waiting), `StartError` (terminated, exit code 128).
 
@@ -11,6 +13,7 @@ use super::PodWorker;
 use super::observe::is_restart;
 use super::record::{Current, Termination, to_ns};
 use crate::images::Image;
+use crate::runtime::security::container_security;
 use crate::runtime::{ContainerConfig, CreateRequest, VolumeMount, build_spec};
 use crate::sandbox::qos::{CPU_PERIOD_US, container_amounts, millis_to_shares};
 
@@ -126,6 +129,8 @@ impl PodWorker {
             .clone()
             .ok_or_else(|| StartFailure::Waiting("ContainerCreating", "no sandbox yet".into()))?;
         let mut mounts = Vec::new();
+        // Staged sub paths, held until the runtime has mounted them (see `subpath`).
+        let mut sub_paths = Vec::new();
         for m in c.volume_mounts.iter().flatten() {
             let source = self.volumes.get(&m.name).ok_or_else(|| {
                 StartFailure::Waiting(
@@ -137,7 +142,27 @@ impl PodWorker {
                 )
             })?;
             let source = match m.sub_path.as_deref() {
-                Some(sub) if !sub.is_empty() => source.join(sub),
+                Some(sub) if !sub.is_empty() => {
+                    let target = self
+                        .deps
+                        .config
+                        .container_dir(id)
+                        .join("subpaths")
+                        .join(sub_paths.len().to_string());
+                    let staged = self
+                        .deps
+                        .volumes
+                        .stage_sub_path(source, sub, &target)
+                        .map_err(|e| {
+                            StartFailure::Waiting(
+                                "CreateContainerConfigError",
+                                format!("container {:?}: {e}", c.name),
+                            )
+                        })?;
+                    let path = staged.path().to_path_buf();
+                    sub_paths.push(staged);
+                    path
+                }
                 _ => source.clone(),
             };
             mounts.push(VolumeMount {
@@ -155,6 +180,12 @@ impl PodWorker {
             .and_then(|s| s.security_context.clone())
             .unwrap_or_default();
         let sc = c.security_context.clone().unwrap_or_default();
+        let security = container_security(&pod_sc, c).map_err(|e| {
+            StartFailure::Waiting(
+                "CreateContainerConfigError",
+                format!("container {:?}: {e}", c.name),
+            )
+        })?;
         let (requests, limits) = container_amounts(c);
         let meta = &self.pod.metadata;
         let annotations = BTreeMap::from([
@@ -198,6 +229,7 @@ impl PodWorker {
                 .cpu_millis
                 .map(|m| (m * CPU_PERIOD_US / 1000).max(1000)),
             seccomp: self.deps.config.seccomp && self.deps.runtime.supports_seccomp(),
+            security,
             annotations,
         };
         let mut spec = build_spec(&config)
@@ -221,6 +253,7 @@ impl PodWorker {
             .runtime
             .create(&request)
             .map_err(|e| StartFailure::Terminated(e.to_string()))?;
+        drop(sub_paths); // mounted by now
         self.deps
             .runtime
             .start(id)

@@ -48,6 +48,23 @@ impl ControlPlane {
         }
     }
 
+    /// Labels the `default` namespace `pod-security.kubernetes.io/enforce: privileged`,
+    /// for tests whose pods share the host's network namespace: the API refuses those
+    /// in a namespace at the default (baseline) level.
+    pub async fn allow_host_pods(&self) {
+        let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(self.client.clone());
+        let patch = serde_json::json!({"metadata": {"labels": {
+            "pod-security.kubernetes.io/enforce": "privileged"}}});
+        namespaces
+            .patch(
+                "default",
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(&patch),
+            )
+            .await
+            .expect("labelling namespace default privileged");
+    }
+
     /// Pods of the `default` namespace.
     pub fn pods(&self) -> Api<Pod> {
         Api::namespaced(self.client.clone(), "default")

@@ -1,6 +1,6 @@
 //! Pod and container resource rules.
 
-use k8s_openapi::api::core::v1::Volume;
+use k8s_openapi::api::core::v1::{Volume, VolumeMount};
 
 use super::*;
 
@@ -114,4 +114,53 @@ fn resource_rules() {
         &format!("{base}.limits[coxswain.dev/gpu-milli]"),
         "cannot be combined",
     );
+}
+
+#[test]
+fn working_dirs_are_absolute_clean_and_outside_proc() {
+    for (dir, message) in [
+        ("/proc/self/fd/7", "must not be under /proc"),
+        ("work", "must be an absolute path"),
+        ("/a/../proc/self/fd/8", "must be a clean path"),
+        ("/a//b", "must be a clean path"),
+    ] {
+        let mut p = pod();
+        if let Some(spec) = &mut p.spec {
+            spec.containers[0].working_dir = Some(dir.into());
+        }
+        assert_one(Object::Pod(p), "spec.containers[0].workingDir", message);
+    }
+    let mut p = pod();
+    if let Some(spec) = &mut p.spec {
+        spec.containers[0].working_dir = Some("/srv/app".into());
+    }
+    assert_eq!(errors(Object::Pod(p)), Vec::<String>::new());
+}
+
+#[test]
+fn sub_paths_stay_below_their_volume() {
+    for (sub_path, message) in [
+        ("/etc", "must be a relative path"),
+        ("a/../../etc", "must not contain '..'"),
+    ] {
+        let mut p = pod();
+        if let Some(spec) = &mut p.spec {
+            spec.volumes = Some(vec![Volume {
+                name: "data".into(),
+                empty_dir: Some(Default::default()),
+                ..Default::default()
+            }]);
+            spec.containers[0].volume_mounts = Some(vec![VolumeMount {
+                name: "data".into(),
+                mount_path: "/data".into(),
+                sub_path: Some(sub_path.into()),
+                ..Default::default()
+            }]);
+        }
+        assert_one(
+            Object::Pod(p),
+            "spec.containers[0].volumeMounts[0].subPath",
+            message,
+        );
+    }
 }

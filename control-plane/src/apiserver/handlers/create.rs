@@ -11,8 +11,8 @@ use crate::apiserver::negotiate::{BodyType, body_type, parse_body, read_body, re
 use crate::apiserver::objects::{
     generate_name, meta_mut, meta_str, new_uid, now, set_meta, to_store,
 };
-use crate::apiserver::priority;
 use crate::apiserver::status_error::ApiError;
+use crate::apiserver::{pod_security, priority};
 use crate::store::StoreError;
 
 /// Serves `POST <resource>`.
@@ -85,6 +85,15 @@ pub async fn create_value(
     }
     if kind.kind == "Pod" {
         priority::admit_pod(&*ctx.state.store, &mut admitted.value).await?;
+    }
+    if let Some(namespace) = ctx.path.namespace.as_deref() {
+        let store = &*ctx.state.store;
+        let warnings = if kind.kind == "Pod" {
+            pod_security::admit_pod(store, namespace, &admitted.value).await?
+        } else {
+            pod_security::template_warnings(store, namespace, &admitted.value).await?
+        };
+        admitted.warnings.extend(warnings);
     }
     let object = &mut admitted.value;
     set_meta(object, "uid", json!(new_uid()));

@@ -12,6 +12,7 @@ use crate::apiserver::negotiate::{BodyType, body_type, parse_body, read_body, re
 use crate::apiserver::objects::{
     finalizers, from_store, has_status, is_terminating, meta_str, set_meta, to_store,
 };
+use crate::apiserver::pod_security;
 use crate::apiserver::request::parse_resource_version;
 use crate::apiserver::status_error::ApiError;
 use crate::store::{KeyValue, StoreError};
@@ -102,6 +103,19 @@ pub async fn write_update(
         candidate
     };
     let mut admitted = admit(&ctx.path, candidate, field_validation)?;
+    if let Some(namespace) = ctx.path.namespace.as_deref()
+        && ctx.path.subresource.is_none()
+    {
+        let store = &*ctx.state.store;
+        let warnings = if ctx.path.kind.kind != "Pod" {
+            pod_security::template_warnings(store, namespace, &admitted.value).await?
+        } else if pod_security::is_significant_pod_update(&old_value, &admitted.value) {
+            pod_security::admit_pod(store, namespace, &admitted.value).await?
+        } else {
+            Vec::new()
+        };
+        admitted.warnings.extend(warnings);
+    }
     let object = &mut admitted.value;
     for field in [
         "uid",
