@@ -45,11 +45,11 @@ pub use status_error::ApiError;
 /// Namespaces that exist from the start.
 pub const INITIAL_NAMESPACES: &[&str] = &["default", "kube-system", "coxswain-system"];
 
-/// The pod-security enforce level an initial namespace is created with: `coxswain-system`
-/// runs node-level components (host network, host paths), `default` gets the cluster
-/// default (baseline) with no label.
+/// The pod-security enforce level an initial namespace is created with: `kube-system` and
+/// `coxswain-system` run node-level components (host network, host paths), `default` gets
+/// the cluster default (baseline) with no label.
 fn initial_enforce_level(namespace: &str) -> Option<&'static str> {
-    (namespace == "coxswain-system").then_some("privileged")
+    matches!(namespace, "kube-system" | "coxswain-system").then_some("privileged")
 }
 
 /// What every request handler shares.
