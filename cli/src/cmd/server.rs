@@ -50,6 +50,20 @@ pub struct ServerArgs {
     /// The range node pod CIDRs (one /24 each) are assigned from.
     #[arg(long, default_value = "10.244.0.0/16")]
     pub cluster_cidr: Ipv4Cidr,
+    /// How often the agents' resource usage is scraped for `metrics.k8s.io` (`kubectl
+    /// top`); CPU is the rate between the last two scrapes (`15s`, `1m`, or seconds).
+    #[arg(long, default_value = "15s", value_parser = parse_resolution)]
+    pub metrics_resolution: Duration,
+}
+
+fn parse_resolution(text: &str) -> Result<Duration, String> {
+    parse_duration(text).and_then(|d| {
+        if d.is_zero() {
+            Err("--metrics-resolution must be at least 1s".to_string())
+        } else {
+            Ok(d)
+        }
+    })
 }
 
 /// Parses `40s`, `2m`, `1h` or a bare number of seconds.
@@ -220,6 +234,12 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         metrics.clone(),
         shutdown.clone(),
     ));
+    server.spawn_resource_metrics(
+        client.clone(),
+        coxswain_control_plane::apiserver::resource_metrics::scraper::ScraperConfig {
+            resolution: args.metrics_resolution,
+        },
+    );
     let node_config = NodeServiceConfig {
         cluster_cidr: args.cluster_cidr,
         lease_grace: args.node_grace_period,

@@ -105,6 +105,8 @@ impl Cluster {
             .args(["server", "--data-dir"])
             .arg(dir.path().join("data"))
             .args(["--listen", &format!("127.0.0.1:{port}")])
+            // Two resource scrapes a second apart give `kubectl top` its first figures.
+            .args(["--metrics-resolution", "1s"])
             .stdout(Stdio::null())
             .stderr(log_file(dir.path(), "server.log"))
             .spawn()

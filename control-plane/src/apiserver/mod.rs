@@ -10,18 +10,23 @@
 //!   [`strategic_merge`] and [`apply`]: the patch flavours beyond RFC 7386/6902;
 //!   [`priority`]: pods' `priorityClassName` → `priority` (Kubernetes' Priority admission).
 //! - [`discovery`], [`openapi`], [`table`], [`selectors`], [`kubeconfig`].
+//! - [`resource_metrics`]: `metrics.k8s.io` for `kubectl top`; [`node_proxy`]:
+//!   `nodes/{name}/proxy` to the agent; [`agent_address`]: where a node's agent listens.
 
 pub mod admission;
+pub mod agent_address;
 pub mod apply;
 pub mod discovery;
 pub mod handlers;
 pub mod kubeconfig;
 pub mod negotiate;
+pub mod node_proxy;
 pub mod objects;
 pub mod openapi;
 pub mod openapi_schemas;
 pub mod priority;
 pub mod request;
+pub mod resource_metrics;
 pub mod router;
 pub mod selectors;
 pub mod status_error;
@@ -52,6 +57,8 @@ pub struct ApiState {
     pub watch_cache: Arc<handlers::watch_cache::WatchCache>,
     /// Where requests are metered and `/metrics` is served from, when set.
     pub metrics: Option<Arc<crate::metrics::Metrics>>,
+    /// The agents' last two resource scrapes, behind `metrics.k8s.io`.
+    pub resource_metrics: Arc<resource_metrics::samples::ScrapeCache>,
 }
 
 /// Why the server could not start or stopped.
@@ -127,6 +134,7 @@ impl ApiServer {
                 shutdown,
                 watch_cache: Arc::default(),
                 metrics: None,
+                resource_metrics: Arc::default(),
             },
         })
     }
@@ -136,6 +144,22 @@ impl ApiServer {
     pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
         self.state.metrics = Some(metrics);
         self
+    }
+
+    /// Starts the scraper that fills `metrics.k8s.io` (see [`resource_metrics::scraper`]):
+    /// it lists the nodes through `client` and scrapes their agents every
+    /// `config.resolution` until the server's shutdown.
+    pub fn spawn_resource_metrics(
+        &self,
+        client: kube::Client,
+        config: resource_metrics::scraper::ScraperConfig,
+    ) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(resource_metrics::scraper::run(
+            client,
+            self.state.resource_metrics.clone(),
+            config,
+            self.state.shutdown.clone(),
+        ))
     }
 
     /// The HTTP service, to serve or to test with.
