@@ -5,6 +5,10 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::RwLock;
 
+use coxswain_api::prometheus_text::{self, Sample};
+
+pub use coxswain_api::prometheus_text::ParseError;
+
 /// One cumulative CPU sample and the working set read with it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Point {
@@ -54,94 +58,25 @@ pub fn rate(older: Point, newer: Point) -> Option<Usage> {
     })
 }
 
-/// Why a scrape's text could not be read.
-#[derive(Debug, thiserror::Error)]
-#[error("line {line}: {why}")]
-pub struct ParseError {
-    /// The 1-based line number.
-    pub line: usize,
-    /// What is wrong with it.
-    pub why: String,
-}
-
-/// One sample line: its metric name, labels, value and timestamp.
-type Sample = (String, Vec<(String, String)>, f64, Option<i64>);
-
 /// A container's series while a scrape is read: `(namespace, pod, container)` to its CPU
 /// seconds, working set and timestamp.
 type ContainerSeries = BTreeMap<(String, String, String), (Option<f64>, Option<u64>, i64)>;
-
-fn parse_line(line: &str) -> Result<Sample, String> {
-    let (name, rest) = match line.find(['{', ' ']) {
-        Some(i) => line.split_at(i),
-        None => return Err("no value".to_string()),
-    };
-    let mut labels = Vec::new();
-    let rest = if let Some(mut body) = rest.strip_prefix('{') {
-        loop {
-            body = body.trim_start_matches([',', ' ']);
-            if let Some(after) = body.strip_prefix('}') {
-                break after;
-            }
-            let (key, after) = body.split_once("=\"").ok_or("a label without a value")?;
-            let mut value = String::new();
-            let mut chars = after.char_indices();
-            let end = loop {
-                match chars.next() {
-                    Some((i, '"')) => break i,
-                    Some((_, '\\')) => match chars.next() {
-                        Some((_, 'n')) => value.push('\n'),
-                        Some((_, c)) => value.push(c),
-                        None => return Err("an unterminated label value".to_string()),
-                    },
-                    Some((_, c)) => value.push(c),
-                    None => return Err("an unterminated label value".to_string()),
-                }
-            };
-            labels.push((key.trim().to_string(), value));
-            body = &after[end + 1..];
-        }
-    } else {
-        rest
-    };
-    let mut fields = rest.split_whitespace();
-    let value = fields
-        .next()
-        .ok_or("no value")?
-        .parse::<f64>()
-        .map_err(|e| format!("the value: {e}"))?;
-    let timestamp = match fields.next() {
-        Some(t) => Some(
-            t.parse::<i64>()
-                .map_err(|e| format!("the timestamp: {e}"))?,
-        ),
-        None => None,
-    };
-    Ok((name.to_string(), labels, value, timestamp))
-}
 
 /// Reads kubelet's `/metrics/resource` text; samples without a timestamp get `now_ms`.
 pub fn parse(text: &str, now_ms: i64) -> Result<Scrape, ParseError> {
     let mut scrape = Scrape::default();
     let mut node = (None, None, now_ms);
     let mut containers = ContainerSeries::new();
-    for (number, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let (name, labels, value, timestamp) = parse_line(line).map_err(|why| ParseError {
-            line: number + 1,
-            why,
-        })?;
+    for sample in prometheus_text::parse(text)? {
+        let Sample {
+            name,
+            value,
+            timestamp_ms: timestamp,
+            ..
+        } = &sample;
+        let value = *value;
         let timestamp = timestamp.unwrap_or(now_ms);
-        let label = |key: &str| {
-            labels
-                .iter()
-                .find(|(k, _)| k == key)
-                .map(|(_, v)| v.clone())
-                .unwrap_or_default()
-        };
+        let label = |key: &str| sample.label(key).unwrap_or_default().to_string();
         match name.as_str() {
             "node_cpu_usage_seconds_total" => node = (Some(value), node.1, timestamp),
             "node_memory_working_set_bytes" => node.1 = Some(value as u64),
