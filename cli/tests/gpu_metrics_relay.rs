@@ -81,13 +81,29 @@ fn the_agent_relays_the_plugins_utilization_under_the_advertised_device_ids() {
     assert_eq!(advertised.len(), 8, "dgx-h100 advertises 8 GPUs");
 
     let path = format!("/api/v1/nodes/{NODE}/proxy/metrics/gpus");
-    let (before, samples, after) = cluster.eventually("the agent to relay the GPU figures", || {
+    let (before, text, after) = cluster.eventually("the agent to relay the GPU figures", || {
         let before = plugin_utilization(&plugin_url);
         let text = raw(&cluster, &path)?;
         let after = plugin_utilization(&plugin_url);
-        let samples = parse(&text).expect("/metrics/gpus parses");
-        (!samples.is_empty()).then_some((before, samples, after))
+        text.contains("device_id").then_some((before, text, after))
     });
+    let samples = parse(&text).expect("/metrics/gpus parses");
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("PROMTOOL IS MISSING: scripts/setup.sh installs Debian's prometheus package");
+    std::io::Write::write_all(&mut promtool.stdin.take().unwrap(), text.as_bytes())
+        .expect("promtool reads stdin");
+    let checked = promtool.wait_with_output().expect("promtool runs");
+    assert!(
+        checked.status.success(),
+        "promtool on /metrics/gpus: {}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
     for gpu in &advertised {
         let util = relayed(&samples, "coxswain_node_gpu_utilization_percent", &gpu.uuid)
             .unwrap_or_else(|| panic!("no utilization for {}: {samples:?}", gpu.uuid));
