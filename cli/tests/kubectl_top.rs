@@ -1,7 +1,8 @@
 //! `kubectl top` against a real `cox server` (scraping every second) and `cox agent` (runc,
 //! `image: host`) running a pod that burns CPU in a busybox shell loop: the metrics API
 //! (`metrics.k8s.io/v1beta1`) shows the node and the pod with nonzero CPU and memory, the
-//! raw API returns a PodMetrics naming the container, an unknown pod is NotFound, and the
+//! raw API returns a PodMetrics naming the container, `-l` selects by the pod's labels, an
+//! unknown pod is NotFound, and the
 //! node proxy reaches the agent's kubelet-style `/metrics/resource`, which promtool
 //! accepts. Needs root (the agent runs containers) and kubectl 1.37 (scripts/setup.sh).
 
@@ -17,7 +18,7 @@ use serde_json::Value;
 const BURNER: &str = r#"
 apiVersion: v1
 kind: Pod
-metadata: {name: burner, namespace: default}
+metadata: {name: burner, namespace: default, labels: {app: burner}}
 spec:
   nodeName: n1
   restartPolicy: Never
@@ -99,6 +100,17 @@ fn kubectl_top_shows_the_node_and_a_busy_pod() {
         top_row(&table, "burner").filter(|(cpu, memory)| *cpu > 0 && *memory >= 8)
     });
     eprintln!("kubectl top pods: burner {cpu}m {memory}Mi");
+    // Label selectors are matched against the pods (metrics-server's behaviour).
+    let selected = stdout(&kubectl(&cluster, &["top", "pods", "-l", "app=burner"]))
+        .expect("kubectl top pods -l app=burner");
+    assert!(top_row(&selected, "burner").is_some(), "{selected}");
+    let other = kubectl(&cluster, &["top", "pods", "-l", "app=other"]);
+    let other_text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&other.stdout),
+        String::from_utf8_lossy(&other.stderr)
+    );
+    assert!(!other_text.contains("burner"), "{other_text}");
     let (cpu, memory) = cluster.eventually("kubectl top nodes to show n1", || {
         let table = stdout(&kubectl(&cluster, &["top", "nodes"]))?;
         top_row(&table, NODE).filter(|(cpu, memory)| *cpu > 0 && *memory > 0)

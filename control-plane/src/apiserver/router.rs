@@ -55,11 +55,14 @@ async fn route(state: &ApiState, request: Request) -> Result<Response, ApiError>
         _ => {}
     }
     if let Some(served) = resource_metrics::serve(
+        &*state.store,
         &state.resource_metrics,
         &parts.method,
         path,
         parts.uri.query(),
-    ) {
+    )
+    .await
+    {
         return served;
     }
     if let Some((node, target)) = node_proxy::parse(path) {

@@ -8,7 +8,8 @@
 //!
 //! Usage comes from [`scraper`], which scrapes every agent's `/metrics/resource`; CPU is the
 //! rate between the last two scrapes ([`samples`]), so a node or pod is NotFound until it has
-//! been scraped twice.
+//! been scraped twice. Lists take `labelSelector` and `fieldSelector`, matched against the
+//! Node or Pod the metrics are of (as metrics-server does), whose labels they then carry.
 
 pub mod samples;
 pub mod scraper;
@@ -17,9 +18,14 @@ use axum::http::{Method, StatusCode};
 use axum::response::Response;
 use serde_json::{Value, json};
 
+use coxswain_api::registry;
+
 use super::negotiate::{Format, respond};
+use super::objects::from_store;
 use super::request::Query;
+use super::selectors::Selectors;
 use super::status_error::ApiError;
+use crate::store::Store;
 use samples::{ScrapeCache, Usage};
 
 /// The group's name.
@@ -48,8 +54,10 @@ pub fn resource_list() -> Value {
     })
 }
 
-/// Serves `path` when it is under `/apis/metrics.k8s.io`; `None` otherwise.
-pub fn serve(
+/// Serves `path` when it is under `/apis/metrics.k8s.io`; `None` otherwise. `store` holds
+/// the Nodes and Pods that selectors are matched against.
+pub async fn serve(
+    store: &dyn Store,
     cache: &ScrapeCache,
     method: &Method,
     path: &str,
@@ -65,26 +73,69 @@ pub fn serve(
             "{method} is not supported on {path} (the metrics API is read-only)"
         ))));
     }
+    let query = Query::parse(query);
+    let selectors = match Selectors::from_query(&query) {
+        Ok(selectors) => selectors,
+        Err(e) => return Some(Err(e)),
+    };
+    let value = match answer(cache, &segments[1..], path) {
+        Ok(value) => value,
+        Err(e) => return Some(Err(e)),
+    };
     Some(
-        answer(cache, &segments[1..], path, query)
+        select(store, value, &selectors)
+            .await
             .map(|value| respond(StatusCode::OK, Format::Json, &value, &[])),
     )
 }
 
-fn answer(
-    cache: &ScrapeCache,
-    segments: &[&str],
-    path: &str,
-    query: Option<&str>,
+/// Keeps the items of a metrics list whose Node or Pod `selectors` select, each labelled
+/// with its object's labels; anything else is returned as it is.
+async fn select(
+    store: &dyn Store,
+    mut value: Value,
+    selectors: &Selectors,
 ) -> Result<Value, ApiError> {
-    let query = Query::parse(query);
-    for selector in ["labelSelector", "fieldSelector"] {
-        if query.get(selector).is_some_and(|s| !s.is_empty()) {
-            return Err(ApiError::BadRequest(format!(
-                "{selector}: selectors are not supported by the metrics API yet"
-            )));
+    if selectors.is_empty() {
+        return Ok(value);
+    }
+    let Some(items) = value.get_mut("items").and_then(Value::as_array_mut) else {
+        return Ok(value);
+    };
+    let mut kept = Vec::new();
+    for mut item in std::mem::take(items) {
+        let (kind, namespace) = match item["kind"].as_str() {
+            Some("NodeMetrics") => ("Node", None),
+            _ => (
+                "Pod",
+                item.pointer("/metadata/namespace").and_then(Value::as_str),
+            ),
+        };
+        let name = item
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let info = registry::lookup("v1", kind)
+            .ok_or_else(|| ApiError::Internal(format!("the registry has no {kind} kind")))?;
+        let key = info
+            .store_key(namespace, name)
+            .map_err(|e| ApiError::Internal(format!("{kind} {name}: {e}")))?;
+        let Some(stored) = store.get(&key).await? else {
+            continue;
+        };
+        let object = from_store(&stored)?;
+        if selectors.matches(&object) {
+            if let Some(labels) = object.pointer("/metadata/labels") {
+                item["metadata"]["labels"] = labels.clone();
+            }
+            kept.push(item);
         }
     }
+    *items = kept;
+    Ok(value)
+}
+
+fn answer(cache: &ScrapeCache, segments: &[&str], path: &str) -> Result<Value, ApiError> {
     match segments {
         [] => {
             let mut value = group();
@@ -209,12 +260,39 @@ mod tests {
         assert_eq!(rfc3339(1_700_000_000_500), "2023-11-14T22:13:20.5Z");
     }
 
-    #[test]
-    fn unknown_objects_and_paths_are_not_found_and_writes_refused() {
+    async fn get(
+        store: &dyn Store,
+        cache: &ScrapeCache,
+        method: Method,
+        path: &str,
+        query: Option<&str>,
+    ) -> Option<Result<Value, ApiError>> {
+        let response = serve(store, cache, &method, path, query).await?;
+        Some(match response {
+            Ok(response) => {
+                let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+                    .await
+                    .unwrap();
+                Ok(serde_json::from_slice(&body).unwrap())
+            }
+            Err(e) => Err(e),
+        })
+    }
+
+    fn store() -> (tempfile::TempDir, crate::store::EmbeddedStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::EmbeddedStore::open(dir.path()).unwrap();
+        (dir, store)
+    }
+
+    #[tokio::test]
+    async fn unknown_objects_and_paths_are_not_found_and_writes_refused() {
+        let (_dir, store) = store();
         let cache = ScrapeCache::default();
-        let get = |path: &str| serve(&cache, &Method::GET, path, None);
-        assert!(get("/apis/apps/v1").is_none());
-        let error = get("/apis/metrics.k8s.io/v1beta1/nodes/n1")
+        let at = |path: &'static str| get(&store, &cache, Method::GET, path, None);
+        assert!(at("/apis/apps/v1").await.is_none());
+        let error = at("/apis/metrics.k8s.io/v1beta1/nodes/n1")
+            .await
             .unwrap()
             .unwrap_err();
         assert!(
@@ -223,33 +301,98 @@ mod tests {
         );
         assert_eq!(error.to_string(), "nodes.metrics.k8s.io \"n1\" not found");
         assert!(matches!(
-            get("/apis/metrics.k8s.io/v1beta1/namespaces/default/pods/p").unwrap(),
+            at("/apis/metrics.k8s.io/v1beta1/namespaces/default/pods/p")
+                .await
+                .unwrap(),
             Err(ApiError::NotFound { .. })
         ));
         assert!(matches!(
-            get("/apis/metrics.k8s.io/v1beta1/widgets").unwrap(),
+            at("/apis/metrics.k8s.io/v1beta1/widgets").await.unwrap(),
             Err(ApiError::NotFound { .. })
         ));
-        assert!(get("/apis/metrics.k8s.io/v1beta1/pods").unwrap().is_ok());
+        let empty = at("/apis/metrics.k8s.io/v1beta1/pods")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(empty["kind"], "PodMetricsList");
+        let path = "/apis/metrics.k8s.io/v1beta1/pods";
         assert!(matches!(
-            serve(
-                &cache,
-                &Method::DELETE,
-                "/apis/metrics.k8s.io/v1beta1/pods",
-                None
-            )
-            .unwrap(),
+            get(&store, &cache, Method::DELETE, path, None)
+                .await
+                .unwrap(),
             Err(ApiError::MethodNotAllowed(_))
         ));
-        assert!(matches!(
-            serve(
-                &cache,
-                &Method::GET,
-                "/apis/metrics.k8s.io/v1beta1/pods",
-                Some("labelSelector=app%3Dx")
-            )
-            .unwrap(),
-            Err(ApiError::BadRequest(_))
-        ));
+        let bad = get(
+            &store,
+            &cache,
+            Method::GET,
+            path,
+            Some("labelSelector=a%20in%20("),
+        )
+        .await;
+        assert!(matches!(bad.unwrap(), Err(ApiError::BadRequest(_))));
+    }
+
+    #[tokio::test]
+    async fn selectors_match_the_pods_and_label_their_metrics() {
+        let (_dir, store) = store();
+        for (name, app) in [("a", "x"), ("b", "y")] {
+            let pod = json!({"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": name, "namespace": "ml", "labels": {"app": app}},
+                "spec": {"nodeName": "n1"}});
+            let key = registry::lookup("v1", "Pod")
+                .unwrap()
+                .store_key(Some("ml"), name)
+                .unwrap();
+            store
+                .create(&key, crate::apiserver::objects::to_store(&pod))
+                .await
+                .unwrap();
+        }
+        let cache = ScrapeCache::default();
+        for (cpu, ts) in [(1.0, 1000), (2.0, 2000)] {
+            let text: String = ["a", "b", "gone"]
+                .iter()
+                .map(|pod| {
+                    format!(
+                        "container_cpu_usage_seconds_total{{container=\"c\",namespace=\"ml\",pod=\"{pod}\"}} {cpu} {ts}\n"
+                    )
+                })
+                .collect();
+            cache.record("n1", samples::parse(&text, 0).unwrap());
+        }
+        let path = "/apis/metrics.k8s.io/v1beta1/namespaces/ml/pods";
+        let all = get(&store, &cache, Method::GET, path, None)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(all["items"].as_array().unwrap().len(), 3, "{all:#}");
+        let x = get(
+            &store,
+            &cache,
+            Method::GET,
+            path,
+            Some("labelSelector=app%3Dx"),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        let items = x["items"].as_array().unwrap();
+        assert_eq!(items.len(), 1, "{x:#}");
+        assert_eq!(items[0]["metadata"]["name"], "a");
+        assert_eq!(items[0]["metadata"]["labels"]["app"], "x");
+        assert_eq!(items[0]["containers"][0]["usage"]["cpu"], "1000000000n");
+        let b = get(
+            &store,
+            &cache,
+            Method::GET,
+            path,
+            Some("fieldSelector=metadata.name%3Db"),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        assert_eq!(b["items"].as_array().unwrap().len(), 1, "{b:#}");
+        assert_eq!(b["items"][0]["metadata"]["name"], "b");
     }
 }
