@@ -37,24 +37,24 @@ pub fn parse(text: &str) -> Result<BTreeMap<String, GpuFigures>, prometheus_text
     Ok(gpus)
 }
 
-/// The figures of each of `nodes`; a node whose agent has none (no `--gpu-metrics-url`,
-/// unreachable, unreadable) is left out, its reason logged at debug level.
+/// The figures of each of `nodes`, asked of their agents at once; a node whose agent has
+/// none (no `--gpu-metrics-url`, unreachable, unreadable) is left out.
 pub async fn fetch(client: &ApiClient, nodes: &[String]) -> Figures {
-    let mut figures = Figures::new();
-    for node in nodes {
+    let asks = nodes.iter().map(|node| async move {
         let path = format!("/api/v1/nodes/{node}/proxy/metrics/gpus");
         let reply = client
             .send(reqwest::Method::GET, &path, "text/plain", None)
-            .await;
-        let text = match reply {
-            Ok(reply) if reply.status.is_success() => reply.body.as_str().map(str::to_string),
-            _ => None,
-        };
-        if let Some(gpus) = text.and_then(|t| parse(&t).ok()) {
-            figures.insert(node.clone(), gpus);
-        }
-    }
-    figures
+            .await
+            .ok()
+            .filter(|reply| reply.status.is_success())?;
+        let gpus = parse(reply.body.as_str()?).ok()?;
+        Some((node.clone(), gpus))
+    });
+    futures::future::join_all(asks)
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
 }
 
 #[cfg(test)]
