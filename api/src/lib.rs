@@ -17,6 +17,7 @@
 //! - [`devices`]: the GPU inventory as `resource.k8s.io/v1` ResourceSlices (driver `gpu.coxswain.dev`).
 //! - [`gpu_devices`]: the pod annotation naming the GPUs the scheduler picked.
 //! - [`csi_names`]: the CSI annotation, parameter and volume names the control plane and agents share.
+//! - [`prometheus_text`]: reading the Prometheus text the daemons write.
 
 pub mod conditions;
 pub mod coxswain;
@@ -30,6 +31,7 @@ pub mod kubeflow;
 pub mod names;
 mod object;
 pub mod pod_resources;
+pub mod prometheus_text;
 pub mod quantity;
 pub mod registry;
 pub mod resources;

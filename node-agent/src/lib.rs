@@ -19,7 +19,8 @@
 //!   sessions, inventory, allocation into the OCI spec, checkpoint).
 //! - [`worker`]: the pod worker, restart policies, back-off, status, re-adoption.
 //! - [`logs`]: the CRI log format.
-//! - [`usage`]: pod and container CPU/memory from their cgroups, as Prometheus text.
+//! - [`usage`]: pod and container CPU/memory from their cgroups, as Prometheus text;
+//!   [`resource_metrics`]: kubelet's `/metrics/resource` for the metrics API.
 //!
 //! - [`agent`]: the daemon: registration, lease, pod stream and status reports
 //!   over the control plane's gRPC node service, and the log service.
@@ -33,6 +34,7 @@ pub mod images;
 pub mod logs;
 pub mod mounts;
 pub mod network;
+pub mod resource_metrics;
 pub mod runtime;
 pub mod sandbox;
 pub mod shim;

@@ -140,41 +140,57 @@ pub fn render(samples: &[UsageSample]) -> String {
 }
 
 /// `GET /metrics`: [`render`] of [`collect`] for the pods `directory` lists, read
-/// through `sandbox`'s cgroup driver under `cgroup_root` (on a blocking thread).
+/// through `sandbox`'s cgroup driver under `cgroup_root` (on a blocking thread); and
+/// kubelet's `GET /metrics/resource` ([`crate::resource_metrics`]) from the same samples
+/// and the node's `/proc`.
 pub fn metrics_router(
     sandbox: std::sync::Arc<dyn crate::sandbox::PodSandbox>,
     cgroup_root: String,
     directory: crate::agent::PodDirectory,
 ) -> axum::Router {
     use axum::http::{StatusCode, header};
-    let handler = move || {
+    let serve = move |resource: bool| {
         let (sandbox, cgroup_root, directory) =
             (sandbox.clone(), cgroup_root.clone(), directory.clone());
         async move {
             let read = tokio::task::spawn_blocking(move || {
-                collect(sandbox.cgroups(), &cgroup_root, &directory.pods())
+                let samples = collect(sandbox.cgroups(), &cgroup_root, &directory.pods())?;
+                Ok::<_, CgroupError>(if resource {
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_millis() as i64);
+                    let node = crate::resource_metrics::read_node_usage();
+                    crate::resource_metrics::render(node, &samples, now)
+                } else {
+                    render(&samples)
+                })
             })
             .await;
-            match read {
-                Ok(Ok(samples)) => (
-                    StatusCode::OK,
-                    [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-                    render(&samples),
-                ),
-                Ok(Err(e)) => (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    [(header::CONTENT_TYPE, "text/plain")],
-                    format!("reading pod cgroups: {e}\n"),
-                ),
-                Err(e) => (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    [(header::CONTENT_TYPE, "text/plain")],
-                    format!("reading pod cgroups: {e}\n"),
-                ),
-            }
+            let error = match read {
+                Ok(Ok(text)) => {
+                    return (
+                        StatusCode::OK,
+                        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                        text,
+                    );
+                }
+                Ok(Err(e)) => e.to_string(),
+                Err(e) => e.to_string(),
+            };
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                format!("reading pod cgroups: {error}\n"),
+            )
         }
     };
-    axum::Router::new().route("/metrics", axum::routing::get(handler))
+    let resource = serve.clone();
+    axum::Router::new()
+        .route("/metrics", axum::routing::get(move || serve(false)))
+        .route(
+            "/metrics/resource",
+            axum::routing::get(move || resource(true)),
+        )
 }
 
 #[cfg(test)]

@@ -112,6 +112,21 @@ pub struct AgentArgs {
     /// A CSI driver on this node, `NAME=unix:///path/csi.sock` (repeatable).
     #[arg(long = "csi-driver", value_parser = parse_csi_driver)]
     pub csi_drivers: Vec<coxswain_node_agent::csi::CsiDriverConfig>,
+    /// The GPU plugin's Prometheus endpoint (`cox-nvidia-plugin --metrics-listen ADDR`:
+    /// `http://ADDR/metrics`); its per-GPU utilization and health are served at
+    /// `/metrics/gpus` on the logs port for `cox top gpus`.
+    #[arg(long, value_parser = parse_gpu_metrics_url)]
+    pub gpu_metrics_url: Option<String>,
+}
+
+fn parse_gpu_metrics_url(text: &str) -> Result<String, String> {
+    if text.starts_with("http://") || text.starts_with("https://") {
+        Ok(text.to_string())
+    } else {
+        Err(format!(
+            "{text:?} is not an http:// URL (e.g. http://127.0.0.1:9400/metrics)"
+        ))
+    }
 }
 
 fn parse_csi_driver(value: &str) -> Result<coxswain_node_agent::csi::CsiDriverConfig, String> {
@@ -180,6 +195,7 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
     daemon.node_labels = args.node_labels.into_iter().collect();
     daemon.logs_listen = args.logs_listen;
     daemon.csi_drivers = args.csi_drivers.clone();
+    daemon.gpu_metrics_url = args.gpu_metrics_url.clone();
     if !args.no_devices {
         daemon.device_plugin_dir = Some(
             args.device_plugin_dir

@@ -112,8 +112,14 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
+    // The plugin's DCGM-style metrics on a free loopback port, relayed by the agent
+    // (`--gpu-metrics-url`) for `cox top gpus`.
+    let gpu_metrics = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .context("picking a port for the GPU plugin's metrics")?;
     let mut plugin_cmd = Command::new(&plugin);
     plugin_cmd.arg("--plugin-dir").arg(&plugin_dir);
+    plugin_cmd.args(["--metrics-listen", &gpu_metrics.to_string()]);
     if real_gpus {
         step("GPUs: NVIDIA driver found, serving the real GPUs through NVML");
     } else {
@@ -153,7 +159,11 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         .arg("--root")
         .arg(&agent_root)
         .arg("--csi-driver")
-        .arg(format!("{CSI_DRIVER}=unix://{}", csi_socket.display()));
+        .arg(format!("{CSI_DRIVER}=unix://{}", csi_socket.display()))
+        .args([
+            "--gpu-metrics-url",
+            &format!("http://{gpu_metrics}/metrics"),
+        ]);
     if let Some(runtime) = &args.runtime {
         agent_cmd.args(["--runtime", runtime]);
     }
@@ -179,6 +189,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     println!("  export KUBECONFIG={}", kubeconfig.display());
     println!("  cox get tj                    # or: kubectl get trainingjobs");
     println!("  cox describe tj {JOB}");
+    println!("  cox top gpus                  # the GPU map with utilization");
     println!("  kubectl logs {JOB}-worker-0");
     println!("  daemon logs: {}", logs.display());
     if args.exit {

@@ -61,6 +61,20 @@ pub struct ServerArgs {
     /// (providers `aesgcm` and `identity`); see docs/security-secrets.md.
     #[arg(long, value_name = "FILE")]
     pub encryption_provider_config: Option<PathBuf>,
+    /// How often the agents' resource usage is scraped for `metrics.k8s.io` (`kubectl
+    /// top`); CPU is the rate between the last two scrapes (`15s`, `1m`, or seconds).
+    #[arg(long, default_value = "15s", value_parser = parse_resolution)]
+    pub metrics_resolution: Duration,
+}
+
+fn parse_resolution(text: &str) -> Result<Duration, String> {
+    parse_duration(text).and_then(|d| {
+        if d.is_zero() {
+            Err("--metrics-resolution must be at least 1s".to_string())
+        } else {
+            Ok(d)
+        }
+    })
 }
 
 /// Parses `40s`, `2m`, `1h` or a bare number of seconds.
@@ -245,6 +259,12 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         metrics.clone(),
         shutdown.clone(),
     ));
+    server.spawn_resource_metrics(
+        client.clone(),
+        coxswain_control_plane::apiserver::resource_metrics::scraper::ScraperConfig {
+            resolution: args.metrics_resolution,
+        },
+    );
     let node_config = NodeServiceConfig {
         cluster_cidr: args.cluster_cidr,
         node_cidr_prefix: args.node_cidr_mask_size,

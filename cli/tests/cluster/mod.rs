@@ -23,6 +23,9 @@ pub struct Cluster {
     pub kubeconfig: PathBuf,
     /// The agent's `--root`.
     pub agent_root: PathBuf,
+    /// The GPU plugin's `/metrics` URL (`--metrics-listen`), which the agent relays
+    /// (`--gpu-metrics-url`), when the cluster has GPUs.
+    pub gpu_metrics_url: Option<String>,
     cgroup_root: String,
     server: Child,
     agent: Child,
@@ -105,6 +108,8 @@ impl Cluster {
             .args(["server", "--data-dir"])
             .arg(dir.path().join("data"))
             .args(["--listen", &format!("127.0.0.1:{port}")])
+            // Two resource scrapes a second apart give `kubectl top` its first figures.
+            .args(["--metrics-resolution", "1s"])
             .stdout(Stdio::null())
             .stderr(log_file(dir.path(), "server.log"))
             .spawn()
@@ -126,6 +131,10 @@ impl Cluster {
         let csi_flag = csi
             .as_ref()
             .map(|_| format!("{CSI_DRIVER}=unix://{}", csi_socket.display()));
+        let gpu_metrics = gpus.map(|_| format!("127.0.0.1:{}", free_port()));
+        let gpu_metrics_url = gpu_metrics
+            .as_ref()
+            .map(|addr| format!("http://{addr}/metrics"));
         let agent = Command::new(env!("CARGO_BIN_EXE_cox"))
             .args(["agent", "--server", &url, "--node-name", NODE, "--root"])
             .arg(&agent_root)
@@ -142,6 +151,11 @@ impl Cluster {
             ])
             .args(gpus.is_none().then_some("--no-devices"))
             .args(
+                gpu_metrics_url
+                    .iter()
+                    .flat_map(|url| ["--gpu-metrics-url", url.as_str()]),
+            )
+            .args(
                 csi_flag
                     .iter()
                     .flat_map(|flag| ["--csi-driver", flag.as_str()]),
@@ -155,6 +169,10 @@ impl Cluster {
                 .arg("--plugin-dir")
                 .arg(agent_root.join("device-plugins"))
                 .args(["--simulate", topology])
+                .args([
+                    "--metrics-listen",
+                    gpu_metrics.as_deref().unwrap_or_default(),
+                ])
                 .stdout(Stdio::null())
                 .stderr(log_file(dir.path(), "plugin.log"))
                 .spawn()
@@ -165,6 +183,7 @@ impl Cluster {
             dir,
             kubeconfig,
             agent_root,
+            gpu_metrics_url,
             cgroup_root,
             server,
             agent,

@@ -65,10 +65,11 @@ fn group_json(group: &str, versions: &[&str]) -> Value {
 
 /// `GET /apis`.
 pub fn group_list() -> Value {
-    let groups: Vec<Value> = groups()
+    let mut groups: Vec<Value> = groups()
         .iter()
         .map(|(g, versions)| group_json(g, versions))
         .collect();
+    groups.push(super::resource_metrics::group());
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 

@@ -12,20 +12,25 @@
 //!   [`pod_security`]: Pod Security admission (baseline by default, namespace labels).
 //! - [`discovery`], [`openapi`], [`table`], [`selectors`], [`kubeconfig`].
 //! - [`auth`]: the TLS listener's PKI, authentication and authorization.
+//! - [`resource_metrics`]: `metrics.k8s.io` for `kubectl top`; [`node_proxy`]:
+//!   `nodes/{name}/proxy` to the agent; [`agent_address`]: where a node's agent listens.
 
 pub mod admission;
+pub mod agent_address;
 pub mod apply;
 pub mod auth;
 pub mod discovery;
 pub mod handlers;
 pub mod kubeconfig;
 pub mod negotiate;
+pub mod node_proxy;
 pub mod objects;
 pub mod openapi;
 pub mod openapi_schemas;
 pub mod pod_security;
 pub mod priority;
 pub mod request;
+pub mod resource_metrics;
 pub mod router;
 pub mod selectors;
 pub mod status_error;
@@ -63,6 +68,8 @@ pub struct ApiState {
     pub watch_cache: Arc<handlers::watch_cache::WatchCache>,
     /// Where requests are metered and `/metrics` is served from, when set.
     pub metrics: Option<Arc<crate::metrics::Metrics>>,
+    /// The agents' last two resource scrapes, behind `metrics.k8s.io`.
+    pub resource_metrics: Arc<resource_metrics::samples::ScrapeCache>,
 }
 
 /// Why the server could not start or stopped.
@@ -144,6 +151,7 @@ impl ApiServer {
                 shutdown,
                 watch_cache: Arc::default(),
                 metrics: None,
+                resource_metrics: Arc::default(),
             },
         })
     }
@@ -158,6 +166,22 @@ impl ApiServer {
     /// The store the server reads and writes.
     pub fn store(&self) -> Arc<dyn Store> {
         self.state.store.clone()
+    }
+
+    /// Starts the scraper that fills `metrics.k8s.io` (see [`resource_metrics::scraper`]):
+    /// it lists the nodes through `client` and scrapes their agents every
+    /// `config.resolution` until the server's shutdown.
+    pub fn spawn_resource_metrics(
+        &self,
+        client: kube::Client,
+        config: resource_metrics::scraper::ScraperConfig,
+    ) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(resource_metrics::scraper::run(
+            client,
+            self.state.resource_metrics.clone(),
+            config,
+            self.state.shutdown.clone(),
+        ))
     }
 
     /// The HTTP service, to serve or to test with.

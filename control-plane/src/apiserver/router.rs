@@ -17,6 +17,7 @@ use super::negotiate::{Format, accepted_format, respond};
 use super::openapi;
 use super::request::{ApiPath, Query, parse_path};
 use super::status_error::ApiError;
+use super::{node_proxy, resource_metrics};
 
 /// The API's router.
 pub fn router(state: ApiState) -> Router {
@@ -52,6 +53,21 @@ async fn route(state: &ApiState, request: Request) -> Result<Response, ApiError>
             return json(&openapi::serve(p)?);
         }
         _ => {}
+    }
+    if let Some(served) = resource_metrics::serve(
+        &*state.store,
+        &state.resource_metrics,
+        &parts.method,
+        path,
+        parts.uri.query(),
+    )
+    .await
+    {
+        return served;
+    }
+    if let Some((node, target)) = node_proxy::parse(path) {
+        let query = parts.uri.query();
+        return node_proxy::serve(&*state.store, &parts.method, &node, &target, query).await;
     }
     let Some(api_path) = parse_path(path)? else {
         return Err(ApiError::no_route(path));

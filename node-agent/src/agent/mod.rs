@@ -8,7 +8,9 @@
 //!      ├─ PodSupervisor: one thread per pod uid (PodWorker::step), a status
 //!      │  reporter task per pod (UpdatePodStatus), PodTerminated after removal
 //!      └─ LogService: AgentService.ContainerLogs on the kubelet port, and
-//!         `GET /metrics` (pod and container CPU/memory, `crate::usage`)
+//!         `GET /metrics` (pod and container CPU/memory, `crate::usage`),
+//!         `/metrics/resource` (kubelet's, `crate::resource_metrics`) and
+//!         `/metrics/gpus` (the GPU plugin's figures, `gpu_metrics`)
 //! ```
 //!
 //! Stopping (the `shutdown` token) detaches every pod thread without touching its
@@ -19,6 +21,7 @@ mod control_plane_link;
 mod deps;
 pub mod device_report;
 pub mod events;
+pub mod gpu_metrics;
 pub mod host;
 pub mod host_routes;
 pub mod log_files;
@@ -106,6 +109,9 @@ pub struct AgentDaemonConfig {
     /// How long the first Register waits for the CSI drivers to answer (a driver
     /// reached later is announced by registering again).
     pub csi_wait: Duration,
+    /// The GPU plugin's metrics URL (`cox-nvidia-plugin --metrics-listen`), relayed per
+    /// advertised GPU at `/metrics/gpus` on the logs port ([`gpu_metrics`]).
+    pub gpu_metrics_url: Option<String>,
 }
 
 impl AgentDaemonConfig {
@@ -131,6 +137,7 @@ impl AgentDaemonConfig {
             pod_resources_socket: None,
             csi_drivers: Vec::new(),
             csi_wait: Duration::from_secs(10),
+            gpu_metrics_url: None,
         }
     }
 }
@@ -246,6 +253,7 @@ impl NodeAgent {
         let directory = PodDirectory::default();
         let logs = LogService::new(self.deps.config.clone(), directory.clone());
         let logs_stop = stop.clone();
+        let inventory = gpu_metrics::InventorySource::default();
         // The kubelet port: logs over gRPC (h2c) and `GET /metrics` over HTTP/1.1.
         let router = tonic::service::Routes::new(AgentServiceServer::new(logs))
             .prepare()
@@ -254,6 +262,10 @@ impl NodeAgent {
                 self.deps.sandbox.clone(),
                 self.deps.config.cgroup_root.clone(),
                 directory.clone(),
+            ))
+            .merge(gpu_metrics::router(
+                config.gpu_metrics_url.clone(),
+                inventory.clone(),
             ));
         let log_server = tokio::spawn(async move {
             let served = axum::serve(listener, router)
@@ -296,6 +308,7 @@ impl NodeAgent {
                 channel_rx.clone(),
                 stop.clone(),
             ));
+            let _ = inventory.set(manager.watch_inventory());
             deps.devices = Arc::new(manager.clone());
             device_manager = Some(manager);
         }

@@ -1,6 +1,8 @@
 //! `cox top gpus`: the cluster's GPU map — one row per node, one cell per GPU, each cell
 //! naming the job (or pod) that holds it, from the ResourceSlices the agents publish and
-//! the GPU-devices annotation the scheduler writes on every bound pod.
+//! the GPU-devices annotation the scheduler writes on every bound pod; with each GPU's
+//! utilization and health where the node's agent relays its GPU plugin's figures
+//! ([`super::gpu_figures`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
@@ -10,6 +12,8 @@ use coxswain_api::gpu_devices::{GPU_DEVICES_ANNOTATION, parse_gpu_devices};
 use coxswain_api::resources::{GPU_MILLI, is_gpu_resource};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::api::resource::v1::ResourceSlice;
+
+use super::gpu_figures::{Figures, GpuFigures};
 
 /// Who holds GPUs: a pod's controlling owner (a TrainingJob, a Job...), else the pod.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -38,8 +42,9 @@ struct Holding {
     pods: usize,
 }
 
-/// Draws the GPU map of `nodes`, with the GPUs `slices` publish and the pods bound to them.
-pub fn render(nodes: &[Node], slices: &[ResourceSlice], pods: &[Pod]) -> String {
+/// Draws the GPU map of `nodes`, with the GPUs `slices` publish, the pods bound to them and
+/// the utilization `figures` of the nodes that have them.
+pub fn render(nodes: &[Node], slices: &[ResourceSlice], pods: &[Pod], figures: &Figures) -> String {
     let mut gpus_by_node: BTreeMap<&str, Vec<GpuDevice>> = BTreeMap::new();
     for slice in slices {
         let (Some(node), Ok(gpus)) = (slice.spec.node_name.as_deref(), gpus_from_slice(slice))
@@ -115,6 +120,7 @@ pub fn render(nodes: &[Node], slices: &[ResourceSlice], pods: &[Pod]) -> String 
         (0usize, 0u64, 0usize, 0usize);
     let mut simulated = false;
     let mut hidden = 0usize;
+    let mut without_figures = Vec::new();
     let mut nodes: Vec<&Node> = nodes.iter().collect();
     nodes.sort_by_key(|n| n.metadata.name.clone());
     for node in nodes {
@@ -163,12 +169,44 @@ pub fn render(nodes: &[Node], slices: &[ResourceSlice], pods: &[Pod]) -> String 
         } else {
             model
         };
+        let node_figures = figures.get(name);
+        if node_figures.is_none() {
+            without_figures.push(name.to_string());
+        }
+        let (utilization, grid) = match node_figures {
+            None => (
+                "-".to_string(),
+                cells.iter().map(glyph).collect::<Vec<_>>().join(" "),
+            ),
+            Some(by_device) => {
+                let readings: Vec<Option<GpuFigures>> = (0..cells.len())
+                    .map(|i| gpus.get(i).and_then(|g| by_device.get(&g.uuid)).copied())
+                    .collect();
+                let known: Vec<f64> = readings
+                    .iter()
+                    .filter_map(|r| r.and_then(|r| r.utilization))
+                    .collect();
+                let average = if known.is_empty() {
+                    "-".to_string()
+                } else {
+                    format!("{:.0}%", known.iter().sum::<f64>() / known.len() as f64)
+                };
+                let grid = cells
+                    .iter()
+                    .zip(&readings)
+                    .map(|(cell, reading)| format!("{}{:>4}", glyph(cell), figure_text(reading)))
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                (average, grid)
+            }
+        };
         rows.push([
             name.to_string(),
             ready(node).to_string(),
             model,
             format!("{}/{}", gpus_text(used), cells.len()),
-            cells.iter().map(glyph).collect::<Vec<_>>().join(" "),
+            utilization,
+            grid,
         ]);
     }
 
@@ -184,7 +222,7 @@ pub fn render(nodes: &[Node], slices: &[ResourceSlice], pods: &[Pod]) -> String 
         out.push_str("No node reports GPUs.\n");
         return out;
     }
-    let header = ["NODE", "READY", "MODEL", "USED", "GPUS"].map(String::from);
+    let header = ["NODE", "READY", "MODEL", "USED", "UTIL", "GPUS"].map(String::from);
     let mut widths = header.clone().map(|h| h.chars().count());
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -201,6 +239,13 @@ pub fn render(nodes: &[Node], slices: &[ResourceSlice], pods: &[Pod]) -> String 
     }
     if hidden > 0 {
         let _ = writeln!(out, "({hidden} node(s) without GPUs not shown)");
+    }
+    if !without_figures.is_empty() {
+        let _ = writeln!(
+            out,
+            "(no GPU utilization from {}: the agent relays its GPU plugin's figures with --gpu-metrics-url)",
+            without_figures.join(", ")
+        );
     }
     if !owners.is_empty() {
         out.push('\n');
@@ -219,7 +264,25 @@ pub fn render(nodes: &[Node], slices: &[ResourceSlice], pods: &[Pod]) -> String 
         }
     }
     out.push_str("\n  A-Z: a whole GPU  a-z: a share of one  *: shared by several  .: free  x: unhealthy or not reported\n");
+    if without_figures.len() < rows.len() {
+        out.push_str("  37%: utilization as the node's GPU plugin reports it  bad: the plugin reports it unhealthy  -: no figure\n");
+    }
     out
+}
+
+/// A GPU's figure in the map: its utilization, `bad` when unhealthy, `-` when unknown.
+fn figure_text(reading: &Option<GpuFigures>) -> String {
+    match reading {
+        Some(GpuFigures {
+            healthy: Some(false),
+            ..
+        }) => "bad".to_string(),
+        Some(GpuFigures {
+            utilization: Some(percent),
+            ..
+        }) => format!("{percent:.0}%"),
+        _ => "-".to_string(),
+    }
 }
 
 fn owner_of(pod: &Pod) -> Owner {

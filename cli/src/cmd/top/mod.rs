@@ -2,8 +2,11 @@
 //! state, redrawn every few seconds with `--watch`.
 //!
 //! `nodes` and `pods` show what is requested against what is allocatable (the scheduler's view);
-//! `gpus` draws the GPU map. Usage read from cgroups is not collected by the control plane yet.
+//! `gpus` draws the GPU map, with each GPU's utilization and health where the node's agent
+//! relays its GPU plugin's figures (`cox agent --gpu-metrics-url`), read through the API's
+//! node proxy. CPU and memory usage is `kubectl top`'s (the `metrics.k8s.io` API).
 
+mod gpu_figures;
 mod gpus;
 mod tables;
 #[cfg(test)]
@@ -75,7 +78,14 @@ async fn draw(client: &ApiClient, args: &TopArgs) -> anyhow::Result<String> {
         View::Gpus => {
             let slices: Vec<ResourceSlice> = list(client, "resourceslices", None).await?;
             let pods: Vec<Pod> = list(client, "pods", None).await?;
-            gpus::render(&nodes, &slices, &pods)
+            let mut with_gpus: Vec<String> = slices
+                .iter()
+                .filter_map(|s| s.spec.node_name.clone())
+                .collect();
+            with_gpus.sort();
+            with_gpus.dedup();
+            let figures = gpu_figures::fetch(client, &with_gpus).await;
+            gpus::render(&nodes, &slices, &pods, &figures)
         }
         View::Nodes => {
             let pods: Vec<Pod> = list(client, "pods", None).await?;

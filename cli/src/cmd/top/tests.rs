@@ -4,6 +4,8 @@ use coxswain_api::devices::{GpuDevice, gpu_slice};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use serde_json::json;
 
+use super::gpu_figures::{Figures, GpuFigures};
+
 fn node(name: &str, gpus: u32, ready: &str) -> Node {
     serde_json::from_value(json!({
         "metadata": {"name": name},
@@ -154,7 +156,7 @@ fn check_golden(name: &str, actual: &str) {
 #[test]
 fn gpu_map_matches_the_golden_rendering() {
     let (nodes, slices, pods) = cluster();
-    let text = super::gpus::render(&nodes, &slices, &pods);
+    let text = super::gpus::render(&nodes, &slices, &pods, &Figures::new());
     check_golden("gpus.txt", &text);
     // The parts that matter, spelled out so a careless golden update is caught.
     assert!(
@@ -165,6 +167,42 @@ fn gpu_map_matches_the_golden_rendering() {
     assert!(node_a.ends_with("A A A A A A A A"), "{node_a}");
     let node_b = text.lines().find(|l| l.starts_with("node-b")).unwrap();
     assert!(node_b.ends_with("* c D . . . . x"), "{node_b}");
+    assert!(
+        text.contains("(no GPU utilization from node-a, node-b: "),
+        "{text}"
+    );
+}
+
+#[test]
+fn gpu_map_with_utilization_matches_the_golden_rendering() {
+    let (nodes, slices, pods) = cluster();
+    // node-a's agent relays its plugin: GPU i at 10*i+5 %, GPU 3 unhealthy, GPU 7 unreported.
+    let node_a = (0..7)
+        .map(|i| {
+            let figures = GpuFigures {
+                utilization: Some(f64::from(10 * i + 5)),
+                healthy: Some(i != 3),
+            };
+            (format!("GPU-node-a-{i}"), figures)
+        })
+        .collect();
+    let figures = Figures::from([("node-a".to_string(), node_a)]);
+    let text = super::gpus::render(&nodes, &slices, &pods, &figures);
+    check_golden("gpus_utilization.txt", &text);
+    let row = text.lines().find(|l| l.starts_with("node-a")).unwrap();
+    assert!(
+        row.ends_with("A  5% A 15% A 25% A bad A 45% A 55% A 65% A   -"),
+        "{row}"
+    );
+    // The average of the GPUs with a figure (5, 15, 25, 35, 45, 55, 65).
+    assert!(row.contains(" 35% "), "{row}");
+    let node_b = text.lines().find(|l| l.starts_with("node-b")).unwrap();
+    assert!(node_b.ends_with("* c D . . . . x"), "{node_b}");
+    assert!(text.contains("(no GPU utilization from node-b: "), "{text}");
+    assert!(
+        text.contains("bad: the plugin reports it unhealthy"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -176,6 +214,6 @@ fn node_and_pod_tables_match_the_golden_renderings() {
 
 #[test]
 fn an_empty_cluster_says_so() {
-    let text = super::gpus::render(&[node("cpu-1", 0, "True")], &[], &[]);
+    let text = super::gpus::render(&[node("cpu-1", 0, "True")], &[], &[], &Figures::new());
     assert!(text.contains("No node reports GPUs."), "{text}");
 }

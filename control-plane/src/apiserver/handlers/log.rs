@@ -11,12 +11,12 @@ use axum::body::Body;
 use axum::http::{StatusCode, header};
 use axum::response::Response;
 use bytes::Bytes;
-use coxswain_api::registry;
 use coxswain_proto::node::v1alpha1 as pb;
 use futures::StreamExt;
 use serde_json::Value;
 
 use super::Ctx;
+use crate::apiserver::agent_address::{agent_address, load_node};
 use crate::apiserver::objects::from_store;
 use crate::apiserver::status_error::ApiError;
 
@@ -115,40 +115,12 @@ fn pick_container(pod: &Value, pod_name: &str, asked: Option<&str>) -> Result<St
 
 /// `ip:port` of the agent on `node_name`.
 async fn agent_endpoint(ctx: &Ctx<'_>, node_name: &str) -> Result<String, ApiError> {
-    let kind = registry::lookup("v1", "Node")
-        .ok_or_else(|| ApiError::Internal("the registry has no Node kind".to_string()))?;
-    let key = kind
-        .store_key(None, node_name)
-        .map_err(|e| ApiError::BadRequest(format!("spec.nodeName: {e}")))?;
-    let stored = ctx.state.store.get(&key).await?.ok_or_else(|| {
-        ApiError::ServiceUnavailable(format!("node {node_name} of the pod does not exist"))
-    })?;
-    let node = from_store(&stored)?;
-    let ip = node
-        .pointer("/status/addresses")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .find(|a| a.get("type").and_then(Value::as_str) == Some("InternalIP"))
-        .and_then(|a| a.get("address").and_then(Value::as_str))
+    let node = load_node(&*ctx.state.store, node_name)
+        .await?
         .ok_or_else(|| {
-            ApiError::ServiceUnavailable(format!("node {node_name} reports no InternalIP address"))
+            ApiError::ServiceUnavailable(format!("node {node_name} of the pod does not exist"))
         })?;
-    let port = node
-        .pointer("/status/daemonEndpoints/kubeletEndpoint/Port")
-        .and_then(Value::as_u64)
-        .filter(|p| (1..=65535).contains(p))
-        .ok_or_else(|| {
-            ApiError::ServiceUnavailable(format!(
-                "node {node_name} reports no agent port \
-                 (status.daemonEndpoints.kubeletEndpoint.Port)"
-            ))
-        })?;
-    Ok(if ip.contains(':') {
-        format!("[{ip}]:{port}")
-    } else {
-        format!("{ip}:{port}")
-    })
+    agent_address(&node)
 }
 
 /// The agent's refusal as an API error.
