@@ -1,4 +1,4 @@
-//! Cost of encryption at rest (figures for docs/security-secrets.md; not a test).
+//! Cost of encryption at rest (figures for docs/security.md; not a test).
 //!
 //! 1. CPU: AES-256-GCM encrypt and decrypt of a stored Secret of 1 KiB and 64 KiB, next to a
 //!    JSON parse of the same bytes (which every read already pays).

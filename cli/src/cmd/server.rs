@@ -58,7 +58,7 @@ pub struct ServerArgs {
     #[arg(long, default_value_t = 24)]
     pub node_cidr_mask_size: u8,
     /// Encrypt resources at rest as this Kubernetes `EncryptionConfiguration` file says
-    /// (providers `aesgcm` and `identity`); see docs/security-secrets.md.
+    /// (providers `aesgcm` and `identity`); see docs/security.md.
     #[arg(long, value_name = "FILE")]
     pub encryption_provider_config: Option<PathBuf>,
     /// How often the agents' resource usage is scraped for `metrics.k8s.io` (`kubectl
