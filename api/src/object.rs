@@ -122,6 +122,7 @@ objects! {
     ClusterRole: "clusterrole" [] PathSegment;
     RoleBinding: "rolebinding" [] PathSegment;
     ClusterRoleBinding: "clusterrolebinding" [] PathSegment;
+    CertificateSigningRequest: "certificatesigningrequest" ["csr"] PathSegment;
     TrainingJob: "trainingjob" ["tj"] Dns1123Label;
     PodGroup: "podgroup" ["pg"] Dns1123Subdomain;
     Queue: "queue" ["q"] Dns1123Label;

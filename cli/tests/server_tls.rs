@@ -635,3 +635,152 @@ async fn an_agent_joins_over_tls_with_its_node_certificate_and_only_as_itself() 
         "the impostor was told why:\n{impostor_text}"
     );
 }
+
+/// Waits until node `name` is Ready, as the admin sees it.
+async fn wait_ready(server: &Server, name: &str) -> bool {
+    let root = client(server, None);
+    let url = format!("{}/api/v1/nodes/{name}", server.url);
+    for _ in 0..300 {
+        let (code, node) = get(&root, &url, Some("tok-root")).await;
+        if code == 200
+            && node["status"]["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_joins_with_a_bootstrap_token_and_cannot_ask_for_more() {
+    use base64::Engine;
+    use reqwest::Method;
+    use serde_json::json;
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path());
+    let out = Command::new(env!("CARGO_BIN_EXE_cox"))
+        .args(["token", "create", "--kubeconfig"])
+        .arg(server.data.join("kubeconfig"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+
+    let root = dir.path().join("agent-joiner");
+    let mut agent = Command::new(env!("CARGO_BIN_EXE_cox"))
+        .args([
+            "agent",
+            "--server",
+            &server.url,
+            "--node-name",
+            "joiner",
+            "--root",
+        ])
+        .arg(&root)
+        .arg("--ca-file")
+        .arg(server.data.join("pki/ca.crt"))
+        .args(["--bootstrap-token", &token])
+        .args([
+            "--runtime",
+            "runc",
+            "--node-ip",
+            "127.0.0.1",
+            "--logs-listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--cgroup-root", &format!("cox-join-{}", std::process::id())])
+        .args(["--no-cni", "--no-devices"])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("agent-joiner.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let ready = wait_ready(&server, "joiner").await;
+    let _ = (agent.kill(), agent.wait());
+    let log = std::fs::read_to_string(dir.path().join("agent-joiner.log")).unwrap_or_default();
+    assert!(
+        ready,
+        "the node joined with the token and became Ready:\n{log}"
+    );
+    // The agent keeps its own key (0600) and the certificate the CA signed for it.
+    use std::os::unix::fs::PermissionsExt;
+    let key = std::fs::metadata(root.join("pki/node.key")).unwrap();
+    assert_eq!(key.permissions().mode() & 0o777, 0o600);
+    let cert = std::fs::read(root.join("pki/node.crt")).unwrap();
+    let (_, block) = x509_parser::pem::parse_x509_pem(&cert).unwrap();
+    let user =
+        coxswain_control_plane::apiserver::auth::user_of_certificate(&block.contents).unwrap();
+    assert_eq!(
+        (user.name.as_str(), user.groups.as_slice()),
+        ("system:node:joiner", &["system:nodes".to_string()][..])
+    );
+
+    // The same token asking for a certificate in system:masters gets none; an honest
+    // request sent after it is signed, so the approver has seen and passed the greedy one.
+    let http = client(&server, None);
+    let csrs = format!(
+        "{}/apis/certificates.k8s.io/v1/certificatesigningrequests",
+        server.url
+    );
+    for (name, organization) in [("greedy", "system:masters"), ("honest", "system:nodes")] {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::default();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "system:node:joiner");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::OrganizationName, organization);
+        let pem = params.serialize_request(&key).unwrap().pem().unwrap();
+        let body = json!({
+            "metadata": {"name": name},
+            "spec": {
+                "request": base64::engine::general_purpose::STANDARD.encode(pem),
+                "signerName": "kubernetes.io/kube-apiserver-client-kubelet",
+                "usages": ["digital signature", "client auth"],
+                // Claims the server must overwrite with who really asked.
+                "username": "system:node:joiner", "groups": ["system:nodes"],
+            },
+        });
+        let (code, created) = send(
+            &http,
+            Method::POST,
+            &csrs,
+            Some(&token),
+            Some(("application/json", body)),
+        )
+        .await;
+        assert_eq!(code, 201, "{created}");
+        assert_eq!(
+            created["spec"]["username"],
+            format!("system:bootstrap:{}", token.split('.').next().unwrap()),
+            "the server, not the client, says who asked"
+        );
+    }
+    let mut signed = false;
+    for _ in 0..300 {
+        let (_, honest) = get(&http, &format!("{csrs}/honest"), Some(&token)).await;
+        if honest["status"]["certificate"].is_string() {
+            signed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(signed, "the honest request was signed");
+    let (code, greedy) = get(&http, &format!("{csrs}/greedy"), Some(&token)).await;
+    assert_eq!(code, 200);
+    assert!(greedy["status"]["certificate"].is_null(), "{greedy}");
+    assert!(
+        greedy["status"]["conditions"].is_null(),
+        "not approved: {greedy}"
+    );
+}

@@ -36,15 +36,19 @@ pub struct AgentArgs {
     #[arg(long)]
     pub server: String,
     /// The cluster CA certificate (PEM) an `https://` server must present a certificate of.
-    #[arg(long, value_name = "FILE", requires_all = ["client_cert", "client_key"])]
+    #[arg(long, value_name = "FILE")]
     pub ca_file: Option<PathBuf>,
     /// This node's client certificate (PEM; CN `system:node:<name>`, O `system:nodes`)
     /// for an `https://` server.
-    #[arg(long, value_name = "FILE", requires_all = ["ca_file", "client_key"])]
+    #[arg(long, value_name = "FILE", requires_all = ["ca_file", "client_key"], conflicts_with = "bootstrap_token")]
     pub client_cert: Option<PathBuf>,
     /// The client certificate's private key (PEM).
     #[arg(long, value_name = "FILE", requires_all = ["ca_file", "client_cert"])]
     pub client_key: Option<PathBuf>,
+    /// Join an `https://` server with this bootstrap token (`cox token create`): the agent
+    /// asks for its node certificate and keeps it in `<root>/pki` (kubelet's TLS bootstrap).
+    #[arg(long, value_name = "TOKEN", requires = "ca_file")]
+    pub bootstrap_token: Option<String>,
     /// This node's name.
     #[arg(long)]
     pub node_name: String,
@@ -176,16 +180,33 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
     config.allowed_host_paths = args.allow_host_paths.clone();
     config.insecure_registries = args.insecure_registries.clone();
     let deps = worker_deps(&config, args.runtime, shim)?;
+    let read = |flag: &str, path: &PathBuf| {
+        std::fs::read(path).with_context(|| format!("{flag} {}", path.display()))
+    };
     let server_tls = match (&args.ca_file, &args.client_cert, &args.client_key) {
-        (Some(ca), Some(cert), Some(key)) => {
-            let read = |flag: &str, path: &PathBuf| {
-                std::fs::read(path).with_context(|| format!("{flag} {}", path.display()))
+        (Some(ca), Some(cert), Some(key)) => Some(ServerTls {
+            ca_pem: read("--ca-file", ca)?,
+            cert_pem: read("--client-cert", cert)?,
+            key_pem: read("--client-key", key)?,
+        }),
+        (Some(ca), None, None) => {
+            let Some(token) = &args.bootstrap_token else {
+                anyhow::bail!(
+                    "--ca-file needs --client-cert and --client-key, or --bootstrap-token"
+                );
             };
-            Some(ServerTls {
-                ca_pem: read("--ca-file", ca)?,
-                cert_pem: read("--client-cert", cert)?,
-                key_pem: read("--client-key", key)?,
-            })
+            let ca_pem = read("--ca-file", ca)?;
+            let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
+            Some(
+                runtime.block_on(coxswain_node_agent::agent::bootstrap::node_credentials(
+                    &args.server,
+                    &ca_pem,
+                    token,
+                    &args.node_name,
+                    &args.root.join("pki"),
+                    std::time::Duration::from_secs(60),
+                ))?,
+            )
         }
         _ => None,
     };

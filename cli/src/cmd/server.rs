@@ -230,6 +230,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     tokio::spawn(watch_signals(shutdown.clone()));
     // Everything but the API reads and writes through the API, in-process.
     let client = coxswain_control_plane::client::in_process(&server);
+    let client_for_csr = client.clone();
     tokio::spawn(scheduler::run(
         client.clone(),
         RunnerConfig {
@@ -290,6 +291,11 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         });
     }
     if let Some(secure) = secure {
+        tokio::spawn(controllers::csr::run(
+            client_for_csr.clone(),
+            secure.pki.clone(),
+            shutdown.clone(),
+        ));
         let (router, shutdown) = (router.clone(), shutdown.clone());
         tokio::spawn(async move {
             let served = coxswain_control_plane::serve_tls::serve_tls(

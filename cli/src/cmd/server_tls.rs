@@ -43,6 +43,8 @@ pub struct SecureListener {
     pub url: String,
     /// Where the admin kubeconfig was written.
     pub kubeconfig: PathBuf,
+    /// The cluster CA, for signing joining nodes' certificates.
+    pub pki: Arc<ClusterPki>,
 }
 
 /// Makes or loads the PKI, reads the token file, binds `--secure-listen` and writes the
@@ -95,5 +97,6 @@ pub async fn bind(
         }),
         url,
         kubeconfig: path,
+        pki: Arc::new(pki),
     }))
 }

@@ -12,10 +12,13 @@
 //!   Kubeflow's per-replica services and its status mirrored back in Kubeflow's shape.
 //! - [`volumes`]: binds PersistentVolumeClaims to PersistentVolumes, protects both while in
 //!   use and releases volumes whose claims are gone (provisioning happens on the nodes).
+//! - [`csr`]: approves and signs joining nodes' client certificate requests (with the
+//!   cluster CA, when `cox server` serves TLS).
 //! - [`gc`]: the garbage collector deletes dependents whose owners are gone and completes
 //!   `Foreground` and `Orphan` deletions.
 
 pub mod clock;
+pub mod csr;
 pub mod gc;
 pub mod pytorchjob;
 pub mod trainingjob;

@@ -17,6 +17,7 @@
 //! containers, as a kubelet does: a new agent on the same root re-adopts them.
 
 mod backoff;
+pub mod bootstrap;
 mod control_plane_link;
 mod deps;
 pub mod device_report;

@@ -227,8 +227,69 @@ pub async fn middleware(
         tracing::debug!(user = %user.name, verb = %info.verb, path = %info.path, "forbidden");
         return forbidden(&user, &info);
     }
+    if request.method() == axum::http::Method::POST && request.uri().path() == CSR_COLLECTION {
+        request = match with_requester(request, &user).await {
+            Ok(request) => request,
+            Err(response) => return response,
+        };
+    }
     request.extensions_mut().insert(user);
     next.run(request).await
+}
+
+/// Where CertificateSigningRequests are created.
+const CSR_COLLECTION: &str = "/apis/certificates.k8s.io/v1/certificatesigningrequests";
+
+/// A CertificateSigningRequest create with `spec.username`, `spec.uid` and `spec.groups` set
+/// from the authenticated user, whatever the client sent (kube-apiserver's CSR strategy):
+/// the approver trusts them. Only JSON bodies are taken here.
+async fn with_requester(request: Request, user: &UserInfo) -> Result<Request, Response> {
+    let bad = |code: StatusCode, reason: &str, message: String| {
+        status(
+            code,
+            json!({
+                "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                "message": message, "reason": reason, "code": code.as_u16(),
+            }),
+        )
+    };
+    let json_body = request
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !json_body {
+        return Err(bad(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UnsupportedMediaType",
+            "certificatesigningrequests are created from application/json bodies".into(),
+        ));
+    }
+    let (mut parts, body) = request.into_parts();
+    let bytes = axum::body::to_bytes(body, 3 << 20).await.map_err(|e| {
+        bad(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            format!("reading the body: {e}"),
+        )
+    })?;
+    let mut object: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
+        bad(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            format!("the body is not JSON: {e}"),
+        )
+    })?;
+    let mut groups = user.groups.clone();
+    groups.push("system:authenticated".into());
+    if let Some(spec) = object.get_mut("spec").and_then(|s| s.as_object_mut()) {
+        spec.insert("username".into(), json!(user.name));
+        spec.insert("uid".into(), json!(user.uid));
+        spec.insert("groups".into(), json!(groups));
+    }
+    let bytes = object.to_string();
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    Ok(Request::from_parts(parts, axum::body::Body::from(bytes)))
 }
 
 /// 401 with the `Status` kube-apiserver sends.

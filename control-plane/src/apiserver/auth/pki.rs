@@ -125,6 +125,28 @@ impl ClusterPki {
         self.sign(params, &format!("the client certificate of {user:?}"))
     }
 
+    /// Signs a PEM certificate signing request as a client certificate valid for a year,
+    /// keeping the request's subject (the caller has checked it). The request's own
+    /// signature is verified.
+    pub fn sign_client_request(&self, csr_pem: &str) -> Result<String, PkiError> {
+        let mut csr = rcgen::CertificateSigningRequestParams::from_pem(csr_pem)
+            .map_err(cert_err("the certificate signing request"))?;
+        csr.params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        csr.params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        csr.params.is_ca = IsCa::ExplicitNoCa;
+        csr.params.not_before = time::OffsetDateTime::now_utc() - time::Duration::minutes(5);
+        csr.params.not_after = years_from_now(1);
+        let ca_key = KeyPair::from_pem(&self.ca_key_pem).map_err(cert_err("the CA key"))?;
+        let issuer = Issuer::from_ca_cert_pem(&self.ca_pem, ca_key).map_err(cert_err("the CA"))?;
+        let cert = csr
+            .signed_by(&issuer)
+            .map_err(cert_err("the certificate signing request"))?;
+        Ok(cert.pem())
+    }
+
     fn issue_serving(&self, sans: &[String]) -> Result<CertifiedKey, PkiError> {
         let mut names = vec![
             "localhost".to_string(),

@@ -153,7 +153,8 @@ const WRITE: &[&str] = &["create", "update", "patch", "delete", "deletecollectio
 
 /// Creates Kubernetes' default roles when missing: `cluster-admin` (everything), bound to
 /// the group `system:masters`; `view` (read workloads, not secrets) and `edit` (read and
-/// write workloads and secrets) to bind users to.
+/// write workloads and secrets) to bind users to; `system:node-bootstrapper` (ask for a
+/// node certificate), bound to `system:bootstrappers`.
 pub async fn ensure_default_roles(store: &dyn Store) -> Result<(), StoreError> {
     let all = json!(["*"]);
     let view = json!([{"apiGroups": all, "resources": WORKLOAD_RESOURCES, "verbs": READ}]);
@@ -168,11 +169,35 @@ pub async fn ensure_default_roles(store: &dyn Store) -> Result<(), StoreError> {
     for (name, rules) in [("cluster-admin", admin), ("view", view), ("edit", edit)] {
         ensure(store, "ClusterRole", name, json!({"rules": rules})).await?;
     }
-    let binding = json!({
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
-        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:masters"}],
-    });
-    ensure(store, "ClusterRoleBinding", "cluster-admin", binding).await
+    // Joining nodes (bootstrap tokens) may ask for their client certificate: kubeadm's
+    // `system:node-bootstrapper` role bound to `system:bootstrappers`.
+    let csr_rules = json!([{
+        "apiGroups": ["certificates.k8s.io"],
+        "resources": ["certificatesigningrequests"],
+        "verbs": ["create", "get", "list", "watch"],
+    }]);
+    ensure(
+        store,
+        "ClusterRole",
+        "system:node-bootstrapper",
+        json!({"rules": csr_rules}),
+    )
+    .await?;
+    for (name, role, group) in [
+        ("cluster-admin", "cluster-admin", "system:masters"),
+        (
+            "kubeadm:kubelet-bootstrap",
+            "system:node-bootstrapper",
+            "system:bootstrappers",
+        ),
+    ] {
+        let binding = json!({
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": group}],
+        });
+        ensure(store, "ClusterRoleBinding", name, binding).await?;
+    }
+    Ok(())
 }
 
 async fn ensure(store: &dyn Store, kind: &str, name: &str, body: Value) -> Result<(), StoreError> {

@@ -1,0 +1,252 @@
+//! Node client certificates, as kube-controller-manager's CSR approver and signer issue
+//! them: a `CertificateSigningRequest` for signer
+//! `kubernetes.io/kube-apiserver-client-kubelet` is approved (condition `Approved`, reason
+//! `AutoApproved`) when
+//!
+//! - its subject is exactly CN `system:node:<name>`, O `system:nodes`;
+//! - its usages are client auth plus at most digital signature and key encipherment;
+//! - its requester (`spec.username`/`spec.groups`, which the API server fills in from the
+//!   authenticated user) is a bootstrapper (`system:bootstrappers`, a joining node) or that
+//!   same node (a renewal);
+//!
+//! and an approved request is signed by the cluster CA (`status.certificate`). Anything
+//! else is left pending, as Kubernetes leaves it, for an administrator.
+
+use std::sync::Arc;
+
+use base64::Engine;
+use coxswain_api::k8s::CertificateSigningRequest;
+use futures::StreamExt;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+use x509_parser::prelude::FromDer;
+
+use crate::apiserver::auth::bootstrap::BOOTSTRAPPERS_GROUP;
+use crate::apiserver::auth::node::{NODE_USER_PREFIX, NODES_GROUP};
+use crate::apiserver::auth::pki::ClusterPki;
+
+/// The signer of node client certificates.
+pub const KUBELET_CLIENT_SIGNER: &str = "kubernetes.io/kube-apiserver-client-kubelet";
+
+/// Approves and signs node client certificate requests until `shutdown`.
+pub async fn run(client: kube::Client, pki: Arc<ClusterPki>, shutdown: CancellationToken) {
+    let requests: Api<CertificateSigningRequest> = Api::all(client);
+    let mut changes = watcher(requests.clone(), watcher::Config::default())
+        .default_backoff()
+        .applied_objects()
+        .boxed();
+    loop {
+        let next = tokio::select! {
+            next = changes.next() => next,
+            () = shutdown.cancelled() => return,
+        };
+        match next {
+            Some(Ok(csr)) => {
+                if let Err(e) = handle(&requests, &pki, &csr).await {
+                    let name = csr.metadata.name.as_deref().unwrap_or_default();
+                    tracing::warn!(csr = name, "certificate signing request: {e}");
+                }
+            }
+            Some(Err(e)) => tracing::debug!("watching certificate signing requests: {e}"),
+            None => return,
+        }
+    }
+}
+
+/// Approves `csr` if it qualifies, then signs it if approved and unsigned.
+async fn handle(
+    requests: &Api<CertificateSigningRequest>,
+    pki: &ClusterPki,
+    csr: &CertificateSigningRequest,
+) -> Result<(), String> {
+    let name = csr.metadata.name.clone().unwrap_or_default();
+    let status = csr.status.clone().unwrap_or_default();
+    let conditions = status.conditions.unwrap_or_default();
+    let has = |kind: &str| {
+        conditions
+            .iter()
+            .any(|c| c.type_ == kind && c.status == "True")
+    };
+    if status.certificate.is_some() || has("Denied") || has("Failed") {
+        return Ok(());
+    }
+    if !has("Approved") {
+        if let Err(reason) = qualifies(csr) {
+            tracing::info!(csr = %name, "left for an administrator: {reason}");
+            return Ok(());
+        }
+        let now = jiff::Timestamp::now()
+            .strftime("%Y-%m-%dT%H:%M:%SZ")
+            .to_string();
+        let mut all = serde_json::to_value(&conditions).map_err(|e| e.to_string())?;
+        if let Some(list) = all.as_array_mut() {
+            list.push(json!({
+                "type": "Approved", "status": "True", "reason": "AutoApproved",
+                "message": "Auto approving node client certificate after SubjectAccessReview.",
+                "lastUpdateTime": now, "lastTransitionTime": now,
+            }));
+        }
+        let patch = json!({"status": {"conditions": all}});
+        requests
+            .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(|e| format!("approving: {e}"))?;
+        tracing::info!(csr = %name, "approved");
+    }
+    let request = String::from_utf8(csr.spec.request.0.clone()).map_err(|e| e.to_string())?;
+    let certificate = pki
+        .sign_client_request(&request)
+        .map_err(|e| format!("signing: {e}"))?;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(certificate);
+    let patch = json!({"status": {"certificate": encoded}});
+    requests
+        .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(|e| format!("writing the certificate: {e}"))?;
+    tracing::info!(csr = %name, "signed");
+    Ok(())
+}
+
+/// Why `csr` is not a node client certificate request the approver may approve.
+pub fn qualifies(csr: &CertificateSigningRequest) -> Result<(), String> {
+    let spec = &csr.spec;
+    if spec.signer_name != KUBELET_CLIENT_SIGNER {
+        return Err(format!(
+            "signer {:?} is not {KUBELET_CLIENT_SIGNER}",
+            spec.signer_name
+        ));
+    }
+    let pem = std::str::from_utf8(&spec.request.0).map_err(|_| "the request is not PEM")?;
+    let (common_name, organizations) = subject(pem)?;
+    let node = common_name
+        .strip_prefix(NODE_USER_PREFIX)
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| format!("CN {common_name:?} is not system:node:<name>"))?;
+    if organizations != [NODES_GROUP] {
+        return Err(format!(
+            "O {organizations:?} must be exactly [\"system:nodes\"]"
+        ));
+    }
+    let usages = spec.usages.clone().unwrap_or_default();
+    let allowed = ["digital signature", "key encipherment", "client auth"];
+    if !usages.iter().any(|u| u == "client auth")
+        || usages.iter().any(|u| !allowed.contains(&u.as_str()))
+    {
+        return Err(format!(
+            "usages {usages:?} must be client auth (and digital signature, key encipherment)"
+        ));
+    }
+    let groups = spec.groups.clone().unwrap_or_default();
+    let username = spec.username.clone().unwrap_or_default();
+    let bootstrapper = groups.iter().any(|g| g == BOOTSTRAPPERS_GROUP);
+    let renewal = username == common_name && groups.iter().any(|g| g == NODES_GROUP);
+    if !(bootstrapper || renewal) {
+        return Err(format!(
+            "requester {username:?} is neither a bootstrapper nor node {node:?}"
+        ));
+    }
+    Ok(())
+}
+
+/// CN and every O of a PEM certificate signing request.
+fn subject(pem: &str) -> Result<(String, Vec<String>), String> {
+    let (_, block) = x509_parser::pem::parse_x509_pem(pem.as_bytes())
+        .map_err(|e| format!("the request is not PEM: {e}"))?;
+    let (_, request) =
+        x509_parser::certification_request::X509CertificationRequest::from_der(&block.contents)
+            .map_err(|e| format!("the request is not a PKCS#10 request: {e}"))?;
+    let subject = &request.certification_request_info.subject;
+    let common_name = subject
+        .iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())
+        .ok_or("the subject has no CN")?
+        .to_string();
+    let organizations = subject
+        .iter_organization()
+        .filter_map(|o| o.as_str().ok().map(str::to_string))
+        .collect();
+    Ok((common_name, organizations))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::ByteString;
+
+    fn request(cn: &str, orgs: &[&str]) -> String {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::default();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, cn);
+        for o in orgs {
+            params
+                .distinguished_name
+                .push(rcgen::DnType::OrganizationName, *o);
+        }
+        params.serialize_request(&key).unwrap().pem().unwrap()
+    }
+
+    fn csr(
+        pem: &str,
+        username: &str,
+        groups: &[&str],
+        usages: &[&str],
+    ) -> CertificateSigningRequest {
+        let mut csr = CertificateSigningRequest::default();
+        csr.spec.request = ByteString(pem.as_bytes().to_vec());
+        csr.spec.signer_name = KUBELET_CLIENT_SIGNER.into();
+        csr.spec.username = Some(username.into());
+        csr.spec.groups = Some(groups.iter().map(|g| g.to_string()).collect());
+        csr.spec.usages = Some(usages.iter().map(|u| u.to_string()).collect());
+        csr
+    }
+
+    #[test]
+    fn bootstrappers_and_renewing_nodes_qualify_escalations_do_not() {
+        let good = request("system:node:gpu-1", &["system:nodes"]);
+        let usages = ["digital signature", "client auth"];
+        let joining = ["system:bootstrappers", "system:authenticated"];
+        assert_eq!(
+            qualifies(&csr(&good, "system:bootstrap:abcdef", &joining, &usages)),
+            Ok(())
+        );
+        let node = ["system:nodes"];
+        assert_eq!(
+            qualifies(&csr(&good, "system:node:gpu-1", &node, &usages)),
+            Ok(())
+        );
+        // Another node renewing gpu-1's certificate, a user, extra groups, server usages.
+        assert!(qualifies(&csr(&good, "system:node:gpu-2", &node, &usages)).is_err());
+        assert!(qualifies(&csr(&good, "alice", &["dev"], &usages)).is_err());
+        let masters = request("system:node:gpu-1", &["system:nodes", "system:masters"]);
+        let err =
+            qualifies(&csr(&masters, "system:bootstrap:abcdef", &joining, &usages)).unwrap_err();
+        assert!(err.contains("system:masters"), "{err}");
+        let admin = request("kubernetes-admin", &["system:nodes"]);
+        assert!(qualifies(&csr(&admin, "system:bootstrap:abcdef", &joining, &usages)).is_err());
+        let serving = ["digital signature", "server auth"];
+        assert!(qualifies(&csr(&good, "system:bootstrap:abcdef", &joining, &serving)).is_err());
+        let mut other_signer = csr(&good, "system:bootstrap:abcdef", &joining, &usages);
+        other_signer.spec.signer_name = "kubernetes.io/kube-apiserver-client".into();
+        assert!(qualifies(&other_signer).is_err());
+    }
+
+    #[test]
+    fn the_ca_signs_a_request_keeping_its_subject() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = ClusterPki::load_or_create(dir.path(), &[]).unwrap();
+        let pem = pki
+            .sign_client_request(&request("system:node:gpu-1", &["system:nodes"]))
+            .unwrap();
+        let (_, block) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).unwrap();
+        let user = crate::apiserver::auth::user_of_certificate(&block.contents).unwrap();
+        assert_eq!(user.name, "system:node:gpu-1");
+        assert_eq!(user.groups, ["system:nodes"]);
+        assert!(pki.sign_client_request("not a request").is_err());
+    }
+}
