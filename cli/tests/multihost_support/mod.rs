@@ -2,7 +2,9 @@
 //! test bridge in the root namespace by a veth pair, running a real `cox agent` (with
 //! runc and the CNI plugins) inside it; one `cox server` on the embedded store listens on
 //! loopback and on a Unix socket, which the agents dial (`--server unix://…`) since
-//! loopback is per namespace.
+//! loopback is per namespace — or, with [`Cluster::start_tls`], also with TLS on the bridge
+//! address, which the agents dial (`--server https://10.213.X.1:P`) after joining with a
+//! bootstrap token.
 //!
 //! ```text
 //!   root netns: cox server (127.0.0.1:P + <dir>/cp.sock), test bridge <run>br 10.213.X.1/24
@@ -165,6 +167,23 @@ pub struct Cluster {
     pub server: Option<ChildGuard>,
     /// An HTTP client for [`Cluster::url`].
     pub http: reqwest::Client,
+    /// How agents reach the control plane.
+    pub join: Join,
+}
+
+/// How the agents reach the control plane.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Join {
+    /// Over the server's 0600 Unix socket (no TLS, no credentials).
+    UnixSocket,
+    /// Over TLS to the server's `--secure-listen` on the bridge address, each agent joining
+    /// with a bootstrap token (`cox token create`) and getting its node certificate.
+    BootstrapToken {
+        /// `https://<gateway>:<port>`.
+        url: String,
+        /// The token from `cox token create`.
+        token: String,
+    },
 }
 
 /// Fails loudly unless we are root and the tools are there.
@@ -207,9 +226,20 @@ fn free_subnet() -> u8 {
 }
 
 impl Cluster {
-    /// Starts `cox server` and one agent per name in `nodes`, and waits until every node
-    /// is Ready with a pod CIDR. The agents may mount hostPaths below [`Cluster::dir`].
+    /// Starts `cox server` and one agent per name in `nodes` dialing its Unix socket, and
+    /// waits until every node is Ready with a pod CIDR. The agents may mount hostPaths below
+    /// [`Cluster::dir`].
     pub async fn start(nodes: &[&str]) -> Self {
+        Self::start_joining(nodes, false).await
+    }
+
+    /// As [`Cluster::start`], but the agents dial the server's TLS listener on the bridge
+    /// address and join with a bootstrap token ([`Join::BootstrapToken`]).
+    pub async fn start_tls(nodes: &[&str]) -> Self {
+        Self::start_joining(nodes, true).await
+    }
+
+    async fn start_joining(nodes: &[&str], tls: bool) -> Self {
         check_prerequisites();
         let run_name = run_prefix();
         let dir = tempfile::Builder::new()
@@ -231,13 +261,14 @@ impl Cluster {
                 url: String::new(),
                 server: None,
                 http: reqwest::Client::new(),
+                join: Join::UnixSocket,
             };
             ip(&["link", "add", &bridge, "type", "bridge"]);
             ip(&["addr", "add", &format!("{gateway}/24"), "dev", &bridge]);
             ip(&["link", "set", &bridge, "up"]);
             cluster
         };
-        cluster.start_server().await;
+        cluster.start_server(tls).await;
         for (i, node) in nodes.iter().enumerate() {
             cluster.add_host(node, i);
         }
@@ -247,7 +278,7 @@ impl Cluster {
         cluster
     }
 
-    async fn start_server(&mut self) {
+    async fn start_server(&mut self, tls: bool) {
         let data = self.dir.path().join("server");
         let mut command = Command::new(env!("CARGO_BIN_EXE_cox"));
         command
@@ -262,6 +293,9 @@ impl Cluster {
             .arg(&data)
             .arg("--listen-unix")
             .arg(&self.socket);
+        if tls {
+            command.args(["--secure-listen", &format!("{}:0", self.gateway)]);
+        }
         let log = self.dir.path().join("server.log");
         let mut server = ChildGuard::spawn("cox server", &mut command, log.clone());
         let limit = Instant::now() + Duration::from_secs(60);
@@ -280,6 +314,27 @@ impl Cluster {
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
         self.server = Some(server);
+        if tls {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let url = text
+                .lines()
+                .find_map(|l| l.split("serving the API with TLS on ").nth(1))
+                .and_then(|rest| rest.split_whitespace().next())
+                .expect("the TLS listener's URL in the server log")
+                .to_string();
+            let out = Command::new(env!("CARGO_BIN_EXE_cox"))
+                .args(["token", "create", "--kubeconfig"])
+                .arg(data.join("kubeconfig"))
+                .output()
+                .expect("cox token create");
+            assert!(
+                out.status.success(),
+                "cox token create: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            self.join = Join::BootstrapToken { url, token };
+        }
     }
 
     fn add_host(&mut self, node: &str, index: usize) {
@@ -334,8 +389,7 @@ impl Cluster {
                 "runc",
                 "--no-devices",
             ])
-            .arg("--server")
-            .arg(format!("unix://{}", self.socket.display()))
+            .args(self.server_flags())
             .arg("--root")
             .arg(&root)
             .args(["--node-ip", &addr.to_string()])
@@ -347,6 +401,28 @@ impl Cluster {
         let log = self.dir.path().join(format!("agent-{node}.log"));
         let agent = ChildGuard::spawn(&format!("cox agent {node}"), &mut command, log);
         self.hosts.last_mut().expect("just pushed").agent = Some(agent);
+    }
+
+    /// How an agent dials the control plane ([`Cluster::join`]).
+    fn server_flags(&self) -> Vec<String> {
+        match &self.join {
+            Join::UnixSocket => vec![
+                "--server".into(),
+                format!("unix://{}", self.socket.display()),
+            ],
+            Join::BootstrapToken { url, token } => vec![
+                "--server".into(),
+                url.clone(),
+                "--ca-file".into(),
+                self.dir
+                    .path()
+                    .join("server/pki/ca.crt")
+                    .display()
+                    .to_string(),
+                "--bootstrap-token".into(),
+                token.clone(),
+            ],
+        }
     }
 
     /// The host running node `node`.
