@@ -17,8 +17,8 @@ pub use k8s_openapi::api::core::v1::{
     ConfigMap, Container, ContainerPort, ContainerState, ContainerStatus, EnvVar, Event, Namespace,
     Node, NodeAddress, NodeCondition, NodeSpec, NodeStatus, ObjectReference, PersistentVolume,
     PersistentVolumeClaim, PersistentVolumeClaimSpec, PersistentVolumeSpec, Pod, PodCondition,
-    PodSpec, PodStatus, PodTemplateSpec, ResourceRequirements, Secret, Service, ServicePort,
-    ServiceSpec, Taint, Toleration, Volume, VolumeMount,
+    PodSpec, PodStatus, PodTemplateSpec, ResourceRequirements, Secret, Service, ServiceAccount,
+    ServicePort, ServiceSpec, Taint, Toleration, Volume, VolumeMount,
 };
 pub use k8s_openapi::api::rbac::v1::{
     ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject,

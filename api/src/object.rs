@@ -105,6 +105,7 @@ objects! {
     Node: "node" ["no"] Dns1123Subdomain;
     Service: "service" ["svc"] Dns1035Label;
     Secret: "secret" [] Dns1123Subdomain;
+    ServiceAccount: "serviceaccount" ["sa"] Dns1123Subdomain;
     ConfigMap: "configmap" ["cm"] Dns1123Subdomain;
     Event: "event" ["ev"] Dns1123Subdomain;
     PersistentVolume: "persistentvolume" ["pv"] Dns1123Subdomain;

@@ -784,3 +784,85 @@ async fn a_node_joins_with_a_bootstrap_token_and_cannot_ask_for_more() {
         "not approved: {greedy}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_account_tokens_from_kubectl_create_token_act_as_their_account() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path());
+    let kubeconfig = kubeconfig_of(&server);
+    let objects = dir.path().join("bot.yaml");
+    std::fs::write(
+        &objects,
+        "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: build-bot, namespace: default}\n\
+         ---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\n\
+         metadata: {name: build-bot-view, namespace: default}\n\
+         subjects: [{kind: ServiceAccount, name: build-bot, namespace: default}]\n\
+         roleRef: {kind: ClusterRole, name: view, apiGroup: rbac.authorization.k8s.io}\n",
+    )
+    .unwrap();
+    let (rc, out) = run_kubectl(&kubeconfig, &["apply", "-f", objects.to_str().unwrap()]);
+    assert_eq!(rc, 0, "{out}");
+    // kubectl sends the TokenRequest as Kubernetes protobuf.
+    let (rc, out) = run_kubectl(
+        &kubeconfig,
+        &["create", "token", "build-bot", "--duration", "20m"],
+    );
+    assert_eq!(rc, 0, "{out}");
+    let token = out.trim().to_string();
+    assert_eq!(token.matches('.').count(), 2, "a JWT: {token}");
+
+    let http = client(&server, None);
+    let pods = format!("{}/api/v1/namespaces/default/pods", server.url);
+    let (code, body) = get(&http, &pods, Some(&token)).await;
+    assert_eq!(
+        (code, body["kind"].as_str()),
+        (200, Some("PodList")),
+        "{body}"
+    );
+    let secrets = format!("{}/api/v1/namespaces/default/secrets", server.url);
+    let (code, body) = get(&http, &secrets, Some(&token)).await;
+    assert_eq!(code, 403, "view reads no secrets");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("User \"system:serviceaccount:default:build-bot\""),
+        "{body}"
+    );
+    let whoami = Command::new(kubectl())
+        .args([
+            "--server",
+            &server.url,
+            "--token",
+            &token,
+            "--certificate-authority",
+        ])
+        .arg(server.data.join("pki/ca.crt"))
+        .args([
+            "auth",
+            "whoami",
+            "-o",
+            "jsonpath={.status.userInfo.username}",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&whoami.stdout),
+        "system:serviceaccount:default:build-bot",
+        "{}",
+        String::from_utf8_lossy(&whoami.stderr)
+    );
+    // A token for an account that does not exist is refused; a tampered one is not ours.
+    let (rc, out) = run_kubectl(&kubeconfig, &["create", "token", "nobody"]);
+    assert!(rc != 0 && out.contains("not found"), "{out}");
+    let mut tampered = token.clone().into_bytes();
+    let at = tampered.len() - 3;
+    tampered[at] = if tampered[at] == b'A' { b'B' } else { b'A' };
+    let (code, _) = get(&http, &pods, Some(&String::from_utf8(tampered).unwrap())).await;
+    assert_eq!(code, 401);
+    // Deleting the account ends its tokens.
+    let (rc, out) = run_kubectl(&kubeconfig, &["delete", "serviceaccount", "build-bot"]);
+    assert_eq!(rc, 0, "{out}");
+    let (code, _) = get(&http, &pods, Some(&token)).await;
+    assert_eq!(code, 401, "the account is gone");
+}

@@ -40,6 +40,7 @@ fn harness() -> &'static Harness {
             let auth = Arc::new(Authenticator {
                 tokens: StaticTokens::parse(&format!("{TOKEN},alice,1,dev\n")).unwrap(),
                 bootstrap: Some(BootstrapTokens::new(store.clone())),
+                service_accounts: None,
                 nodes: Some(NodeAuthorizer::new(store.clone())),
                 rbac: Some(Rbac::new(store)),
             });

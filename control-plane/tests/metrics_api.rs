@@ -193,11 +193,12 @@ async fn requests_are_counted_and_timed_with_kubernetes_labels() {
         Some(1.0)
     );
 
-    // The store under the API: the bootstrap namespaces, the two system PriorityClasses and p1
-    // were created, the second p1 was not.
+    // The store under the API: the three bootstrap namespaces, the two system
+    // PriorityClasses, the six default RBAC objects (cluster-admin, view, edit,
+    // system:node-bootstrapper and two bindings) and p1 were created, the second p1 was not.
     let ops = "coxswain_store_operations_total";
     let create_ok = [("operation", "create"), ("result", "ok")];
-    assert_eq!(sample(&text, ops, &create_ok), Some(5.0), "{text}");
+    assert_eq!(sample(&text, ops, &create_ok), Some(12.0), "{text}");
     let exists = [("operation", "create"), ("result", "already_exists")];
     assert_eq!(sample(&text, ops, &exists), Some(1.0));
     let timed = [("operation", "create"), ("backend", "embedded")];
@@ -207,7 +208,7 @@ async fn requests_are_counted_and_timed_with_kubernetes_labels() {
             "coxswain_store_operation_duration_seconds_count",
             &timed
         ),
-        Some(6.0)
+        Some(13.0)
     );
     promtool_check(&text);
 }
@@ -273,7 +274,7 @@ async fn store_objects_bytes_and_compactions_are_counted() {
             "coxswain_store_objects",
             &[("resource", "namespaces")]
         ),
-        Some(2.0)
+        Some(3.0)
     );
     let bytes = sample(
         &text,

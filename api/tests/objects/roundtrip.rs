@@ -19,7 +19,7 @@ fn fixtures_cover_every_registered_kind() {
         .collect();
     let registered: BTreeSet<_> = KINDS.iter().map(|k| (k.api_version, k.kind)).collect();
     assert_eq!(covered, registered);
-    assert_eq!(KINDS.len(), 27);
+    assert_eq!(KINDS.len(), 28);
 }
 
 #[test]

@@ -10,6 +10,7 @@ use coxswain_control_plane::apiserver::auth::bootstrap::BootstrapTokens;
 use coxswain_control_plane::apiserver::auth::node::NodeAuthorizer;
 use coxswain_control_plane::apiserver::auth::pki::ClusterPki;
 use coxswain_control_plane::apiserver::auth::rbac::Rbac;
+use coxswain_control_plane::apiserver::auth::service_accounts::ServiceAccountTokens;
 use coxswain_control_plane::apiserver::auth::{Authenticator, StaticTokens};
 use coxswain_control_plane::apiserver::kubeconfig;
 
@@ -86,12 +87,19 @@ pub async fn bind(
     let path = data_dir.join("admin.kubeconfig");
     let text = kubeconfig::render_tls(&url, &pki.ca_pem, &pki.admin.cert_pem, &pki.admin.key_pem);
     kubeconfig::write_text(&path, &text).with_context(|| format!("writing {}", path.display()))?;
+    let service_accounts = ServiceAccountTokens::new(
+        &pki.service_account_key()
+            .context("the service-account key")?,
+        store.clone(),
+    )
+    .map_err(|e| anyhow::anyhow!(e))?;
     Ok(Some(SecureListener {
         listener,
         tls: Arc::new(tls),
         auth: Arc::new(Authenticator {
             tokens,
             bootstrap: Some(BootstrapTokens::new(store.clone())),
+            service_accounts: Some(service_accounts),
             nodes: Some(NodeAuthorizer::new(store.clone())),
             rbac: Some(Rbac::new(store)),
         }),

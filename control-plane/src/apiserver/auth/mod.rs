@@ -5,7 +5,8 @@
 //! - Authentication, in kube-apiserver's order: an X.509 client certificate signed by the
 //!   cluster CA (CN = user, O = groups; verified by the TLS handshake, read by
 //!   [`user_of_certificate`]), then a bearer token from the static token file
-//!   ([`tokens`]) or a bootstrap token ([`bootstrap`]). A request with neither, or with an
+//!   ([`tokens`]), a service-account token ([`service_accounts`]) or a bootstrap token
+//!   ([`bootstrap`]). A request with neither, or with an
 //!   unknown or expired token, gets 401.
 //! - Authorization: deny by default. `system:masters` may do anything and every
 //!   authenticated user may read the discovery and version paths ([`Authorizer`], Kubernetes'
@@ -24,6 +25,7 @@ pub mod pki;
 pub mod rbac;
 pub mod request_info;
 pub mod reviews;
+pub mod service_accounts;
 pub mod tokens;
 
 use std::sync::Arc;
@@ -83,6 +85,8 @@ pub struct Authenticator {
     pub tokens: StaticTokens,
     /// Bootstrap tokens (secrets in `kube-system`); `None`: not accepted.
     pub bootstrap: Option<bootstrap::BootstrapTokens>,
+    /// Service-account tokens (issued by TokenRequest); `None`: neither issued nor accepted.
+    pub service_accounts: Option<service_accounts::ServiceAccountTokens>,
     /// The node authorizer (node credentials reach only their node's objects); `None`:
     /// nodes are judged by RBAC alone.
     pub nodes: Option<node::NodeAuthorizer>,
@@ -140,6 +144,19 @@ impl Authenticator {
             .ok_or(())?;
         if let Some(user) = self.tokens.user(token) {
             return Ok(Some(user.clone()));
+        }
+        if token.matches('.').count() == 2
+            && let Some(accounts) = &self.service_accounts
+        {
+            let now = jiff::Timestamp::now().as_second();
+            return match accounts.authenticate(token, now).await {
+                Ok(Some(user)) => Ok(Some(user)),
+                Ok(None) => Err(()),
+                Err(e) => {
+                    tracing::warn!("service-account token: reading the store: {e}");
+                    Err(())
+                }
+            };
         }
         let Some(bootstrap) = &self.bootstrap else {
             return Err(());
@@ -226,6 +243,21 @@ pub async fn middleware(
     if !auth.authorize(&user, &info).await {
         tracing::debug!(user = %user.name, verb = %info.verb, path = %info.path, "forbidden");
         return forbidden(&user, &info);
+    }
+    if request.method() == axum::http::Method::POST
+        && let Some((namespace, name)) =
+            service_accounts::token_request_target(request.uri().path())
+        && let Some(accounts) = &auth.service_accounts
+    {
+        let (namespace, name) = (namespace.to_string(), name.to_string());
+        let protobuf = request
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/vnd.kubernetes.protobuf"));
+        return accounts
+            .answer(&namespace, &name, protobuf, request.into_body())
+            .await;
     }
     if request.method() == axum::http::Method::POST && request.uri().path() == CSR_COLLECTION {
         request = match with_requester(request, &user).await {

@@ -109,6 +109,17 @@ impl ClusterPki {
         Ok(pki)
     }
 
+    /// The service-account signing key (PKCS#8 PEM, `sa.key`), made on first use.
+    pub fn service_account_key(&self) -> Result<String, PkiError> {
+        let path = self.dir.join("sa.key");
+        if let Some(pem) = read(&path)? {
+            return Ok(pem);
+        }
+        let key = KeyPair::generate().map_err(cert_err("the service-account key"))?;
+        write(&path, &key.serialize_pem())?;
+        Ok(key.serialize_pem())
+    }
+
     /// Where the CA certificate is (for kubeconfigs and `--certificate-authority`).
     pub fn ca_path(&self) -> PathBuf {
         self.dir.join("ca.crt")

@@ -232,6 +232,10 @@ fn names(user: &UserInfo, subjects: Option<&[Subject]>) -> bool {
         .iter()
         .any(|s| match s.kind.as_str() {
             "User" => s.name == user.name,
+            "ServiceAccount" => {
+                let namespace = s.namespace.as_deref().unwrap_or_default();
+                user.name == format!("system:serviceaccount:{namespace}:{}", s.name)
+            }
             "Group" => s.name == "system:authenticated" || user.groups.contains(&s.name),
             _ => false,
         })
@@ -377,5 +381,17 @@ mod tests {
             Some(&[subject("User", "bob"), subject("Group", "dev")])
         ));
         assert!(!names(&user, None));
+        let bot = UserInfo {
+            name: "system:serviceaccount:ml:bot".into(),
+            ..Default::default()
+        };
+        let account = |ns: &str| Subject {
+            kind: "ServiceAccount".into(),
+            name: "bot".into(),
+            namespace: Some(ns.into()),
+            ..Default::default()
+        };
+        assert!(names(&bot, Some(&[account("ml")])));
+        assert!(!names(&bot, Some(&[account("default")])));
     }
 }

@@ -115,6 +115,11 @@ fn bad_request(message: &str) -> Response {
     )
 }
 
+/// The audiences and expiration of a protobuf `TokenRequest` (`kubectl create token`).
+pub fn token_request_protobuf(bytes: &[u8]) -> Result<(Vec<String>, Option<i64>), String> {
+    protobuf::token_request(bytes)
+}
+
 /// Just enough of Kubernetes' protobuf encoding to read a `SelfSubjectAccessReview`: the
 /// `k8s\0` envelope (`runtime.Unknown`, its `raw` field 2) around the review, whose `spec`
 /// (field 2) holds `resourceAttributes` (1) or `nonResourceAttributes` (2) of strings.
@@ -150,6 +155,45 @@ mod protobuf {
             );
         }
         Ok(json!({ "spec": out }))
+    }
+
+    /// The `spec` of an enveloped `TokenRequest`: its audiences (repeated field 1) and
+    /// expirationSeconds (varint field 4).
+    pub fn token_request(bytes: &[u8]) -> Result<(Vec<String>, Option<i64>), String> {
+        let unknown = bytes
+            .strip_prefix(MAGIC)
+            .ok_or("no k8s protobuf envelope")?;
+        let raw = field(unknown, 2)?.ok_or("the envelope has no object")?;
+        let Some(spec) = field(raw, 2)? else {
+            return Ok((Vec::new(), None));
+        };
+        let mut audiences = Vec::new();
+        let mut seconds = None;
+        let mut message = spec;
+        while !message.is_empty() {
+            let key = varint(&mut message)?;
+            match key & 7 {
+                0 => {
+                    let value = varint(&mut message)?;
+                    if key >> 3 == 4 {
+                        seconds = Some(i64::try_from(value).map_err(|_| "expirationSeconds")?);
+                    }
+                }
+                2 => {
+                    let len = usize::try_from(varint(&mut message)?).map_err(|_| "too long")?;
+                    let value = message.get(..len).ok_or("truncated")?;
+                    message = &message[len..];
+                    if key >> 3 == 1 {
+                        let text = std::str::from_utf8(value).map_err(|_| "audience: not UTF-8")?;
+                        audiences.push(text.to_string());
+                    }
+                }
+                1 => message = message.get(8..).ok_or("truncated")?,
+                5 => message = message.get(4..).ok_or("truncated")?,
+                other => return Err(format!("wire type {other} not supported")),
+            }
+        }
+        Ok((audiences, seconds))
     }
 
     /// Fields 1..=names.len() of `message` as strings named `names`.
@@ -233,6 +277,20 @@ mod protobuf {
             );
             assert_eq!(r["namespace"], "ml");
             assert!(access_review(b"{}").is_err());
+            // A TokenRequest: spec { audiences: "a", "b"; expirationSeconds: 900 }.
+            let spec = [
+                len_field(1, b"a"),
+                len_field(1, b"b"),
+                vec![4 << 3, 0x84, 0x07],
+            ]
+            .concat();
+            let request = [len_field(1, b""), len_field(2, &spec)].concat();
+            let body = [MAGIC, &len_field(2, &request)].concat();
+            let (audiences, seconds) = token_request(&body).unwrap();
+            assert_eq!(
+                (audiences, seconds),
+                (vec!["a".to_string(), "b".to_string()], Some(900))
+            );
             assert!(access_review(&body[..body.len() - 3]).is_err());
         }
     }
