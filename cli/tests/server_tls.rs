@@ -481,17 +481,7 @@ async fn bootstrap_tokens_authenticate_until_they_expire() {
     use serde_json::json;
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path());
-    let out = Command::new(env!("CARGO_BIN_EXE_cox"))
-        .args(["token", "create", "--ttl", "1h", "--kubeconfig"])
-        .arg(server.data.join("kubeconfig"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let token = create_token(&server, "1h");
     let (id, secret) = token.split_once('.').expect("id.secret");
     assert_eq!((id.len(), secret.len()), (6, 16), "{token}");
 
@@ -536,23 +526,13 @@ async fn bootstrap_tokens_authenticate_until_they_expire() {
     assert_eq!((code, body["reason"].as_str()), (401, Some("Unauthorized")));
 }
 
-/// `cox agent` for `node`, dialing the TLS listener with `cert_for`'s certificate.
-fn start_agent(dir: &Path, server: &Server, node: &str, cert_for: &str) -> (Child, PathBuf) {
-    let pki = coxswain_control_plane::apiserver::auth::pki::ClusterPki::load_or_create(
-        &server.data.join("pki"),
-        &[],
-    )
-    .unwrap();
-    let issued = pki
-        .issue_client(
-            &format!("system:node:{cert_for}"),
-            &["system:nodes".to_string()],
-        )
-        .unwrap();
-    let files = dir.join(format!("{node}-tls"));
-    std::fs::create_dir_all(&files).unwrap();
-    std::fs::write(files.join("node.crt"), &issued.cert_pem).unwrap();
-    std::fs::write(files.join("node.key"), &issued.key_pem).unwrap();
+/// `cox agent` for `node` dialing the TLS listener with `credentials` (flags), its log.
+fn spawn_agent(
+    dir: &Path,
+    server: &Server,
+    node: &str,
+    credentials: &[String],
+) -> (Child, PathBuf) {
     let log = dir.join(format!("agent-{node}.log"));
     let child = Command::new(env!("CARGO_BIN_EXE_cox"))
         .args([
@@ -566,10 +546,7 @@ fn start_agent(dir: &Path, server: &Server, node: &str, cert_for: &str) -> (Chil
         .arg(dir.join(format!("agent-{node}")))
         .arg("--ca-file")
         .arg(server.data.join("pki/ca.crt"))
-        .arg("--client-cert")
-        .arg(files.join("node.crt"))
-        .arg("--client-key")
-        .arg(files.join("node.key"))
+        .args(credentials)
         .args([
             "--runtime",
             "runc",
@@ -590,50 +567,45 @@ fn start_agent(dir: &Path, server: &Server, node: &str, cert_for: &str) -> (Chil
     (child, log)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_agent_joins_over_tls_with_its_node_certificate_and_only_as_itself() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = start(dir.path());
-    let root = client(&server, None);
-    let (mut agent, _) = start_agent(dir.path(), &server, "tls-node", "tls-node");
-    // Node B's certificate, used to pose as node "victim".
-    let (mut impostor, impostor_log) = start_agent(dir.path(), &server, "victim", "node-b");
-    let node_url = format!("{}/api/v1/nodes/tls-node", server.url);
-    let mut ready = false;
-    for _ in 0..300 {
-        let (code, node) = get(&root, &node_url, Some("tok-root")).await;
-        if code == 200
-            && node["status"]["conditions"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|c| c["type"] == "Ready" && c["status"] == "True")
-        {
-            ready = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let (code, _) = get(
-        &root,
-        &format!("{}/api/v1/nodes/victim", server.url),
-        Some("tok-root"),
+/// `cox agent` for `node` with a certificate the cluster CA issued to `cert_for`.
+fn start_agent(dir: &Path, server: &Server, node: &str, cert_for: &str) -> (Child, PathBuf) {
+    let pki = coxswain_control_plane::apiserver::auth::pki::ClusterPki::load_or_create(
+        &server.data.join("pki"),
+        &[],
     )
-    .await;
-    let impostor_text = std::fs::read_to_string(&impostor_log).unwrap_or_default();
-    let _ = (agent.kill(), agent.wait(), impostor.kill(), impostor.wait());
+    .unwrap();
+    let issued = pki
+        .issue_client(
+            &format!("system:node:{cert_for}"),
+            &["system:nodes".to_string()],
+        )
+        .unwrap();
+    let files = dir.join(format!("{node}-tls"));
+    std::fs::create_dir_all(&files).unwrap();
+    std::fs::write(files.join("node.crt"), &issued.cert_pem).unwrap();
+    std::fs::write(files.join("node.key"), &issued.key_pem).unwrap();
+    let flag = |name: &str, file: &str| [name.to_string(), files.join(file).display().to_string()];
+    let credentials = [
+        flag("--client-cert", "node.crt"),
+        flag("--client-key", "node.key"),
+    ]
+    .concat();
+    spawn_agent(dir, server, node, &credentials)
+}
+
+/// A bootstrap token from `cox token create` (plain loopback kubeconfig, as an admin).
+fn create_token(server: &Server, ttl: &str) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_cox"))
+        .args(["token", "create", "--ttl", ttl, "--kubeconfig"])
+        .arg(server.data.join("kubeconfig"))
+        .output()
+        .unwrap();
     assert!(
-        ready,
-        "the agent registered over TLS and its node became Ready"
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(
-        code, 404,
-        "node B's certificate registered no node \"victim\""
-    );
-    assert!(
-        impostor_text.contains("may not act for node"),
-        "the impostor was told why:\n{impostor_text}"
-    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
 /// Waits until node `name` is Ready, as the admin sees it.
@@ -657,55 +629,55 @@ async fn wait_ready(server: &Server, name: &str) -> bool {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_joins_over_tls_with_its_node_certificate_and_only_as_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path());
+    let root = client(&server, None);
+    let (mut agent, _) = start_agent(dir.path(), &server, "tls-node", "tls-node");
+    // Node B's certificate, used to pose as node "victim".
+    let (mut impostor, impostor_log) = start_agent(dir.path(), &server, "victim", "node-b");
+    let ready = wait_ready(&server, "tls-node").await;
+    let (code, _) = get(
+        &root,
+        &format!("{}/api/v1/nodes/victim", server.url),
+        Some("tok-root"),
+    )
+    .await;
+    let impostor_text = std::fs::read_to_string(&impostor_log).unwrap_or_default();
+    let _ = (agent.kill(), agent.wait(), impostor.kill(), impostor.wait());
+    assert!(
+        ready,
+        "the agent registered over TLS and its node became Ready"
+    );
+    assert_eq!(
+        code, 404,
+        "node B's certificate registered no node \"victim\""
+    );
+    assert!(
+        impostor_text.contains("may not act for node"),
+        "the impostor was told why:\n{impostor_text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_joins_with_a_bootstrap_token_and_cannot_ask_for_more() {
     use base64::Engine;
     use reqwest::Method;
     use serde_json::json;
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path());
-    let out = Command::new(env!("CARGO_BIN_EXE_cox"))
-        .args(["token", "create", "--kubeconfig"])
-        .arg(server.data.join("kubeconfig"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let token = create_token(&server, "24h");
 
     let root = dir.path().join("agent-joiner");
-    let mut agent = Command::new(env!("CARGO_BIN_EXE_cox"))
-        .args([
-            "agent",
-            "--server",
-            &server.url,
-            "--node-name",
-            "joiner",
-            "--root",
-        ])
-        .arg(&root)
-        .arg("--ca-file")
-        .arg(server.data.join("pki/ca.crt"))
-        .args(["--bootstrap-token", &token])
-        .args([
-            "--runtime",
-            "runc",
-            "--node-ip",
-            "127.0.0.1",
-            "--logs-listen",
-            "127.0.0.1:0",
-        ])
-        .args(["--cgroup-root", &format!("cox-join-{}", std::process::id())])
-        .args(["--no-cni", "--no-devices"])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.path().join("agent-joiner.log")).unwrap())
-        .spawn()
-        .unwrap();
+    let (mut agent, log) = spawn_agent(
+        dir.path(),
+        &server,
+        "joiner",
+        &["--bootstrap-token".to_string(), token.clone()],
+    );
     let ready = wait_ready(&server, "joiner").await;
     let _ = (agent.kill(), agent.wait());
-    let log = std::fs::read_to_string(dir.path().join("agent-joiner.log")).unwrap_or_default();
+    let log = std::fs::read_to_string(log).unwrap_or_default();
     assert!(
         ready,
         "the node joined with the token and became Ready:\n{log}"
