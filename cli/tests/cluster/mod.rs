@@ -115,7 +115,11 @@ impl Cluster {
             .spawn()
             .expect("cox server starts");
         let agent_root = dir.path().join("agent");
-        let cgroup_root = format!("coxswain-cli-it-{}", std::process::id());
+        // One cgroup root per cluster: tests of one binary run clusters side by side, and an
+        // agent treats unknown pod cgroups under its root as orphans to kill.
+        static CLUSTERS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = CLUSTERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let cgroup_root = format!("coxswain-cli-it-{}-{n}", std::process::id());
         let csi_socket = dir.path().join("csi").join("csi.sock");
         let csi = csi_capacity.map(|capacity| {
             Command::new(csi_beside_cox())
