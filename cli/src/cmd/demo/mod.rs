@@ -29,15 +29,21 @@ use serde_json::{Value, json};
 use super::api_client::{ApiClient, Target};
 use super::apply::apply_value;
 
+mod daemons;
+mod volumes;
+
+use daemons::{Daemons, cox_binary, free_or, sibling_binary, wait_for_api, wait_for_node};
+use volumes::{delete_volumes, show_checkpoint_volume, wait_for_dataset};
+
 /// The trainer the example job runs, delivered to its pods in a ConfigMap.
-const TRAINER_PY: &str = include_str!("../../../examples/trainer/train.py");
+const TRAINER_PY: &str = include_str!("../../../../examples/trainer/train.py");
 /// The example TrainingJob.
-const TRAINING_JOB: &str = include_str!("../../../examples/trainingjob-trainer.yaml");
+const TRAINING_JOB: &str = include_str!("../../../../examples/trainingjob-trainer.yaml");
 /// Its name and namespace, as the manifest has them.
 const JOB: &str = "trainer";
 const NAMESPACE: &str = "default";
 /// The example job's StorageClass, checkpoint and dataset claims, and the dataset Job.
-const TRAINER_VOLUMES: &str = include_str!("../../../examples/trainer-volumes.yaml");
+const TRAINER_VOLUMES: &str = include_str!("../../../../examples/trainer-volumes.yaml");
 /// The claims' and the dataset Job's names, as the manifest has them.
 const CHECKPOINT_CLAIM: &str = "trainer-checkpoints";
 const DATASET_CLAIM: &str = "trainer-dataset";
@@ -213,176 +219,6 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The daemons of the demo cluster, stopped (SIGTERM, then SIGKILL) when dropped.
-#[derive(Default)]
-struct Daemons {
-    children: Vec<(&'static str, Child, PathBuf)>,
-}
-
-impl Daemons {
-    fn start(&mut self, name: &'static str, cmd: &mut Command, logs: &Path) -> anyhow::Result<()> {
-        let log = logs.join(format!("{name}.log"));
-        let out = File::create(&log).with_context(|| format!("creating {}", log.display()))?;
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(out.try_clone()?)
-            .stderr(out)
-            .spawn()
-            .with_context(|| format!("starting the {name} daemon"))?;
-        self.children.push((name, child, log));
-        Ok(())
-    }
-
-    /// Fails with the last lines of its log when a daemon has exited.
-    fn check(&mut self) -> anyhow::Result<()> {
-        for (name, child, log) in &mut self.children {
-            if let Ok(Some(status)) = child.try_wait() {
-                let text = std::fs::read_to_string(&*log).unwrap_or_default();
-                let tail: Vec<&str> = text.lines().rev().take(8).collect();
-                let tail: Vec<&str> = tail.into_iter().rev().collect();
-                bail!(
-                    "the {name} daemon exited ({status}); the end of {}:\n  {}",
-                    log.display(),
-                    tail.join("\n  ")
-                );
-            }
-        }
-        Ok(())
-    }
-
-    /// Waits until some daemon exits and names it.
-    async fn exited(&mut self) -> &'static str {
-        loop {
-            for (name, child, _) in &mut self.children {
-                if let Ok(Some(_)) = child.try_wait() {
-                    return name;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-    }
-
-    /// Stops the daemons in reverse order: SIGTERM, up to 10 s, then SIGKILL. The agent
-    /// leaves pods as they are when it stops, as a kubelet does.
-    fn stop(&mut self) {
-        while let Some((_, mut child, _)) = self.children.pop() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Daemons {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// This `cox` binary.
-fn cox_binary() -> anyhow::Result<PathBuf> {
-    std::env::current_exe().context("finding the cox binary")
-}
-
-/// A binary built beside `cox` (the release build puts them in one directory).
-fn sibling_binary(name: &str) -> anyhow::Result<PathBuf> {
-    let exe = cox_binary()?;
-    let path = exe.with_file_name(name);
-    if path.exists() {
-        return Ok(path);
-    }
-    let package = match name {
-        "cox-csi" => "coxswain-csi",
-        _ => "coxswain-nvidia-plugin",
-    };
-    bail!(
-        "{name} not found beside {}: build it with `cargo build --release -p {package}` \
-         (scripts/demo.sh does)",
-        exe.display()
-    )
-}
-
-/// `preferred` when its port is free, else a free port on the same address.
-fn free_or(preferred: SocketAddr) -> SocketAddr {
-    if preferred.port() != 0 && std::net::TcpListener::bind(preferred).is_ok() {
-        return preferred;
-    }
-    std::net::TcpListener::bind((preferred.ip(), 0))
-        .and_then(|l| l.local_addr())
-        .unwrap_or(preferred)
-}
-
-/// Waits for the server's kubeconfig and a successful `GET /api`.
-async fn wait_for_api(kubeconfig: &Path, daemons: &mut Daemons) -> anyhow::Result<ApiClient> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        daemons.check()?;
-        if kubeconfig.exists() {
-            let client = ApiClient::new(&Target {
-                kubeconfig: Some(kubeconfig.to_path_buf()),
-                namespace: Some(NAMESPACE.into()),
-            })?;
-            if client
-                .send(Method::GET, "/api", "application/json", None)
-                .await
-                .is_ok_and(|r| r.status.is_success())
-            {
-                return Ok(client);
-            }
-        }
-        if Instant::now() > deadline {
-            bail!("the API server did not answer within 30 s");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// Waits until the node is Ready with GPUs allocatable; returns how many.
-async fn wait_for_node(
-    client: &ApiClient,
-    node: &str,
-    daemons: &mut Daemons,
-) -> anyhow::Result<i64> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let path = format!("/api/v1/nodes/{node}");
-    loop {
-        daemons.check()?;
-        if let Ok(reply) = client
-            .send(Method::GET, &path, "application/json", None)
-            .await
-            && reply.status.is_success()
-        {
-            let ready = reply.body["status"]["conditions"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|c| c["type"] == "Ready" && c["status"] == "True");
-            let gpus = reply.body["status"]["allocatable"]["nvidia.com/gpu"]
-                .as_str()
-                .and_then(|q| q.parse::<i64>().ok())
-                .unwrap_or(0);
-            if ready && gpus > 0 {
-                return Ok(gpus);
-            }
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "node {node} did not become Ready with GPUs within 60 s (see the agent and nvidia-plugin logs)"
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-}
-
 /// Replaces any previous run's job and submits the trainer ConfigMap and the TrainingJob.
 async fn submit_job(client: &ApiClient) -> anyhow::Result<()> {
     if delete_job(client).await? {
@@ -438,139 +274,6 @@ async fn submit_job(client: &ApiClient) -> anyhow::Result<()> {
     }
     step(&format!(
         "submitted TrainingJob {NAMESPACE}/{JOB} (examples/trainingjob-trainer.yaml): 2 workers × 4 GPUs, one gang"
-    ));
-    Ok(())
-}
-
-fn claim_path(name: &str) -> String {
-    format!("/api/v1/namespaces/{NAMESPACE}/persistentvolumeclaims/{name}")
-}
-
-fn dataset_job_path() -> String {
-    format!("/apis/batch/v1/namespaces/{NAMESPACE}/jobs/{DATASET_JOB}")
-}
-
-/// Deletes the dataset Job and both claims, and waits until they and the claims' volumes
-/// are gone (the agent deletes each volume with the driver: reclaim policy Delete); false
-/// when there was nothing to delete.
-async fn delete_volumes(client: &ApiClient) -> anyhow::Result<bool> {
-    let background = Some((
-        "application/json",
-        serde_json::to_vec(&json!({"propagationPolicy": "Background"}))?,
-    ));
-    let job = client
-        .send(
-            Method::DELETE,
-            &dataset_job_path(),
-            "application/json",
-            background,
-        )
-        .await?;
-    let mut deleted = job.status.is_success();
-    let mut volumes = Vec::new();
-    for name in [CHECKPOINT_CLAIM, DATASET_CLAIM] {
-        let claim = client
-            .send(Method::GET, &claim_path(name), "application/json", None)
-            .await?;
-        if !claim.status.is_success() {
-            continue;
-        }
-        volumes.extend(
-            claim.body["spec"]["volumeName"]
-                .as_str()
-                .map(str::to_string),
-        );
-        client
-            .send(Method::DELETE, &claim_path(name), "application/json", None)
-            .await?;
-        deleted = true;
-    }
-    let gone = |path: String| async move {
-        let reply = client
-            .send(Method::GET, &path, "application/json", None)
-            .await?;
-        anyhow::Ok(reply.status == reqwest::StatusCode::NOT_FOUND)
-    };
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let mut all_gone = gone(dataset_job_path()).await?;
-        for name in [CHECKPOINT_CLAIM, DATASET_CLAIM] {
-            all_gone &= gone(claim_path(name)).await?;
-        }
-        for volume in &volumes {
-            all_gone &= gone(format!("/api/v1/persistentvolumes/{volume}")).await?;
-        }
-        if all_gone {
-            return Ok(deleted);
-        }
-        if Instant::now() > deadline {
-            bail!("the dataset Job, the claims and their volumes did not go away within 90 s");
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-}
-
-/// Waits until the dataset Job has written the samples (it succeeded).
-async fn wait_for_dataset(client: &ApiClient) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let job = client
-            .send(Method::GET, &dataset_job_path(), "application/json", None)
-            .await?;
-        if job.body["status"]["succeeded"].as_i64().unwrap_or(0) >= 1 {
-            step(&format!(
-                "dataset: Job {DATASET_JOB} wrote the samples to claim {DATASET_CLAIM}"
-            ));
-            return Ok(());
-        }
-        if job.body["status"]["failed"].as_i64().unwrap_or(0) >= 3 {
-            bail!(
-                "the dataset Job {NAMESPACE}/{DATASET_JOB} failed; see `kubectl logs job/{DATASET_JOB}`"
-            );
-        }
-        if Instant::now() > deadline {
-            bail!("the dataset Job {NAMESPACE}/{DATASET_JOB} did not finish within 120 s");
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-}
-
-/// Says which volume the job's checkpoints went to.
-async fn show_checkpoint_volume(client: &ApiClient) -> anyhow::Result<()> {
-    let claim = client
-        .send(
-            Method::GET,
-            &claim_path(CHECKPOINT_CLAIM),
-            "application/json",
-            None,
-        )
-        .await?;
-    let volume = claim.body["spec"]["volumeName"]
-        .as_str()
-        .unwrap_or_default();
-    if volume.is_empty() {
-        step(&format!(
-            "checkpoints: claim {CHECKPOINT_CLAIM} is not bound"
-        ));
-        return Ok(());
-    }
-    let pv = client
-        .send(
-            Method::GET,
-            &format!("/api/v1/persistentvolumes/{volume}"),
-            "application/json",
-            None,
-        )
-        .await?;
-    step(&format!(
-        "checkpoints: claim {CHECKPOINT_CLAIM} bound to volume {volume} ({}, {}, on node {})",
-        pv.body["spec"]["csi"]["driver"].as_str().unwrap_or("?"),
-        pv.body["spec"]["capacity"]["storage"]
-            .as_str()
-            .unwrap_or("?"),
-        claim.body["metadata"]["annotations"]["volume.kubernetes.io/selected-node"]
-            .as_str()
-            .unwrap_or("?"),
     ));
     Ok(())
 }
