@@ -37,6 +37,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::apiserver::ApiError;
+
 pub use request_info::{RequestInfo, ResourceAttributes};
 pub use tokens::StaticTokens;
 
@@ -262,7 +264,7 @@ pub async fn middleware(
     if request.method() == axum::http::Method::POST && request.uri().path() == CSR_COLLECTION {
         request = match with_requester(request, &user).await {
             Ok(request) => request,
-            Err(response) => return response,
+            Err(e) => return e.into_response(),
         };
     }
     request.extensions_mut().insert(user);
@@ -275,43 +277,23 @@ const CSR_COLLECTION: &str = "/apis/certificates.k8s.io/v1/certificatesigningreq
 /// A CertificateSigningRequest create with `spec.username`, `spec.uid` and `spec.groups` set
 /// from the authenticated user, whatever the client sent (kube-apiserver's CSR strategy):
 /// the approver trusts them. Only JSON bodies are taken here.
-async fn with_requester(request: Request, user: &UserInfo) -> Result<Request, Response> {
-    let bad = |code: StatusCode, reason: &str, message: String| {
-        status(
-            code,
-            json!({
-                "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-                "message": message, "reason": reason, "code": code.as_u16(),
-            }),
-        )
-    };
+async fn with_requester(request: Request, user: &UserInfo) -> Result<Request, ApiError> {
     let json_body = request
         .headers()
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/json"));
     if !json_body {
-        return Err(bad(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "UnsupportedMediaType",
+        return Err(ApiError::UnsupportedMediaType(
             "certificatesigningrequests are created from application/json bodies".into(),
         ));
     }
     let (mut parts, body) = request.into_parts();
-    let bytes = axum::body::to_bytes(body, 3 << 20).await.map_err(|e| {
-        bad(
-            StatusCode::BAD_REQUEST,
-            "BadRequest",
-            format!("reading the body: {e}"),
-        )
-    })?;
-    let mut object: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
-        bad(
-            StatusCode::BAD_REQUEST,
-            "BadRequest",
-            format!("the body is not JSON: {e}"),
-        )
-    })?;
+    let bytes = axum::body::to_bytes(body, 3 << 20)
+        .await
+        .map_err(|e| ApiError::BadRequest(format!("reading the body: {e}")))?;
+    let mut object: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::BadRequest(format!("the body is not JSON: {e}")))?;
     let mut groups = user.groups.clone();
     groups.push("system:authenticated".into());
     if let Some(spec) = object.get_mut("spec").and_then(|s| s.as_object_mut()) {

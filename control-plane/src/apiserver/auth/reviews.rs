@@ -5,10 +5,11 @@
 
 use axum::body::Body;
 use axum::http::{Method, StatusCode};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::{Authenticator, RequestInfo, ResourceAttributes, UserInfo, status};
+use crate::apiserver::ApiError;
 
 /// The path of `SelfSubjectReview`s.
 pub const SELF_SUBJECT_REVIEWS: &str = "/apis/authentication.k8s.io/v1/selfsubjectreviews";
@@ -106,13 +107,7 @@ fn user_json(user: &UserInfo) -> Value {
 }
 
 fn bad_request(message: &str) -> Response {
-    status(
-        StatusCode::BAD_REQUEST,
-        json!({
-            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-            "message": message, "reason": "BadRequest", "code": 400,
-        }),
-    )
+    ApiError::BadRequest(message.to_string()).into_response()
 }
 
 /// The audiences and expiration of a protobuf `TokenRequest` (`kubectl create token`).

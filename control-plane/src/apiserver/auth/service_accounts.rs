@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use coxswain_api::k8s::ServiceAccount;
@@ -25,6 +25,7 @@ use ring::signature::{self, EcdsaKeyPair, KeyPair as _};
 use serde_json::{Value, json};
 
 use super::{UserInfo, status};
+use crate::apiserver::ApiError;
 use crate::store::{Store, StoreError};
 
 /// The issuer kube-apiserver writes by default.
@@ -173,75 +174,47 @@ impl ServiceAccountTokens {
         protobuf: bool,
         body: Body,
     ) -> Response {
-        let fail = |code: StatusCode, reason: &str, message: String| {
-            status(
-                code,
-                json!({
-                    "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-                    "message": message, "reason": reason, "code": code.as_u16(),
-                }),
-            )
-        };
-        let bytes = match axum::body::to_bytes(body, MAX_BODY).await {
-            Ok(bytes) => bytes,
-            Err(e) => {
-                return fail(
-                    StatusCode::BAD_REQUEST,
-                    "BadRequest",
-                    format!("reading the body: {e}"),
-                );
-            }
-        };
+        match self.token_request(namespace, name, protobuf, body).await {
+            Ok(review) => status(StatusCode::CREATED, review),
+            Err(e) => e.into_response(),
+        }
+    }
+
+    async fn token_request(
+        &self,
+        namespace: &str,
+        name: &str,
+        protobuf: bool,
+        body: Body,
+    ) -> Result<Value, ApiError> {
+        let bytes = axum::body::to_bytes(body, MAX_BODY)
+            .await
+            .map_err(|e| ApiError::BadRequest(format!("reading the body: {e}")))?;
         let (audiences, seconds) = if protobuf {
-            match super::reviews::token_request_protobuf(&bytes) {
-                Ok(spec) => spec,
-                Err(e) => {
-                    return fail(
-                        StatusCode::BAD_REQUEST,
-                        "BadRequest",
-                        format!("the protobuf body: {e}"),
-                    );
-                }
-            }
+            super::reviews::token_request_protobuf(&bytes)
+                .map_err(|e| ApiError::BadRequest(format!("the protobuf body: {e}")))?
         } else if bytes.is_empty() {
             (Vec::new(), None)
         } else {
-            match serde_json::from_slice::<Value>(&bytes) {
-                Ok(v) => (
-                    v["spec"]["audiences"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .filter_map(|a| a.as_str().map(str::to_string))
-                        .collect(),
-                    v["spec"]["expirationSeconds"].as_i64(),
-                ),
-                Err(e) => {
-                    return fail(
-                        StatusCode::BAD_REQUEST,
-                        "BadRequest",
-                        format!("the body is not JSON: {e}"),
-                    );
-                }
-            }
+            let v: Value = serde_json::from_slice(&bytes)
+                .map_err(|e| ApiError::BadRequest(format!("the body is not JSON: {e}")))?;
+            let audiences = v["spec"]["audiences"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|a| a.as_str().map(str::to_string))
+                .collect();
+            (audiences, v["spec"]["expirationSeconds"].as_i64())
         };
-        let account = match self.account(namespace, name).await {
-            Ok(Some(account)) => account,
-            Ok(None) => {
-                return fail(
-                    StatusCode::NOT_FOUND,
-                    "NotFound",
-                    format!("serviceaccounts \"{name}\" not found"),
-                );
-            }
-            Err(e) => {
-                return fail(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "InternalError",
-                    e.to_string(),
-                );
-            }
-        };
+        let account = self
+            .account(namespace, name)
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?
+            .ok_or_else(|| ApiError::NotFound {
+                message: format!("serviceaccounts \"{name}\" not found"),
+                name: Some(name.to_string()),
+                kind: Some("serviceaccounts".into()),
+            })?;
         let audiences = if audiences.is_empty() {
             vec![ISSUER.to_string()]
         } else {
@@ -251,22 +224,18 @@ impl ServiceAccountTokens {
             .unwrap_or(DEFAULT_SECONDS)
             .clamp(MIN_SECONDS, MAX_SECONDS);
         let now = jiff::Timestamp::now().as_second();
-        let token = match self.sign(&account, &audiences, seconds, now) {
-            Ok(token) => token,
-            Err(e) => return fail(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", e),
-        };
+        let token = self
+            .sign(&account, &audiences, seconds, now)
+            .map_err(ApiError::Internal)?;
         let expires = jiff::Timestamp::from_second(now + seconds)
             .map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
             .unwrap_or_default();
-        status(
-            StatusCode::CREATED,
-            json!({
-                "kind": "TokenRequest", "apiVersion": "authentication.k8s.io/v1",
-                "metadata": {"name": name, "namespace": namespace, "creationTimestamp": null},
-                "spec": {"audiences": audiences, "expirationSeconds": seconds, "boundObjectRef": null},
-                "status": {"token": token, "expirationTimestamp": expires},
-            }),
-        )
+        Ok(json!({
+            "kind": "TokenRequest", "apiVersion": "authentication.k8s.io/v1",
+            "metadata": {"name": name, "namespace": namespace, "creationTimestamp": null},
+            "spec": {"audiences": audiences, "expirationSeconds": seconds, "boundObjectRef": null},
+            "status": {"token": token, "expirationTimestamp": expires},
+        }))
     }
 
     async fn account(
