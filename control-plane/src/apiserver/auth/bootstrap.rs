@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use coxswain_api::k8s::Secret;
 
-use super::UserInfo;
+use super::{UserInfo, stored};
 use crate::store::{Store, StoreError};
 
 /// The namespace bootstrap-token secrets live in.
@@ -56,14 +56,9 @@ impl BootstrapTokens {
             return Ok(None);
         };
         let name = format!("bootstrap-token-{id}");
-        let Ok(key) = coxswain_api::registry::store_key("v1", "Secret", Some(NAMESPACE), &name)
-        else {
-            return Ok(None);
-        };
-        let Some(stored) = self.store.get(&key).await? else {
-            return Ok(None);
-        };
-        let Ok(object) = serde_json::from_slice::<Secret>(&stored.value) else {
+        let secret_object: Option<Secret> =
+            stored::get(&*self.store, "v1", "Secret", Some(NAMESPACE), &name).await?;
+        let Some(object) = secret_object else {
             return Ok(None);
         };
         Ok(user_of(&object, id, secret, jiff::Timestamp::now()))

@@ -26,6 +26,7 @@ pub mod rbac;
 pub mod request_info;
 pub mod reviews;
 pub mod service_accounts;
+mod stored;
 pub mod tokens;
 
 use std::sync::Arc;

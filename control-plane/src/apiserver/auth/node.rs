@@ -18,12 +18,12 @@
 use std::sync::Arc;
 
 use coxswain_api::k8s::{PersistentVolumeClaim, Pod};
-use serde::de::DeserializeOwned;
 
+use super::stored;
 use super::{RequestInfo, ResourceAttributes, UserInfo};
 use crate::nodeservice::lease::LEASE_NAMESPACE;
 use crate::nodeservice::pods::{claim_references, references};
-use crate::store::{ListOptions, Store, StoreError};
+use crate::store::{Store, StoreError};
 
 /// The group of every node credential.
 pub const NODES_GROUP: &str = "system:nodes";
@@ -110,11 +110,8 @@ impl NodeAuthorizer {
 
     /// Whether the pod `r` names is bound to `node`.
     async fn bound_here(&self, r: &ResourceAttributes, node: &str) -> Result<bool, StoreError> {
-        let Ok(key) = coxswain_api::registry::store_key("v1", "Pod", Some(&r.namespace), &r.name)
-        else {
-            return Ok(false);
-        };
-        let pod: Option<Pod> = self.get(&key).await?;
+        let pod: Option<Pod> =
+            stored::get(&*self.store, "v1", "Pod", Some(&r.namespace), &r.name).await?;
         Ok(pod.is_some_and(|p| bound_to(&p, node)))
     }
 
@@ -140,15 +137,14 @@ impl NodeAuthorizer {
         for pod in self.pods_on(node, None).await? {
             let namespace = pod.metadata.namespace.clone().unwrap_or_default();
             for claim in claim_references(&pod) {
-                let Ok(key) = coxswain_api::registry::store_key(
+                let claim: Option<PersistentVolumeClaim> = stored::get(
+                    &*self.store,
                     "v1",
                     "PersistentVolumeClaim",
                     Some(&namespace),
                     &claim,
-                ) else {
-                    continue;
-                };
-                let claim: Option<PersistentVolumeClaim> = self.get(&key).await?;
+                )
+                .await?;
                 let volume = claim.and_then(|c| c.spec).and_then(|s| s.volume_name);
                 if volume.as_deref() == Some(name) {
                     return Ok(true);
@@ -159,26 +155,8 @@ impl NodeAuthorizer {
     }
 
     async fn pods_on(&self, node: &str, namespace: Option<&str>) -> Result<Vec<Pod>, StoreError> {
-        let Some(prefix) = coxswain_api::registry::lookup("v1", "Pod")
-            .and_then(|k| k.store_prefix(namespace).ok())
-        else {
-            return Ok(Vec::new());
-        };
-        let page = self.store.list(&prefix, ListOptions::default()).await?;
-        Ok(page
-            .items
-            .iter()
-            .filter_map(|kv| serde_json::from_slice::<Pod>(&kv.value).ok())
-            .filter(|pod| bound_to(pod, node))
-            .collect())
-    }
-
-    async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StoreError> {
-        Ok(self
-            .store
-            .get(key)
-            .await?
-            .and_then(|kv| serde_json::from_slice(&kv.value).ok()))
+        let pods: Vec<Pod> = stored::list(&*self.store, "v1", "Pod", namespace).await?;
+        Ok(pods.into_iter().filter(|pod| bound_to(pod, node)).collect())
     }
 }
 

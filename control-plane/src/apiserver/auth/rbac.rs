@@ -19,9 +19,10 @@ use coxswain_api::k8s::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleB
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
+use super::stored;
 use super::{RequestInfo, UserInfo};
 use crate::apiserver::objects::{new_uid, now, to_store};
-use crate::store::{ListOptions, Store, StoreError};
+use crate::store::{Store, StoreError};
 
 const RBAC: &str = "rbac.authorization.k8s.io/v1";
 
@@ -98,17 +99,7 @@ impl Rbac {
         kind: &str,
         namespace: Option<&str>,
     ) -> Result<Vec<T>, StoreError> {
-        let Some(prefix) =
-            coxswain_api::registry::lookup(RBAC, kind).and_then(|k| k.store_prefix(namespace).ok())
-        else {
-            return Ok(Vec::new());
-        };
-        let page = self.store.list(&prefix, ListOptions::default()).await?;
-        Ok(page
-            .items
-            .iter()
-            .filter_map(|kv| serde_json::from_slice(&kv.value).ok())
-            .collect())
+        stored::list(&*self.store, RBAC, kind, namespace).await
     }
 
     async fn get<T: DeserializeOwned>(
@@ -117,14 +108,7 @@ impl Rbac {
         namespace: Option<&str>,
         name: &str,
     ) -> Result<Option<T>, StoreError> {
-        let Ok(key) = coxswain_api::registry::store_key(RBAC, kind, namespace, name) else {
-            return Ok(None);
-        };
-        Ok(self
-            .store
-            .get(&key)
-            .await?
-            .and_then(|kv| serde_json::from_slice(&kv.value).ok()))
+        stored::get(&*self.store, RBAC, kind, namespace, name).await
     }
 }
 

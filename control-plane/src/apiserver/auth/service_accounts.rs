@@ -24,7 +24,7 @@ use ring::rand::SystemRandom;
 use ring::signature::{self, EcdsaKeyPair, KeyPair as _};
 use serde_json::{Value, json};
 
-use super::{UserInfo, status};
+use super::{UserInfo, status, stored};
 use crate::apiserver::ApiError;
 use crate::store::{Store, StoreError};
 
@@ -120,15 +120,7 @@ impl ServiceAccountTokens {
         let namespace = text(&claims["kubernetes.io"]["namespace"]);
         let name = text(&claims["kubernetes.io"]["serviceaccount"]["name"]);
         let uid = text(&claims["kubernetes.io"]["serviceaccount"]["uid"]);
-        let Ok(key) =
-            coxswain_api::registry::store_key("v1", "ServiceAccount", Some(&namespace), &name)
-        else {
-            return Ok(None);
-        };
-        let Some(stored) = self.store.get(&key).await? else {
-            return Ok(None);
-        };
-        let account: Option<ServiceAccount> = serde_json::from_slice(&stored.value).ok();
+        let account: Option<ServiceAccount> = self.account(&namespace, &name).await?;
         if account.and_then(|a| a.metadata.uid).as_deref() != Some(uid.as_str()) {
             return Ok(None);
         }
@@ -243,16 +235,7 @@ impl ServiceAccountTokens {
         namespace: &str,
         name: &str,
     ) -> Result<Option<ServiceAccount>, StoreError> {
-        let Ok(key) =
-            coxswain_api::registry::store_key("v1", "ServiceAccount", Some(namespace), name)
-        else {
-            return Ok(None);
-        };
-        Ok(self
-            .store
-            .get(&key)
-            .await?
-            .and_then(|kv| serde_json::from_slice(&kv.value).ok()))
+        stored::get(&*self.store, "v1", "ServiceAccount", Some(namespace), name).await
     }
 }
 
