@@ -290,9 +290,7 @@ async fn with_requester(request: Request, user: &UserInfo) -> Result<Request, Ap
         ));
     }
     let (mut parts, body) = request.into_parts();
-    let bytes = axum::body::to_bytes(body, 3 << 20)
-        .await
-        .map_err(|e| ApiError::BadRequest(format!("reading the body: {e}")))?;
+    let bytes = crate::apiserver::negotiate::read_body(body).await?;
     let mut object: serde_json::Value = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::BadRequest(format!("the body is not JSON: {e}")))?;
     let mut groups = user.groups.clone();

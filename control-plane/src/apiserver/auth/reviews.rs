@@ -16,8 +16,6 @@ pub const SELF_SUBJECT_REVIEWS: &str = "/apis/authentication.k8s.io/v1/selfsubje
 /// The path of `SelfSubjectAccessReview`s.
 pub const SELF_SUBJECT_ACCESS_REVIEWS: &str =
     "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews";
-/// The largest review body read.
-const MAX_BODY: usize = 64 * 1024;
 
 /// Whether `method` and `path` ask for a self review.
 pub fn is_review(method: &Method, path: &str) -> bool {
@@ -33,9 +31,9 @@ pub async fn answer(
     protobuf: bool,
     body: Body,
 ) -> Response {
-    let bytes = match axum::body::to_bytes(body, MAX_BODY).await {
+    let bytes = match crate::apiserver::negotiate::read_body(body).await {
         Ok(bytes) => bytes,
-        Err(e) => return bad_request(&format!("reading the body: {e}")),
+        Err(e) => return e.into_response(),
     };
     if path == SELF_SUBJECT_REVIEWS {
         return status(

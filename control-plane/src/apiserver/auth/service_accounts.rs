@@ -34,8 +34,6 @@ pub const ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
 const MIN_SECONDS: i64 = 600;
 const MAX_SECONDS: i64 = 48 * 3600;
 const DEFAULT_SECONDS: i64 = 3600;
-/// The largest TokenRequest body read.
-const MAX_BODY: usize = 64 * 1024;
 
 /// Issues and checks service-account tokens.
 #[derive(Clone)]
@@ -179,9 +177,7 @@ impl ServiceAccountTokens {
         protobuf: bool,
         body: Body,
     ) -> Result<Value, ApiError> {
-        let bytes = axum::body::to_bytes(body, MAX_BODY)
-            .await
-            .map_err(|e| ApiError::BadRequest(format!("reading the body: {e}")))?;
+        let bytes = crate::apiserver::negotiate::read_body(body).await?;
         let (audiences, seconds) = if protobuf {
             super::reviews::token_request_protobuf(&bytes)
                 .map_err(|e| ApiError::BadRequest(format!("the protobuf body: {e}")))?
