@@ -304,6 +304,26 @@ fn teardown_releases_the_address_and_is_idempotent() {
 }
 
 #[test]
+fn teardown_succeeds_when_the_namespace_was_unmounted_but_its_file_is_left() {
+    // A crash between unmounting the pod's network namespace and CNI DEL leaves a plain
+    // file at the netns path; the bridge plugin refuses such a path ("unknown FS magic"),
+    // so DEL must run without one and still release the address.
+    let mut node = Node::new(28);
+    let net = node.network();
+    let a = uid();
+    let na = node.sandbox(&a);
+    let ips = net.setup(&pod(&a, None), &na).unwrap();
+    assert_eq!(node.reservations(), vec![v4(&ips)]);
+    let (unmounted, out) = run("umount", &[na.to_str().unwrap()]);
+    assert!(unmounted, "umount {}: {out}", na.display());
+    assert!(na.is_file(), "the netns file stays");
+    net.teardown(&a, &na).unwrap();
+    assert!(node.reservations().is_empty(), "{:?}", node.reservations());
+    assert!(net.attached().unwrap().is_empty());
+    node.remove_sandbox(&na);
+}
+
+#[test]
 fn teardown_after_an_agent_crash_uses_the_persisted_result() {
     let mut node = Node::new(28);
     let a = uid();

@@ -263,7 +263,15 @@ impl PodNetwork for CniNetwork {
 
     fn teardown(&self, uid: &str, netns: &Path) -> Result<(), NetworkError> {
         let started = Instant::now();
-        let eth = self.attachment(uid, netns, POD_IFNAME);
+        // A DEL must succeed once the pod's namespace is gone (a crash between unmounting it
+        // and DEL leaves a plain file there, which the bridge plugin refuses): plugins then
+        // get an empty CNI_NETNS, as the spec allows, and release only what the host holds.
+        let live_netns = if is_network_namespace(netns) {
+            netns
+        } else {
+            Path::new("")
+        };
+        let eth = self.attachment(uid, live_netns, POD_IFNAME);
         match self.cni.del(&self.net, &eth) {
             Ok(()) => {}
             Err(coxswain_cni::Error::PluginNotFound { plugin, .. })
@@ -275,7 +283,7 @@ impl PodNetwork for CniNetwork {
             }
             Err(e) => return Err(cni_error(uid, "DEL", e)),
         }
-        let lo = self.attachment(uid, netns, "lo");
+        let lo = self.attachment(uid, live_netns, "lo");
         if let Err(e) = self.cni.del(&self.loopback, &lo) {
             // loopback holds nothing on the host: forget it rather than block removal.
             tracing::debug!(%uid, error = %e, "CNI DEL loopback");
@@ -325,6 +333,12 @@ fn cni_error(uid: &str, op: &'static str, e: coxswain_cni::Error) -> NetworkErro
         op,
         source: Box::new(e),
     }
+}
+
+/// Whether `path` is a mounted network namespace (nsfs), not a leftover file.
+fn is_network_namespace(path: &Path) -> bool {
+    use nix::sys::statfs::{NSFS_MAGIC, statfs};
+    statfs(path).is_ok_and(|s| s.filesystem_type() == NSFS_MAGIC)
 }
 
 /// coxswain's conflist for `cidr`: the CNI library's default network with
