@@ -21,6 +21,10 @@ pub struct AgentConfig {
     pub seccomp: bool,
     /// Registries (`host:port`) images are pulled from over plain HTTP instead of HTTPS.
     pub insecure_registries: Vec<String>,
+    /// The API server's TLS address as containers reach it (`KUBERNETES_SERVICE_HOST` and
+    /// `_PORT`, which in-cluster clients read with the mounted token); set by the agent
+    /// when it talks to the control plane over `https://`.
+    pub kubernetes_service: Option<(String, u16)>,
 }
 
 impl AgentConfig {
@@ -34,6 +38,7 @@ impl AgentConfig {
             backoff_max: Duration::from_secs(300),
             seccomp: true,
             insecure_registries: Vec::new(),
+            kubernetes_service: None,
         }
     }
 

@@ -180,6 +180,12 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     )
     .await?
     .with_metrics(metrics.clone());
+    // Service accounts come with authentication: the TLS listener issues their tokens.
+    let server = if args.tls.secure_listen.is_some() {
+        server.with_service_accounts()
+    } else {
+        server
+    };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| {
@@ -277,7 +283,15 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         node_config.lease_grace,
         shutdown.clone(),
     ));
-    let node_service = NodeService::new(client, node_config);
+    let mut node_service = NodeService::new(client, node_config);
+    if let Some(secure) = &secure {
+        node_service = node_service.with_service_account_tokens(secure.service_accounts.clone());
+        tokio::spawn(controllers::service_accounts::run(
+            client_for_csr.clone(),
+            secure.pki.ca_pem.clone(),
+            shutdown.clone(),
+        ));
+    }
     // One router (one node service, so one CIDR allocator) behind both listeners.
     let router = coxswain_control_plane::serve::router(&server, node_service, shutdown.clone());
     if let Some(socket) = unix_socket {

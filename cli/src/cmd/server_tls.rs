@@ -46,6 +46,8 @@ pub struct SecureListener {
     pub kubeconfig: PathBuf,
     /// The cluster CA, for signing joining nodes' certificates.
     pub pki: Arc<ClusterPki>,
+    /// The signer of service-account tokens (pods' tokens come from the node service).
+    pub service_accounts: ServiceAccountTokens,
 }
 
 /// Makes or loads the PKI, reads the token file, binds `--secure-listen` and writes the
@@ -99,12 +101,13 @@ pub async fn bind(
         auth: Arc::new(Authenticator {
             tokens,
             bootstrap: Some(BootstrapTokens::new(store.clone())),
-            service_accounts: Some(service_accounts),
+            service_accounts: Some(service_accounts.clone()),
             nodes: Some(NodeAuthorizer::new(store.clone())),
             rbac: Some(Rbac::new(store)),
         }),
         url,
         kubeconfig: path,
         pki: Arc::new(pki),
+        service_accounts,
     }))
 }

@@ -33,6 +33,7 @@ pub mod request;
 pub mod resource_metrics;
 pub mod router;
 pub mod selectors;
+pub mod service_account;
 pub mod status_error;
 pub mod strategic_merge;
 pub mod table;
@@ -70,6 +71,9 @@ pub struct ApiState {
     pub metrics: Option<Arc<crate::metrics::Metrics>>,
     /// The agents' last two resource scrapes, behind `metrics.k8s.io`.
     pub resource_metrics: Arc<resource_metrics::samples::ScrapeCache>,
+    /// Whether new pods go through [`service_account`] admission (the server issues
+    /// service-account tokens).
+    pub service_accounts: bool,
 }
 
 /// Why the server could not start or stopped.
@@ -152,6 +156,7 @@ impl ApiServer {
                 watch_cache: Arc::default(),
                 metrics: None,
                 resource_metrics: Arc::default(),
+                service_accounts: false,
             },
         })
     }
@@ -160,6 +165,13 @@ impl ApiServer {
     /// [`crate::metrics`]); routers and in-process clients made afterwards are metered.
     pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
         self.state.metrics = Some(metrics);
+        self
+    }
+
+    /// Gives new pods a service account and its token volume ([`service_account`]
+    /// admission), for a server that issues service-account tokens.
+    pub fn with_service_accounts(mut self) -> Self {
+        self.state.service_accounts = true;
         self
     }
 

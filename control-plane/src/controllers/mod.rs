@@ -14,6 +14,8 @@
 //!   use and releases volumes whose claims are gone (provisioning happens on the nodes).
 //! - [`csr`]: approves and signs joining nodes' client certificate requests (with the
 //!   cluster CA, when `cox server` serves TLS).
+//! - [`service_accounts`]: every namespace's `default` ServiceAccount and
+//!   `kube-root-ca.crt` ConfigMap (when `cox server` serves TLS).
 //! - [`gc`]: the garbage collector deletes dependents whose owners are gone and completes
 //!   `Foreground` and `Orphan` deletions.
 
@@ -21,6 +23,7 @@ pub mod clock;
 pub mod csr;
 pub mod gc;
 pub mod pytorchjob;
+pub mod service_accounts;
 pub mod trainingjob;
 pub mod volumes;
 pub mod work_queue;

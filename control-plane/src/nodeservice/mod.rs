@@ -13,6 +13,8 @@
 //! - [`events`]: RecordEvent (Events about the agent's Node and its pods).
 //! - [`volumes`]: WatchVolumes, ReportProvisioning, ReportVolumeDeleted (the node's CSI
 //!   drivers provision claims selected for the node and delete its released volumes).
+//! - [`tokens`]: ServiceAccountToken (pod-bound service-account tokens for projected
+//!   volumes).
 //! - [`lifecycle`]: the loop that marks nodes with an expired lease NotReady.
 
 pub(crate) mod cas;
@@ -27,6 +29,7 @@ pub mod pods;
 pub mod register;
 pub mod resolve;
 pub mod routes;
+pub mod tokens;
 pub mod volumes;
 
 use std::net::Ipv4Addr;
@@ -39,6 +42,7 @@ use futures::Stream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
+use crate::apiserver::auth::service_accounts::ServiceAccountTokens;
 use cidr::Ipv4Cidr;
 
 /// How the node service assigns addresses and judges leases.
@@ -84,6 +88,8 @@ pub struct NodeService {
     cidr_lock: Arc<tokio::sync::Mutex<()>>,
     /// Cancelled when the server shuts down; open streams end.
     shutdown: CancellationToken,
+    /// The signer of pods' service-account tokens (only with a TLS listener).
+    service_accounts: Option<ServiceAccountTokens>,
 }
 
 impl NodeService {
@@ -94,7 +100,15 @@ impl NodeService {
             config: Arc::new(config),
             cidr_lock: Arc::default(),
             shutdown: CancellationToken::new(),
+            service_accounts: None,
         }
+    }
+
+    /// Issues pods' service-account tokens with `signer` (ServiceAccountToken refuses
+    /// without one).
+    pub fn with_service_account_tokens(mut self, signer: ServiceAccountTokens) -> Self {
+        self.service_accounts = Some(signer);
+        self
     }
 
     /// Ends the service's streams (WatchPods, WatchRoutes) when `shutdown` is cancelled, so a
@@ -269,6 +283,16 @@ impl pb::node_service_server::NodeService for NodeService {
     ) -> Result<Response<pb::ReportVolumeDeletedResponse>, Status> {
         identity::check_caller(&request, &request.get_ref().node_name)?;
         volumes::report_deleted(self, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn service_account_token(
+        &self,
+        request: Request<pb::ServiceAccountTokenRequest>,
+    ) -> Result<Response<pb::ServiceAccountTokenResponse>, Status> {
+        identity::check_caller(&request, &request.get_ref().node_name)?;
+        tokens::issue(self, request.into_inner())
             .await
             .map(Response::new)
     }

@@ -109,7 +109,7 @@ fn keep_terminal_phase(current: Option<&PodStatus>, mut new: PodStatus) -> PodSt
     new
 }
 
-fn require(value: &str, field: &str) -> Result<(), Status> {
+pub(crate) fn require(value: &str, field: &str) -> Result<(), Status> {
     if value.is_empty() {
         return Err(Status::invalid_argument(format!("{field}: required")));
     }
@@ -117,7 +117,7 @@ fn require(value: &str, field: &str) -> Result<(), Status> {
 }
 
 /// Refuses a pod that is not bound to `node` or is not the pod with `uid`.
-fn check_owner(pod: &Pod, what: &str, node: &str, uid: &str) -> Result<(), Status> {
+pub(crate) fn check_owner(pod: &Pod, what: &str, node: &str, uid: &str) -> Result<(), Status> {
     let bound = pod.spec.as_ref().and_then(|s| s.node_name.as_deref());
     if bound != Some(node) {
         return Err(Status::failed_precondition(format!(

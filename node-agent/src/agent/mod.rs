@@ -33,6 +33,7 @@ pub mod pod_resources;
 mod pod_thread;
 mod pods;
 pub mod resolver;
+mod sa_tokens;
 mod server_endpoint;
 mod status_report;
 pub mod volume_provisioner;
@@ -364,6 +365,17 @@ impl NodeAgent {
                 stop.clone(),
             ));
         }
+        deps.volumes
+            .set_token_source(Arc::new(sa_tokens::TokenManager::new(
+                config.node_name.clone(),
+                channel_rx.clone(),
+                tokio::runtime::Handle::current(),
+            )));
+        if let Some(service) = kubernetes_service(&config.server) {
+            let mut pod_config = (*deps.config).clone();
+            pod_config.kubernetes_service = Some(service);
+            deps.config = Arc::new(pod_config);
+        }
         let (mut pods, mut exits) = PodSupervisor::new(
             config.node_name.clone(),
             deps,
@@ -390,6 +402,18 @@ impl NodeAgent {
         tracing::info!(node = %config.node_name, "agent stopped; pods left running");
         Ok(())
     }
+}
+
+/// The API server's address for containers: host and port of an `https://` server URL
+/// (the TLS listener serves the REST API too); none for plain or Unix-socket servers,
+/// whose listeners containers could not use.
+fn kubernetes_service(server: &str) -> Option<(String, u16)> {
+    if !server.starts_with("https://") {
+        return None;
+    }
+    let uri: tonic::transport::Uri = server.parse().ok()?;
+    let host = uri.host()?.trim_start_matches('[').trim_end_matches(']');
+    Some((host.to_string(), uri.port_u16().unwrap_or(443)))
 }
 
 /// Waits until a channel to the control plane is up; `None` once `shutdown` fires.
@@ -428,6 +452,24 @@ fn valid_node_name(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn containers_reach_the_api_at_the_tls_server_address() {
+        assert_eq!(
+            kubernetes_service("https://10.0.0.1:6443"),
+            Some(("10.0.0.1".into(), 6443))
+        );
+        assert_eq!(
+            kubernetes_service("https://api.example:443/"),
+            Some(("api.example".into(), 443))
+        );
+        assert_eq!(
+            kubernetes_service("https://[fd00::1]:6443").unwrap().0,
+            "fd00::1"
+        );
+        assert_eq!(kubernetes_service("http://127.0.0.1:8080"), None);
+        assert_eq!(kubernetes_service("unix:///run/cox.sock"), None);
+    }
 
     #[test]
     fn bad_urls_and_node_names_are_refused_with_the_reason() {

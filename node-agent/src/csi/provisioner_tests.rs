@@ -113,6 +113,12 @@ impl NodeService for FakeNodeService {
         self.deleted.lock().unwrap().push(request.into_inner());
         Ok(Response::new(pb::ReportVolumeDeletedResponse {}))
     }
+    async fn service_account_token(
+        &self,
+        _: Request<pb::ServiceAccountTokenRequest>,
+    ) -> Result<Response<pb::ServiceAccountTokenResponse>, Status> {
+        unimplemented()
+    }
 }
 
 fn json<T: serde::Serialize>(value: &T) -> Vec<u8> {

@@ -1,5 +1,5 @@
 //! File-backed volumes: secret, configMap, downwardAPI and projected (any mix of the
-//! three), written as Kubernetes lays them out: one file per key (or per `items`
+//! three, plus service-account tokens), written as Kubernetes lays them out: one file per key (or per `items`
 //! entry, at its `path`), mode from `mode`/`defaultMode` (0644 by default).
 
 use std::collections::BTreeMap;
@@ -9,6 +9,7 @@ use std::path::Path;
 use coxswain_api::k8s::{Pod, Volume};
 use k8s_openapi::api::core::v1::{DownwardAPIVolumeFile, KeyToPath};
 
+use super::tokens::{TokenRequest, TokenSource};
 use super::{PodData, VolumeError, io};
 
 const DEFAULT_MODE: i32 = 0o644;
@@ -30,9 +31,21 @@ fn write_file(
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(io(parent))?;
     }
-    std::fs::write(&path, body).map_err(io(&path))?;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode as u32 & 0o7777))
-        .map_err(io(&path))
+    let mode = std::fs::Permissions::from_mode(mode as u32 & 0o7777);
+    if let Ok(current) = std::fs::read(&path) {
+        let same_mode =
+            std::fs::metadata(&path).is_ok_and(|m| m.permissions().mode() & 0o7777 == mode.mode());
+        if current == body && same_mode {
+            return Ok(());
+        }
+    }
+    // A new file renamed over the old one: a container reading it (a token being
+    // refreshed) sees the old contents or the new, never a half-written file.
+    let file_name = path.file_name().unwrap_or_default().to_string_lossy();
+    let staged = path.with_file_name(format!(".{file_name}.tmp"));
+    std::fs::write(&staged, body).map_err(io(&staged))?;
+    std::fs::set_permissions(&staged, mode).map_err(io(&staged))?;
+    std::fs::rename(&staged, &path).map_err(io(&path))
 }
 
 /// Writes the keys of one secret/configMap source.
@@ -144,8 +157,16 @@ fn write_downward(
     Ok(())
 }
 
-/// Writes the files of a secret, configMap, downwardAPI or projected volume into `dir`.
-pub fn write_volume(v: &Volume, pod: &Pod, data: &PodData, dir: &Path) -> Result<(), VolumeError> {
+/// Writes the files of a secret, configMap, downwardAPI or projected volume into `dir`
+/// (a projected service-account token from `tokens`). Files already as they should be
+/// are left alone; others are replaced whole.
+pub fn write_volume(
+    v: &Volume,
+    pod: &Pod,
+    data: &PodData,
+    tokens: Option<&dyn TokenSource>,
+    dir: &Path,
+) -> Result<(), VolumeError> {
     let name = v.name.as_str();
     if let Some(s) = &v.secret {
         let secret = s.secret_name.clone().unwrap_or_default();
@@ -218,7 +239,30 @@ pub fn write_volume(v: &Volume, pod: &Pod, data: &PodData, dir: &Path) -> Result
             if let Some(d) = &source.downward_api {
                 write_downward(dir, name, pod, d.items.as_deref().unwrap_or_default(), mode)?;
             }
+            if let Some(t) = &source.service_account_token {
+                let request = TokenRequest {
+                    audience: t.audience.clone().unwrap_or_default(),
+                    expiration_seconds: t.expiration_seconds.unwrap_or(3600),
+                };
+                let token = tokens
+                    .ok_or("this agent has no service-account token source".to_string())
+                    .and_then(|source| source.token(pod, &request))
+                    .map_err(|message| VolumeError::Invalid {
+                        volume: name.to_string(),
+                        message: format!("serviceAccountToken: {message}"),
+                    })?;
+                write_file(dir, &t.path, token.as_bytes(), mode, name)?;
+            }
         }
     }
     Ok(())
+}
+
+/// Whether `v` projects a service-account token (its files are rewritten as the token is
+/// refreshed).
+pub fn has_token(v: &Volume) -> bool {
+    v.projected
+        .iter()
+        .flat_map(|p| p.sources.iter().flatten())
+        .any(|s| s.service_account_token.is_some())
 }

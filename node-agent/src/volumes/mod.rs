@@ -2,17 +2,19 @@
 //! starts and bind-mounted into containers by the spec builder:
 //! emptyDir (a directory, or a tmpfs of `sizeLimit` for `medium: Memory`), hostPath
 //! (only under the agent's allowed prefixes), and secret, configMap, downwardAPI and
-//! projected volumes written as files from data the caller provides ([`PodData`]),
+//! projected volumes written as files from data the caller provides ([`PodData`]; a
+//! projected service-account token from the agent's [`tokens::TokenSource`]),
 //! and `persistentVolumeClaim` volumes bound to CSI PersistentVolumes, staged and
 //! published by the node's CSI drivers ([`crate::csi::CsiVolumes`]). `subPath` mounts
 //! are opened so that they cannot leave their volume ([`subpath`]).
 
 mod files;
 pub mod subpath;
+pub mod tokens;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use coxswain_api::k8s::Pod;
 use coxswain_api::quantity::parse_quantity;
@@ -125,6 +127,7 @@ pub struct VolumeManager {
     allowed_host_paths: Vec<PathBuf>,
     mounter: Arc<dyn Mounter>,
     csi: Option<Arc<CsiVolumes>>,
+    tokens: OnceLock<Arc<dyn tokens::TokenSource>>,
 }
 
 impl VolumeManager {
@@ -134,7 +137,39 @@ impl VolumeManager {
             allowed_host_paths,
             mounter,
             csi: None,
+            tokens: OnceLock::new(),
         }
+    }
+
+    /// Where projected service-account tokens come from (set once, when the agent has
+    /// its connection to the control plane; without it such volumes fail to set up).
+    pub fn set_token_source(&self, source: Arc<dyn tokens::TokenSource>) {
+        let _ = self.tokens.set(source);
+    }
+
+    fn token_source(&self) -> Option<&dyn tokens::TokenSource> {
+        self.tokens.get().map(|t| &**t)
+    }
+
+    /// Rewrites the projected volumes of `pod` that carry a service-account token, so a
+    /// token due for replacement is replaced (the token source decides when; files whose
+    /// contents did not change are not touched).
+    pub fn refresh_tokens(
+        &self,
+        pod: &Pod,
+        pod_dir: &Path,
+        data: &PodData,
+    ) -> Result<(), VolumeError> {
+        let volumes = pod.spec.as_ref().and_then(|s| s.volumes.as_ref());
+        for v in volumes
+            .into_iter()
+            .flatten()
+            .filter(|v| files::has_token(v))
+        {
+            let dir = pod_dir.join("volumes").join(&v.name);
+            files::write_volume(v, pod, data, self.token_source(), &dir)?;
+        }
+        Ok(())
     }
 
     /// Stages `sub_path` of the volume at `volume_dir` at `target` for a container, so
@@ -217,7 +252,7 @@ impl VolumeManager {
                 || v.projected.is_some()
             {
                 std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-                files::write_volume(v, pod, data, &dir)?;
+                files::write_volume(v, pod, data, self.token_source(), &dir)?;
                 dir
             } else if let Some(claim) = &v.persistent_volume_claim {
                 let source = crate::csi::source::claim_source(v, claim, data)?;
@@ -268,6 +303,9 @@ impl VolumeManager {
         if let (Some(csi), Some(uid)) = (&self.csi, pod_dir.file_name()) {
             csi.unpublish_pod(&uid.to_string_lossy())
                 .map_err(VolumeError::CsiTeardown)?;
+        }
+        if let (Some(tokens), Some(uid)) = (self.token_source(), pod_dir.file_name()) {
+            tokens.forget(&uid.to_string_lossy());
         }
         let dir = pod_dir.join("volumes");
         for mount in mounts_under(&dir) {

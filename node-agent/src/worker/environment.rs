@@ -1,5 +1,6 @@
 //! A container's environment as Kubernetes builds it: the image's `Env`, a default
-//! `PATH` and `HOSTNAME`, then the container's `env` entries in order (plain values,
+//! `PATH` and `HOSTNAME`, the API server's address (`KUBERNETES_SERVICE_HOST`/`_PORT`,
+//! when the agent talks TLS to it), then the container's `env` entries in order (plain values,
 //! `fieldRef`s, and secret/configMap keys from the pod's data).
 
 use std::collections::BTreeMap;
@@ -33,6 +34,17 @@ impl PodWorker {
             ));
         }
         env.push(("HOSTNAME".into(), self.hostname()));
+        if let Some((host, port)) = &self.deps.config.kubernetes_service {
+            for (name, value) in [
+                ("KUBERNETES_SERVICE_HOST", host.clone()),
+                ("KUBERNETES_SERVICE_PORT", port.to_string()),
+                ("KUBERNETES_SERVICE_PORT_HTTPS", port.to_string()),
+                ("KUBERNETES_PORT", format!("tcp://{host}:{port}")),
+            ] {
+                env.retain(|(k, _)| k != name);
+                env.push((name.into(), value));
+            }
+        }
         for var in c.env.iter().flatten() {
             let value = match (&var.value, &var.value_from) {
                 (Some(v), _) => v.clone(),

@@ -53,6 +53,10 @@ use crate::volumes::{PodData, VolumeManager};
 /// How often a worker with running containers looks again.
 pub const POLL: Duration = Duration::from_millis(200);
 
+/// How often a running pod's service-account tokens are looked at (a token is replaced
+/// after 80% of its life: at least 8 of the 10 minutes the shortest one lives).
+pub const TOKEN_CHECK: Duration = Duration::from_secs(30);
+
 /// Everything a worker runs pods with; shared by all workers of an agent.
 #[derive(Clone)]
 pub struct WorkerDeps {
@@ -118,6 +122,8 @@ pub struct PodWorker {
     dns_files: Option<PodDnsFiles>,
     /// No container starts or restarts any more: the API says the pod has ended.
     held: bool,
+    /// When the pod's service-account tokens were last looked at.
+    tokens_checked: Option<SystemTime>,
 }
 
 impl PodWorker {
@@ -153,6 +159,7 @@ impl PodWorker {
             ips: None,
             dns_files: None,
             held: false,
+            tokens_checked: None,
         }
     }
 
@@ -315,6 +322,7 @@ impl PodWorker {
     }
 
     fn step_running(&mut self) -> (State, Action) {
+        self.refresh_tokens();
         for i in 0..self.apps.len() {
             self.observe(false, i);
             if !self.apps[i].is_running() && self.should_start(&self.apps[i]) {
@@ -329,6 +337,27 @@ impl PodWorker {
             return (State::Finished, Action::Wait);
         }
         (State::Running, Action::Requeue(POLL))
+    }
+
+    /// Every [`TOKEN_CHECK`], rewrites the pod's projected service-account tokens that are
+    /// due for replacement (kubelet's volume manager remounts them as often). A failure
+    /// keeps the old token, which is still valid for a fifth of its life, and is retried.
+    fn refresh_tokens(&mut self) {
+        let now = self.deps.clock.now();
+        let due = self
+            .tokens_checked
+            .is_none_or(|at| now.duration_since(at).unwrap_or_default() >= TOKEN_CHECK);
+        if !due {
+            return;
+        }
+        self.tokens_checked = Some(now);
+        let refreshed = self
+            .deps
+            .volumes
+            .refresh_tokens(&self.pod, &self.pod_dir(), &self.data);
+        if let Err(e) = refreshed {
+            tracing::warn!(pod = %self.uid, "refreshing service-account tokens: {e}");
+        }
     }
 
     fn restart_policy(&self) -> String {

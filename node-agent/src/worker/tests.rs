@@ -300,3 +300,85 @@ fn a_gpu_container_on_an_agent_without_devices_waits_with_the_reason() {
         "nothing was created"
     );
 }
+
+/// Hands out whatever token it holds now; remembers the pods it was told to forget.
+#[derive(Default)]
+struct FakeTokens {
+    current: std::sync::Mutex<String>,
+    forgotten: std::sync::Mutex<Vec<String>>,
+}
+
+impl crate::volumes::tokens::TokenSource for FakeTokens {
+    fn token(
+        &self,
+        pod: &Pod,
+        request: &crate::volumes::tokens::TokenRequest,
+    ) -> Result<String, String> {
+        assert_eq!(pod.metadata.uid.as_deref(), Some("uid1"));
+        assert_eq!(
+            (request.audience.as_str(), request.expiration_seconds),
+            ("vault", 600)
+        );
+        Ok(self.current.lock().unwrap().clone())
+    }
+
+    fn forget(&self, uid: &str) {
+        self.forgotten.lock().unwrap().push(uid.to_string());
+    }
+}
+
+#[test]
+fn a_running_pods_projected_token_is_replaced_in_place_and_forgotten_on_removal() {
+    let f = fixture();
+    let tokens = Arc::new(FakeTokens::default());
+    *tokens.current.lock().unwrap() = "t1".into();
+    f.deps.volumes.set_token_source(tokens.clone());
+    let mut spec = pod("Always", &[], &["main"], "busybox");
+    spec.spec.as_mut().unwrap().volumes = Some(vec![
+        serde_json::from_value(serde_json::json!({"name": "api", "projected": {"sources": [
+            {"serviceAccountToken": {"path": "token", "audience": "vault", "expirationSeconds": 600}},
+        ]}}))
+        .unwrap(),
+    ]);
+    let mut w = PodWorker::new(f.deps.clone(), spec, PodData::default());
+    steps(&mut w, 3);
+    assert_eq!(w.status().phase.as_deref(), Some("Running"));
+    let file = f.deps.config.pod_dir("uid1").join("volumes/api/token");
+    let read = || std::fs::read_to_string(&file).unwrap();
+    assert_eq!(read(), "t1");
+    // The source has a new token: written only once the next check is due.
+    *tokens.current.lock().unwrap() = "t2".into();
+    steps(&mut w, 2);
+    assert_eq!(read(), "t1");
+    f.clock.advance(TOKEN_CHECK);
+    steps(&mut w, 1);
+    assert_eq!(read(), "t2");
+    assert!(
+        !file.with_file_name(".token.tmp").exists(),
+        "the staged file was renamed into place"
+    );
+    w.terminate_with_pod_grace();
+    steps(&mut w, 3);
+    assert!(w.is_removed());
+    assert_eq!(*tokens.forgotten.lock().unwrap(), ["uid1"]);
+}
+
+#[test]
+fn a_projected_token_without_a_token_source_is_a_volume_error_naming_it() {
+    let f = fixture();
+    let mut spec = pod("Always", &[], &["main"], "busybox");
+    spec.spec.as_mut().unwrap().volumes = Some(vec![
+        serde_json::from_value(serde_json::json!({"name": "api", "projected": {"sources": [
+            {"serviceAccountToken": {"path": "token"}},
+        ]}}))
+        .unwrap(),
+    ]);
+    let mut w = PodWorker::new(f.deps.clone(), spec, PodData::default());
+    steps(&mut w, 2);
+    let status = w.status();
+    let message = status.message.unwrap_or_default();
+    assert!(
+        message.contains("\"api\"") && message.contains("serviceAccountToken"),
+        "{message}"
+    );
+}

@@ -26,7 +26,7 @@ pub mod rbac;
 pub mod request_info;
 pub mod reviews;
 pub mod service_accounts;
-mod stored;
+pub(crate) mod stored;
 pub mod tokens;
 
 use std::sync::Arc;
@@ -138,11 +138,13 @@ impl Authenticator {
         let Some(header) = header else {
             return Ok(None);
         };
+        // The scheme is case-insensitive (RFC 9110): the Python client sends `bearer`.
         let token = header
             .to_str()
             .ok()
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .map(str::trim)
+            .and_then(|h| h.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim())
             .filter(|t| !t.is_empty())
             .ok_or(())?;
         if let Some(user) = self.tokens.user(token) {

@@ -19,7 +19,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use coxswain_api::k8s::ServiceAccount;
+use coxswain_api::k8s::{Pod, ServiceAccount};
 use ring::rand::SystemRandom;
 use ring::signature::{self, EcdsaKeyPair, KeyPair as _};
 use serde_json::{Value, json};
@@ -34,6 +34,26 @@ pub const ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
 const MIN_SECONDS: i64 = 600;
 const MAX_SECONDS: i64 = 48 * 3600;
 const DEFAULT_SECONDS: i64 = 3600;
+
+/// The lifetime granted for a request of `seconds` (none: the default), held between
+/// kube-apiserver's bounds.
+pub fn lifetime(seconds: Option<i64>) -> i64 {
+    seconds
+        .filter(|s| *s > 0)
+        .unwrap_or(DEFAULT_SECONDS)
+        .clamp(MIN_SECONDS, MAX_SECONDS)
+}
+
+/// The pod a token is bound to.
+#[derive(Debug, Clone)]
+pub struct PodBinding {
+    /// The pod's name (in the service account's namespace).
+    pub name: String,
+    /// The pod's uid.
+    pub uid: String,
+    /// The node it is bound to.
+    pub node: String,
+}
 
 /// Issues and checks service-account tokens.
 #[derive(Clone)]
@@ -78,16 +98,38 @@ impl ServiceAccountTokens {
         seconds: i64,
         now: i64,
     ) -> Result<String, String> {
+        self.sign_bound(account, None, audiences, seconds, now)
+    }
+
+    /// [`sign`](Self::sign), bound to a pod when `pod` is given: the token carries the
+    /// pod's and its node's names (kube-apiserver's `kubernetes.io.pod` and `.node`
+    /// claims) and stops authenticating once that pod is gone.
+    pub fn sign_bound(
+        &self,
+        account: &ServiceAccount,
+        pod: Option<&PodBinding>,
+        audiences: &[String],
+        seconds: i64,
+        now: i64,
+    ) -> Result<String, String> {
         let namespace = account.metadata.namespace.clone().unwrap_or_default();
         let name = account.metadata.name.clone().unwrap_or_default();
         let uid = account.metadata.uid.clone().unwrap_or_default();
         let header = json!({"alg": "ES256", "typ": "JWT"});
+        let mut scope = json!({
+            "namespace": namespace,
+            "serviceaccount": {"name": name, "uid": uid},
+        });
+        if let Some(pod) = pod {
+            scope["pod"] = json!({"name": pod.name, "uid": pod.uid});
+            scope["node"] = json!({"name": pod.node});
+        }
         let claims = json!({
             "iss": ISSUER,
             "sub": format!("system:serviceaccount:{namespace}:{name}"),
             "aud": audiences,
             "iat": now, "nbf": now, "exp": now + seconds,
-            "kubernetes.io": {"namespace": namespace, "serviceaccount": {"name": name, "uid": uid}},
+            "kubernetes.io": scope,
         });
         let signing_input = format!(
             "{}.{}",
@@ -121,6 +163,21 @@ impl ServiceAccountTokens {
         let account: Option<ServiceAccount> = self.account(&namespace, &name).await?;
         if account.and_then(|a| a.metadata.uid).as_deref() != Some(uid.as_str()) {
             return Ok(None);
+        }
+        // A pod-bound token lives only as long as its pod (the same uid).
+        let pod = &claims["kubernetes.io"]["pod"];
+        if !pod.is_null() {
+            let stored: Option<Pod> = stored::get(
+                &*self.store,
+                "v1",
+                "Pod",
+                Some(&namespace),
+                &text(&pod["name"]),
+            )
+            .await?;
+            if stored.and_then(|p| p.metadata.uid).as_deref() != pod["uid"].as_str() {
+                return Ok(None);
+            }
         }
         Ok(Some(UserInfo {
             name: format!("system:serviceaccount:{namespace}:{name}"),
@@ -208,9 +265,7 @@ impl ServiceAccountTokens {
         } else {
             audiences
         };
-        let seconds = seconds
-            .unwrap_or(DEFAULT_SECONDS)
-            .clamp(MIN_SECONDS, MAX_SECONDS);
+        let seconds = lifetime(seconds);
         let now = jiff::Timestamp::now().as_second();
         let token = self
             .sign(&account, &audiences, seconds, now)
@@ -320,6 +375,69 @@ mod tests {
                 .is_none()
         );
         assert!(tokens.authenticate("a.b", 1_100).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_pod_bound_token_dies_with_its_pod() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tokens, store) = tokens(dir.path()).await;
+        let account_key =
+            coxswain_api::registry::store_key("v1", "ServiceAccount", Some("ml"), "bot").unwrap();
+        store
+            .create(
+                &account_key,
+                serde_json::to_vec(&account("u1")).unwrap().into(),
+            )
+            .await
+            .unwrap();
+        let pod_key = coxswain_api::registry::store_key("v1", "Pod", Some("ml"), "p").unwrap();
+        let pod = json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "p", "namespace": "ml", "uid": "pod-1"}});
+        store
+            .create(&pod_key, serde_json::to_vec(&pod).unwrap().into())
+            .await
+            .unwrap();
+        let binding = |uid: &str| PodBinding {
+            name: "p".into(),
+            uid: uid.into(),
+            node: "n1".into(),
+        };
+        let token = tokens
+            .sign_bound(
+                &account("u1"),
+                Some(&binding("pod-1")),
+                &[ISSUER.into()],
+                600,
+                1_000,
+            )
+            .unwrap();
+        let user = tokens.authenticate(&token, 1_100).await.unwrap().unwrap();
+        assert_eq!(user.name, "system:serviceaccount:ml:bot");
+        let claims = tokens.verify(&token, 1_100).unwrap();
+        assert_eq!(claims["kubernetes.io"]["pod"]["uid"], "pod-1");
+        assert_eq!(claims["kubernetes.io"]["node"]["name"], "n1");
+        // Bound to an older pod of the same name, or after the pod is deleted: nobody.
+        let older = tokens
+            .sign_bound(
+                &account("u1"),
+                Some(&binding("pod-0")),
+                &[ISSUER.into()],
+                600,
+                1_000,
+            )
+            .unwrap();
+        assert!(tokens.authenticate(&older, 1_100).await.unwrap().is_none());
+        store.delete(&pod_key, None).await.unwrap();
+        assert!(tokens.authenticate(&token, 1_100).await.unwrap().is_none());
+    }
+
+    #[test]
+    fn requested_lifetimes_are_held_to_kube_apiservers_bounds() {
+        assert_eq!(lifetime(None), 3600);
+        assert_eq!(lifetime(Some(0)), 3600);
+        assert_eq!(lifetime(Some(60)), 600);
+        assert_eq!(lifetime(Some(7200)), 7200);
+        assert_eq!(lifetime(Some(1_000_000)), 48 * 3600);
     }
 
     #[test]

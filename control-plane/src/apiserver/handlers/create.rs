@@ -12,7 +12,7 @@ use crate::apiserver::objects::{
     generate_name, meta_mut, meta_str, new_uid, now, set_meta, to_store,
 };
 use crate::apiserver::status_error::ApiError;
-use crate::apiserver::{pod_security, priority};
+use crate::apiserver::{pod_security, priority, service_account};
 use crate::store::StoreError;
 
 /// Serves `POST <resource>`.
@@ -85,6 +85,11 @@ pub async fn create_value(
     }
     if kind.kind == "Pod" {
         priority::admit_pod(&*ctx.state.store, &mut admitted.value).await?;
+        if ctx.state.service_accounts
+            && let Some(namespace) = ctx.path.namespace.as_deref()
+        {
+            service_account::admit_pod(&*ctx.state.store, namespace, &mut admitted.value).await?;
+        }
     }
     if let Some(namespace) = ctx.path.namespace.as_deref() {
         let store = &*ctx.state.store;
