@@ -11,6 +11,7 @@ use tonic::Status;
 use super::pod_status::{check_owner, require};
 use super::{NodeService, api_status, require_node_name};
 use crate::apiserver::auth::service_accounts::{self, ISSUER, PodBinding};
+use crate::apiserver::service_account::DEFAULT_ACCOUNT;
 
 /// Serves ServiceAccountToken.
 pub(crate) async fn issue(
@@ -40,7 +41,7 @@ pub(crate) async fn issue(
         .as_ref()
         .and_then(|s| s.service_account_name.clone())
         .filter(|n| !n.is_empty())
-        .unwrap_or_else(|| "default".to_string());
+        .unwrap_or_else(|| DEFAULT_ACCOUNT.to_string());
     let accounts: Api<ServiceAccount> = Api::namespaced(service.client.clone(), &request.namespace);
     let account_what = format!("service account {}/{account_name}", request.namespace);
     let account = accounts
