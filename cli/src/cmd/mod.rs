@@ -13,6 +13,7 @@ pub mod logs;
 pub mod manifest;
 pub mod reencrypt;
 pub mod server;
+pub mod go_duration;
 pub mod server_tls;
 pub mod sim;
 pub mod sim_bench;
