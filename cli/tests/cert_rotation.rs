@@ -78,12 +78,19 @@ async fn a_joined_node_renews_its_certificate_and_keeps_working_with_the_new_one
     let in_use = logged_at(&log, "reconnected with the rotated client certificate", 0).unwrap();
     let took = in_use.duration_since(asked).unwrap();
     eprintln!("renewal: CSR created -> new certificate in use in {took:?}");
-    for line in log.lines().filter(|l| l.contains("certificate") || l.contains("WARN") || l.contains("ERROR")) {
+    for line in log
+        .lines()
+        .filter(|l| l.contains("certificate") || l.contains("WARN") || l.contains("ERROR"))
+    {
         eprintln!("{line}");
     }
 }
 
-async fn check(server: &Server, dir: &std::path::Path, log: &std::path::Path) -> Result<(), String> {
+async fn check(
+    server: &Server,
+    dir: &std::path::Path,
+    log: &std::path::Path,
+) -> Result<(), String> {
     let admin = client(server, None);
     let url = &server.url;
     if !wait_ready(server, NODE).await {
@@ -134,7 +141,8 @@ async fn check(server: &Server, dir: &std::path::Path, log: &std::path::Path) ->
     );
 
     // Until the first certificate has expired and the Lease was renewed after that.
-    let lease_url = format!("{url}/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{NODE}");
+    let lease_url =
+        format!("{url}/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{NODE}");
     let mut rotated = None;
     let mut refused_after_expiry = false;
     for _ in 0..1200 {
@@ -173,7 +181,10 @@ async fn check(server: &Server, dir: &std::path::Path, log: &std::path::Path) ->
     }
     let rotated = rotated.ok_or("node.crt was never replaced")?;
     let (new_from, new_until, new_serial) = validity(&rotated);
-    assert!(new_until > first_until && new_from >= first_from, "a later certificate");
+    assert!(
+        new_until > first_until && new_from >= first_from,
+        "a later certificate"
+    );
     let (_, lease) = get(&admin, &lease_url, Some("tok-root")).await;
     let renewed = lease["spec"]["renewTime"].as_str().map(rfc3339);
     assert!(
@@ -217,4 +228,63 @@ async fn check(server: &Server, dir: &std::path::Path, log: &std::path::Path) ->
     let text = std::fs::read_to_string(log).unwrap_or_default();
     assert!(text.contains("node client certificate rotated"), "{text}");
     Ok(())
+}
+
+/// An agent whose stored certificate has expired joins again with its bootstrap token
+/// (without it, it would dial with the expired one for ever and never become Ready).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_stored_certificate_is_replaced_by_joining_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path());
+    let token = create_token(&server, "24h");
+    let node = "lapsed";
+    let pki = dir.path().join(format!("agent-{node}/pki"));
+    std::fs::create_dir_all(&pki).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::default();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, format!("system:node:{node}"));
+    params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+    let expired = params.self_signed(&key).unwrap().pem();
+    std::fs::write(pki.join("node.crt"), &expired).unwrap();
+    std::fs::write(pki.join("node.key"), key.serialize_pem()).unwrap();
+
+    let (mut agent, log) = spawn_agent(
+        dir.path(),
+        &server,
+        node,
+        &["--bootstrap-token".to_string(), token],
+    );
+    let ready = wait_ready(&server, node).await;
+    let _ = (agent.kill(), agent.wait());
+    let log = std::fs::read_to_string(log).unwrap_or_default();
+    assert!(ready, "the node joined again:\n{log}");
+    assert!(log.contains("expired at 2021-01-01"), "{log}");
+    let renewed = std::fs::read(pki.join("node.crt")).unwrap();
+    let (_, until, _) = validity(&renewed);
+    assert!(until > SystemTime::now(), "a valid certificate replaced it");
+}
+
+/// A bad `--cluster-signing-duration` is refused in one line naming the flag.
+#[test]
+fn a_bad_signing_duration_is_refused_naming_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    for bad in ["1y", "-5m", "0s", "ten"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_cox"))
+            .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path())
+            .arg(format!("--cluster-signing-duration={bad}"))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{bad}: {stderr}");
+        assert!(
+            stderr.contains("--cluster-signing-duration"),
+            "{bad}: {stderr}"
+        );
+        assert_eq!(stderr.trim().lines().count(), 1, "{bad}: {stderr}");
+    }
 }

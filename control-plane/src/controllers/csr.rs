@@ -289,7 +289,11 @@ mod tests {
         let minutes = |m: u64| Duration::from_secs(m * 60);
         assert_eq!(certificate_duration(year, None), year);
         assert_eq!(certificate_duration(year, Some(3600)), minutes(60));
-        assert_eq!(certificate_duration(year, Some(60)), minutes(10), "kube's floor");
+        assert_eq!(
+            certificate_duration(year, Some(60)),
+            minutes(10),
+            "kube's floor"
+        );
         assert_eq!(certificate_duration(year, Some(-5)), minutes(10));
         assert_eq!(certificate_duration(minutes(30), Some(7200)), minutes(30));
         // A signing duration under the floor wins over a longer request.
@@ -319,6 +323,10 @@ mod tests {
         let (before, after) = validity(Duration::from_secs(40));
         assert_eq!(after - before, 44, "40 s after signing, backdated 4 s");
         let (before, after) = validity(Duration::from_secs(3600));
-        assert_eq!(after - before, 3900, "an hour after signing, backdated 5 minutes");
+        assert_eq!(
+            after - before,
+            3900,
+            "an hour after signing, backdated 5 minutes"
+        );
     }
 }

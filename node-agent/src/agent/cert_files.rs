@@ -57,7 +57,9 @@ impl NodeCertificateFiles {
     fn pending(path: &Path) -> PathBuf {
         path.with_extension(format!(
             "{}.new",
-            path.extension().and_then(|e| e.to_str()).unwrap_or_default()
+            path.extension()
+                .and_then(|e| e.to_str())
+                .unwrap_or_default()
         ))
     }
 
@@ -213,7 +215,10 @@ mod tests {
             let mode = std::fs::metadata(&path).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600, "{}", path.display());
         }
-        assert_eq!(std::fs::read_dir(dir.path().join("pki")).unwrap().count(), 2);
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("pki")).unwrap().count(),
+            2
+        );
     }
 
     #[test]
@@ -264,8 +269,14 @@ mod tests {
         );
         assert_eq!(v.serial, "0a:bc");
         assert_eq!(validity(b"not a certificate"), None);
-        assert!(key_matches(cert.pem().as_bytes(), key.serialize_pem().as_bytes()));
+        assert!(key_matches(
+            cert.pem().as_bytes(),
+            key.serialize_pem().as_bytes()
+        ));
         let other = rcgen::KeyPair::generate().unwrap();
-        assert!(!key_matches(cert.pem().as_bytes(), other.serialize_pem().as_bytes()));
+        assert!(!key_matches(
+            cert.pem().as_bytes(),
+            other.serialize_pem().as_bytes()
+        ));
     }
 }

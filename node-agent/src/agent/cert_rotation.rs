@@ -143,7 +143,9 @@ pub async fn run(
                 }
                 Err(e) => {
                     let delay = backoff.next_delay();
-                    tracing::warn!("rotating the node client certificate: {e}; retrying in {delay:?}");
+                    tracing::warn!(
+                        "rotating the node client certificate: {e}; retrying in {delay:?}"
+                    );
                     tokio::select! {
                         () = tokio::time::sleep(delay) => {}
                         () = shutdown.cancelled() => return,
@@ -180,7 +182,10 @@ mod tests {
 
     /// Equal to the microsecond (the fraction is a float).
     fn same(a: SystemTime, b: SystemTime) -> bool {
-        let gap = a.duration_since(b).or_else(|_| b.duration_since(a)).unwrap();
+        let gap = a
+            .duration_since(b)
+            .or_else(|_| b.duration_since(a))
+            .unwrap();
         gap < Duration::from_micros(1)
     }
 
@@ -218,8 +223,8 @@ mod tests {
     }
 
     /// The sleep ends at the deadline, or at once for one in the past.
-    #[tokio::test(start_paused = true)]
-    async fn sleeping_until_a_deadline_ends_early_only_for_shutdown() {
+    #[tokio::test]
+    async fn a_past_deadline_is_due_at_once_and_shutdown_ends_the_wait() {
         let shutdown = CancellationToken::new();
         assert!(sleep_until(SystemTime::now() - Duration::from_secs(5), &shutdown).await);
         shutdown.cancel();

@@ -87,9 +87,7 @@ pub async fn request_node_certificate(
             None
         }
     };
-    let http = builder
-        .build()
-        .map_err(|e| fail("the HTTPS client", &e))?;
+    let http = builder.build().map_err(|e| fail("the HTTPS client", &e))?;
     let authorized = |request: reqwest::RequestBuilder| match token {
         Some(token) => request.bearer_auth(token),
         None => request,
