@@ -222,6 +222,51 @@ mod tests {
         }
     }
 
+    /// An unreachable API (connections accepted and dropped) makes attempt after attempt,
+    /// each logged, and the task lives on with the old credentials until shutdown.
+    #[tokio::test]
+    async fn failed_attempts_are_retried_without_ending_the_task() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let server = format!("https://{}", listener.local_addr().unwrap());
+        let (attempts, mut seen) = watch::channel(0usize);
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                drop(tcp);
+                attempts.send_modify(|n| *n += 1);
+            }
+        });
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["n".to_string()]).unwrap();
+        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+        let cert = params.self_signed(&key).unwrap().pem().into_bytes();
+        let tls = ServerTls {
+            ca_pem: cert.clone(),
+            cert_pem: cert,
+            key_pem: key.serialize_pem().into_bytes(),
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let mut rotation = CertificateRotation::new(dir.path());
+        rotation.retry_initial = Duration::from_millis(5);
+        rotation.retry_max = Duration::from_millis(20);
+        let (credentials, current) = watch::channel(tls.clone());
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(run(
+            rotation,
+            server,
+            "n".into(),
+            credentials,
+            shutdown.clone(),
+        ));
+        let waited = tokio::time::timeout(Duration::from_secs(30), seen.wait_for(|n| *n >= 3));
+        assert!(waited.await.is_ok(), "three attempts");
+        assert!(!task.is_finished(), "the rotation task goes on");
+        assert_eq!(current.borrow().cert_pem, tls.cert_pem);
+        assert!(!dir.path().join("node.crt").exists());
+        shutdown.cancel();
+        task.await.unwrap();
+    }
+
     /// The sleep ends at the deadline, or at once for one in the past.
     #[tokio::test]
     async fn a_past_deadline_is_due_at_once_and_shutdown_ends_the_wait() {
