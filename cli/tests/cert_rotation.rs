@@ -174,7 +174,10 @@ async fn check(
         }
         let (_, lease) = get(&admin, &lease_url, Some("tok-root")).await;
         let renewed = lease["spec"]["renewTime"].as_str().map(rfc3339);
-        if rotated.is_some() && renewed.is_some_and(|t| t > first_until + Duration::from_secs(1)) {
+        if rotated.is_some()
+            && refused_after_expiry
+            && renewed.is_some_and(|t| t > first_until + Duration::from_secs(1))
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
