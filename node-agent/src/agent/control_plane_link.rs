@@ -90,8 +90,9 @@ impl ControlPlaneLink {
     ) {
         let url = self.endpoint.url().to_string();
         while !shutdown.is_cancelled() {
-            if let Some(credentials) = &self.credentials {
-                let tls = credentials.borrow().clone();
+            if let Some(credentials) = &mut self.credentials {
+                // Marked seen: only a later rotation ends the session it starts.
+                let tls = credentials.borrow_and_update().clone();
                 match ServerEndpoint::parse(&url, Some(&tls)) {
                     Ok(endpoint) => self.endpoint = endpoint,
                     Err(e) => tracing::error!("the rotated node certificate: {e}"),
