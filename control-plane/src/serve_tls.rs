@@ -3,8 +3,11 @@
 //!
 //! The TLS handshake asks for a client certificate but does not require one (bearer tokens
 //! come over TLS too); a certificate it accepts chains to the cluster CA, and its CN/O
-//! become the connection's [`PeerIdentity`]. ALPN offers `h2` and `http/1.1`, so kubectl,
-//! the Python client and gRPC clients all fit on the one port.
+//! become the connection's [`PeerIdentity`]. As kube-apiserver's x509 authenticator, each
+//! request checks the certificate's notAfter again: a connection that outlives its
+//! certificate is no longer authenticated by it (a rotated node must reconnect with its new
+//! one). ALPN offers `h2` and `http/1.1`, so kubectl, the Python client and gRPC clients
+//! all fit on the one port.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -94,17 +97,22 @@ pub async fn serve_tls(
                 Ok(Err(e)) => return tracing::debug!("TLS handshake: {e}"),
                 Err(_) => return tracing::debug!("TLS handshake timed out"),
             };
-            let identity = PeerIdentity(
-                stream
-                    .get_ref()
-                    .1
-                    .peer_certificates()
-                    .and_then(|chain| chain.first())
-                    .and_then(|leaf| auth::user_of_certificate(leaf)),
-            );
+            let leaf = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|chain| chain.first());
+            let identity = PeerIdentity(leaf.and_then(|leaf| auth::user_of_certificate(leaf)));
+            let not_after = leaf.and_then(|leaf| not_after(leaf));
             let service = hyper::service::service_fn(
                 move |mut request: hyper::Request<hyper::body::Incoming>| {
-                    request.extensions_mut().insert(identity.clone());
+                    let expired = not_after.is_some_and(|t| jiff::Timestamp::now().as_second() > t);
+                    let identity = if expired {
+                        PeerIdentity(None)
+                    } else {
+                        identity.clone()
+                    };
+                    request.extensions_mut().insert(identity);
                     router.clone().oneshot(request.map(axum::body::Body::new))
                 },
             );
@@ -117,4 +125,10 @@ pub async fn serve_tls(
     }
     graceful.shutdown().await;
     Ok(())
+}
+
+/// A DER certificate's notAfter, in Unix seconds.
+fn not_after(der: &[u8]) -> Option<i64> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    Some(cert.validity().not_after.timestamp())
 }

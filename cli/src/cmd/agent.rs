@@ -14,7 +14,8 @@ use anyhow::{Context, bail};
 use clap::Args;
 use coxswain_node_agent::AgentConfig;
 use coxswain_node_agent::agent::{
-    AgentDaemonConfig, DEFAULT_LOGS_LISTEN, NodeNetworkConfig, ServerTls, worker_deps,
+    AgentDaemonConfig, CertificateRotation, DEFAULT_LOGS_LISTEN, NodeNetworkConfig, ServerTls,
+    worker_deps,
 };
 use coxswain_node_agent::network::routes::HostRoutes;
 use coxswain_node_agent::runtime::RuntimeKind;
@@ -39,14 +40,17 @@ pub struct AgentArgs {
     #[arg(long, value_name = "FILE")]
     pub ca_file: Option<PathBuf>,
     /// This node's client certificate (PEM; CN `system:node:<name>`, O `system:nodes`)
-    /// for an `https://` server.
+    /// for an `https://` server. The agent does not rotate it (the operator does).
     #[arg(long, value_name = "FILE", requires_all = ["ca_file", "client_key"], conflicts_with = "bootstrap_token")]
     pub client_cert: Option<PathBuf>,
     /// The client certificate's private key (PEM).
     #[arg(long, value_name = "FILE", requires_all = ["ca_file", "client_cert"])]
     pub client_key: Option<PathBuf>,
     /// Join an `https://` server with this bootstrap token (`cox token create`): the agent
-    /// asks for its node certificate and keeps it in `<root>/pki` (kubelet's TLS bootstrap).
+    /// asks for its node certificate and keeps it in `<root>/pki` (kubelet's TLS bootstrap),
+    /// renews it before it expires (kubelet's `--rotate-certificates`), and joins again
+    /// with the token if it finds it expired. With only `--ca-file`, a certificate already
+    /// in `<root>/pki` is used and renewed.
     #[arg(long, value_name = "TOKEN", requires = "ca_file")]
     pub bootstrap_token: Option<String>,
     /// This node's name.
@@ -183,6 +187,7 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
     let read = |flag: &str, path: &PathBuf| {
         std::fs::read(path).with_context(|| format!("{flag} {}", path.display()))
     };
+    let mut rotation = None;
     let server_tls = match (&args.ca_file, &args.client_cert, &args.client_key) {
         (Some(ca), Some(cert), Some(key)) => Some(ServerTls {
             ca_pem: read("--ca-file", ca)?,
@@ -190,28 +195,32 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
             key_pem: read("--client-key", key)?,
         }),
         (Some(ca), None, None) => {
-            let Some(token) = &args.bootstrap_token else {
+            let pki = args.root.join("pki");
+            if args.bootstrap_token.is_none() && !pki.join("node.crt").exists() {
                 anyhow::bail!(
                     "--ca-file needs --client-cert and --client-key, or --bootstrap-token"
                 );
-            };
+            }
             let ca_pem = read("--ca-file", ca)?;
             let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
-            Some(
-                runtime.block_on(coxswain_node_agent::agent::bootstrap::node_credentials(
-                    &args.server,
-                    &ca_pem,
-                    token,
-                    &args.node_name,
-                    &args.root.join("pki"),
-                    std::time::Duration::from_secs(60),
-                ))?,
-            )
+            let tls = runtime.block_on(coxswain_node_agent::agent::bootstrap::node_credentials(
+                &args.server,
+                &ca_pem,
+                args.bootstrap_token.as_deref(),
+                &args.node_name,
+                &pki,
+                std::time::Duration::from_secs(60),
+            ))?;
+            let mut renewal = CertificateRotation::new(pki);
+            renewal.bootstrap_token = args.bootstrap_token.clone();
+            rotation = Some(renewal);
+            Some(tls)
         }
         _ => None,
     };
     let mut daemon = AgentDaemonConfig::new(args.server, args.node_name);
     daemon.server_tls = server_tls;
+    daemon.certificate_rotation = rotation;
     daemon.node_ip = args.node_ip;
     daemon.node_labels = args.node_labels.into_iter().collect();
     daemon.logs_listen = args.logs_listen;

@@ -8,6 +8,7 @@ pub mod delete;
 pub mod demo;
 pub mod describe;
 pub mod get;
+pub mod go_duration;
 pub mod image;
 pub mod logs;
 pub mod manifest;

@@ -308,6 +308,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         tokio::spawn(controllers::csr::run(
             client_for_csr.clone(),
             secure.pki.clone(),
+            secure.signing_duration,
             shutdown.clone(),
         ));
         let (router, shutdown) = (router.clone(), shutdown.clone());

@@ -30,6 +30,11 @@ pub struct TlsArgs {
     /// kube-apiserver's static token file: `token,user,uid[,"group1,group2"]` per line.
     #[arg(long, value_name = "FILE")]
     pub token_auth_file: Option<PathBuf>,
+    /// How long the node client certificates the control plane signs are valid
+    /// (kube-controller-manager's flag; Go durations: `30s`, `10m`, `8760h`). A request's
+    /// `spec.expirationSeconds` may ask for less (at least 10 minutes).
+    #[arg(long, value_name = "DURATION", default_value = "8760h")]
+    pub cluster_signing_duration: String,
 }
 
 /// A bound TLS listener and what serving it takes.
@@ -48,6 +53,8 @@ pub struct SecureListener {
     pub pki: Arc<ClusterPki>,
     /// The signer of service-account tokens (pods' tokens come from the node service).
     pub service_accounts: ServiceAccountTokens,
+    /// How long the node certificates it signs are valid (`--cluster-signing-duration`).
+    pub signing_duration: std::time::Duration,
 }
 
 /// Makes or loads the PKI, reads the token file, binds `--secure-listen` and writes the
@@ -58,6 +65,15 @@ pub async fn bind(
     data_dir: &std::path::Path,
     store: Arc<dyn coxswain_control_plane::store::Store>,
 ) -> anyhow::Result<Option<SecureListener>> {
+    let signing_duration = super::go_duration::parse(&args.cluster_signing_duration)
+        .and_then(|d| {
+            if d.is_zero() {
+                Err("it must be longer than 0".to_string())
+            } else {
+                Ok(d)
+            }
+        })
+        .map_err(|e| anyhow::anyhow!("--cluster-signing-duration: {e}"))?;
     let Some(addr) = args.secure_listen else {
         return Ok(None);
     };
@@ -109,5 +125,6 @@ pub async fn bind(
         kubeconfig: path,
         pki: Arc::new(pki),
         service_accounts,
+        signing_duration,
     }))
 }

@@ -33,6 +33,11 @@ impl Drop for Server {
 }
 
 pub fn start(dir: &Path) -> Server {
+    start_with(dir, &[])
+}
+
+/// [`start`] with more `cox server` flags.
+pub fn start_with(dir: &Path, extra: &[&str]) -> Server {
     let data = dir.join("data");
     let tokens = dir.join("tokens.csv");
     std::fs::write(&tokens, TOKENS).unwrap();
@@ -50,6 +55,7 @@ pub fn start(dir: &Path) -> Server {
         .arg(&data)
         .arg("--token-auth-file")
         .arg(&tokens)
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()

@@ -9,10 +9,13 @@
 //!   authenticated user) is a bootstrapper (`system:bootstrappers`, a joining node) or that
 //!   same node (a renewal);
 //!
-//! and an approved request is signed by the cluster CA (`status.certificate`). Anything
+//! and an approved request is signed by the cluster CA (`status.certificate`), valid for
+//! the signing duration (`cox server --cluster-signing-duration`, default a year) or the
+//! request's `spec.expirationSeconds` when shorter ([`certificate_duration`]). Anything
 //! else is left pending, as Kubernetes leaves it, for an administrator.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use base64::Engine;
 use coxswain_api::k8s::CertificateSigningRequest;
@@ -30,8 +33,36 @@ use crate::apiserver::auth::pki::ClusterPki;
 /// The signer of node client certificates.
 pub const KUBELET_CLIENT_SIGNER: &str = "kubernetes.io/kube-apiserver-client-kubelet";
 
-/// Approves and signs node client certificate requests until `shutdown`.
-pub async fn run(client: kube::Client, pki: Arc<ClusterPki>, shutdown: CancellationToken) {
+/// kube-controller-manager's `--cluster-signing-duration` default: 8760h.
+pub const DEFAULT_SIGNING_DURATION: Duration = Duration::from_secs(8760 * 3600);
+
+/// The shortest certificate a request's `spec.expirationSeconds` gets (Kubernetes' 10
+/// minutes, twice the backdate for clock skew).
+const MIN_REQUESTED_DURATION: Duration = Duration::from_secs(600);
+
+/// How long a certificate signed for a request is valid, as kube-controller-manager's
+/// signer decides: `signing` (`--cluster-signing-duration`), or the request's
+/// `expirationSeconds` when that is shorter — but never under 10 minutes.
+pub fn certificate_duration(signing: Duration, expiration_seconds: Option<i32>) -> Duration {
+    let Some(seconds) = expiration_seconds else {
+        return signing;
+    };
+    let requested = Duration::from_secs(u64::try_from(seconds).unwrap_or(0));
+    if requested > signing {
+        signing
+    } else {
+        requested.max(MIN_REQUESTED_DURATION)
+    }
+}
+
+/// Approves and signs node client certificate requests until `shutdown`; certificates are
+/// valid for `signing_duration` at most ([`certificate_duration`]).
+pub async fn run(
+    client: kube::Client,
+    pki: Arc<ClusterPki>,
+    signing_duration: Duration,
+    shutdown: CancellationToken,
+) {
     let requests: Api<CertificateSigningRequest> = Api::all(client);
     let mut changes = watcher(requests.clone(), watcher::Config::default())
         .default_backoff()
@@ -44,7 +75,7 @@ pub async fn run(client: kube::Client, pki: Arc<ClusterPki>, shutdown: Cancellat
         };
         match next {
             Some(Ok(csr)) => {
-                if let Err(e) = handle(&requests, &pki, &csr).await {
+                if let Err(e) = handle(&requests, &pki, signing_duration, &csr).await {
                     let name = csr.metadata.name.as_deref().unwrap_or_default();
                     tracing::warn!(csr = name, "certificate signing request: {e}");
                 }
@@ -59,6 +90,7 @@ pub async fn run(client: kube::Client, pki: Arc<ClusterPki>, shutdown: Cancellat
 async fn handle(
     requests: &Api<CertificateSigningRequest>,
     pki: &ClusterPki,
+    signing_duration: Duration,
     csr: &CertificateSigningRequest,
 ) -> Result<(), String> {
     let name = csr.metadata.name.clone().unwrap_or_default();
@@ -96,8 +128,9 @@ async fn handle(
         tracing::info!(csr = %name, "approved");
     }
     let request = String::from_utf8(csr.spec.request.0.clone()).map_err(|e| e.to_string())?;
+    let ttl = certificate_duration(signing_duration, csr.spec.expiration_seconds);
     let certificate = pki
-        .sign_client_request(&request)
+        .sign_client_request_for(&request, ttl)
         .map_err(|e| format!("signing: {e}"))?;
     let encoded = base64::engine::general_purpose::STANDARD.encode(certificate);
     let patch = json!({"status": {"certificate": encoded}});
@@ -248,5 +281,52 @@ mod tests {
         assert_eq!(user.name, "system:node:gpu-1");
         assert_eq!(user.groups, ["system:nodes"]);
         assert!(pki.sign_client_request("not a request").is_err());
+    }
+
+    #[test]
+    fn requested_durations_are_honoured_between_ten_minutes_and_the_signing_duration() {
+        let year = DEFAULT_SIGNING_DURATION;
+        let minutes = |m: u64| Duration::from_secs(m * 60);
+        assert_eq!(certificate_duration(year, None), year);
+        assert_eq!(certificate_duration(year, Some(3600)), minutes(60));
+        assert_eq!(
+            certificate_duration(year, Some(60)),
+            minutes(10),
+            "kube's floor"
+        );
+        assert_eq!(certificate_duration(year, Some(-5)), minutes(10));
+        assert_eq!(certificate_duration(minutes(30), Some(7200)), minutes(30));
+        // A signing duration under the floor wins over a longer request.
+        let short = Duration::from_secs(40);
+        assert_eq!(certificate_duration(short, Some(3600)), short);
+        assert_eq!(certificate_duration(short, None), short);
+    }
+
+    /// Read back from the signed certificate: a long one keeps Kubernetes' 5-minute
+    /// backdate and ends `ttl` after notBefore; a short one is backdated a tenth of it and
+    /// ends `ttl` after signing.
+    #[test]
+    fn the_signed_validity_follows_the_duration() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = ClusterPki::load_or_create(dir.path(), &[]).unwrap();
+        let validity = |ttl: Duration| {
+            let pem = pki
+                .sign_client_request_for(&request("system:node:gpu-1", &["system:nodes"]), ttl)
+                .unwrap();
+            let (_, block) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).unwrap();
+            let (_, cert) = x509_parser::parse_x509_certificate(&block.contents).unwrap();
+            let v = cert.validity();
+            (v.not_before.timestamp(), v.not_after.timestamp())
+        };
+        let (before, after) = validity(DEFAULT_SIGNING_DURATION);
+        assert_eq!(after - before, 8760 * 3600);
+        let (before, after) = validity(Duration::from_secs(40));
+        assert_eq!(after - before, 44, "40 s after signing, backdated 4 s");
+        let (before, after) = validity(Duration::from_secs(3600));
+        assert_eq!(
+            after - before,
+            3900,
+            "an hour after signing, backdated 5 minutes"
+        );
     }
 }

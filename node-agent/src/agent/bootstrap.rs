@@ -1,142 +1,78 @@
 //! Joining with a bootstrap token, as the kubelet's TLS bootstrap does: the agent makes its
 //! own key, asks the API (over TLS, trusting the cluster CA, with the token) for a client
-//! certificate with a `CertificateSigningRequest` for CN `system:node:<name>`, O
-//! `system:nodes`, signer `kubernetes.io/kube-apiserver-client-kubelet`, waits until the
+//! certificate with a `CertificateSigningRequest` ([`super::node_csr`]), waits until the
 //! control plane approves and signs it, and keeps key and certificate in
-//! `<root>/pki/node.{key,crt}` (mode 0600). A later start with them there needs no token.
+//! `<root>/pki/node.{key,crt}` (mode 0600, [`super::cert_files`]). A later start with them
+//! there needs no token; one whose certificate has expired joins again with the token
+//! when it has one. [`super::cert_rotation`] renews the pair while the agent runs.
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
-use std::time::Duration;
-
-use base64::Engine;
-use serde_json::{Value, json};
+use std::time::{Duration, SystemTime};
 
 use super::ServerTls;
-
-/// How often the agent looks at its request while waiting for the certificate.
-const POLL: Duration = Duration::from_millis(250);
+use super::cert_files::{KeyAndCertificate, NodeCertificateFiles, validity};
+use super::node_csr::{Requester, request_node_certificate};
 
 /// Why the node could not get its certificate.
 #[derive(Debug, thiserror::Error)]
 #[error("joining with the bootstrap token: {0}")]
 pub struct BootstrapError(String);
 
-/// The node's TLS credentials under `dir`: loaded when there, else requested from the API
-/// at `server` (an `https://` URL) with `token`, waiting at most `timeout` for the
-/// signature.
+/// The node's TLS credentials under `dir`: loaded when there and unexpired, else requested
+/// from the API at `server` (an `https://` URL) with `token`, waiting at most `timeout`
+/// for the signature.
 pub async fn node_credentials(
     server: &str,
     ca_pem: &[u8],
-    token: &str,
+    token: Option<&str>,
     node: &str,
     dir: &Path,
     timeout: Duration,
 ) -> Result<ServerTls, BootstrapError> {
-    let (cert_path, key_path) = (dir.join("node.crt"), dir.join("node.key"));
-    if let (Ok(cert_pem), Ok(key_pem)) = (std::fs::read(&cert_path), std::fs::read(&key_path)) {
-        return Ok(ServerTls {
-            ca_pem: ca_pem.to_vec(),
-            cert_pem,
-            key_pem,
-        });
-    }
-    let fail = |what: &str, e: &dyn std::fmt::Display| BootstrapError(format!("{what}: {e}"));
-    let key = rcgen::KeyPair::generate().map_err(|e| fail("making the node key", &e))?;
-    let mut params = rcgen::CertificateParams::default();
-    params.distinguished_name = rcgen::DistinguishedName::new();
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, format!("system:node:{node}"));
-    params
-        .distinguished_name
-        .push(rcgen::DnType::OrganizationName, "system:nodes");
-    let request = params
-        .serialize_request(&key)
-        .and_then(|r| r.pem())
-        .map_err(|e| fail("making the certificate request", &e))?;
-    let ca = reqwest::Certificate::from_pem(ca_pem).map_err(|e| fail("the CA file", &e))?;
-    let http = reqwest::Client::builder()
-        .use_rustls_tls()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(ca)
-        .timeout(Duration::from_secs(10))
-        .build()
-        .map_err(|e| fail("the HTTPS client", &e))?;
-    let collection = format!(
-        "{}/apis/certificates.k8s.io/v1/certificatesigningrequests",
-        server.trim_end_matches('/')
-    );
-    let body = json!({
-        "apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest",
-        "metadata": {"generateName": "node-csr-"},
-        "spec": {
-            "request": base64::engine::general_purpose::STANDARD.encode(&request),
-            "signerName": "kubernetes.io/kube-apiserver-client-kubelet",
-            "usages": ["digital signature", "client auth"],
-        },
-    });
-    let created = send(http.post(&collection).bearer_auth(token).json(&body))
-        .await
-        .map_err(|e| fail("creating the certificate signing request", &e))?;
-    let name = created["metadata"]["name"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    tracing::info!(csr = %name, "asked for the node's client certificate");
-    let deadline = tokio::time::Instant::now() + timeout;
-    let certificate = loop {
-        let csr = send(http.get(format!("{collection}/{name}")).bearer_auth(token))
-            .await
-            .map_err(|e| fail(&format!("reading certificate signing request {name}"), &e))?;
-        if let Some(encoded) = csr["status"]["certificate"].as_str() {
-            break base64::engine::general_purpose::STANDARD
-                .decode(encoded)
-                .map_err(|e| fail("the issued certificate", &e))?;
+    let files = NodeCertificateFiles::new(dir);
+    let stored = files
+        .load()
+        .map_err(|e| BootstrapError(format!("reading the node certificate: {e}")))?;
+    if let Some(pair) = stored {
+        let not_after = validity(&pair.cert_pem).map(|v| v.not_after);
+        if not_after.is_some_and(|t| t > SystemTime::now()) {
+            return Ok(ServerTls {
+                ca_pem: ca_pem.to_vec(),
+                cert_pem: pair.cert_pem,
+                key_pem: pair.key_pem,
+            });
         }
-        if tokio::time::Instant::now() >= deadline {
+        let when = not_after
+            .and_then(|t| jiff::Timestamp::try_from(t).ok())
+            .map(|t| format!("expired at {t}"))
+            .unwrap_or_else(|| "cannot be read".into());
+        if token.is_none() {
             return Err(BootstrapError(format!(
-                "certificate signing request {name} was not approved and signed within {timeout:?}"
+                "the node certificate {} {when}; give --bootstrap-token to join again",
+                files.cert_path().display()
             )));
         }
-        tokio::time::sleep(POLL).await;
+        tracing::warn!(cert = %files.cert_path().display(), "the node certificate {when}; joining again with the bootstrap token");
+    }
+    let Some(token) = token else {
+        return Err(BootstrapError(format!(
+            "there is no node certificate in {} and no bootstrap token (--bootstrap-token) to ask for one",
+            dir.display()
+        )));
     };
-    std::fs::create_dir_all(dir).map_err(|e| fail(&dir.display().to_string(), &e))?;
-    write_private(&key_path, key.serialize_pem().as_bytes())?;
-    write_private(&cert_path, &certificate)?;
-    tracing::info!(csr = %name, "node client certificate issued");
+    let issued = request_node_certificate(server, ca_pem, Requester::Token(token), node, timeout)
+        .await
+        .map_err(|e| BootstrapError(e.to_string()))?;
+    files
+        .store(&KeyAndCertificate {
+            cert_pem: issued.cert_pem.clone(),
+            key_pem: issued.key_pem.clone(),
+        })
+        .map_err(|e| BootstrapError(e.to_string()))?;
+    tracing::info!(csr = %issued.csr, "node client certificate issued");
     Ok(ServerTls {
         ca_pem: ca_pem.to_vec(),
-        cert_pem: certificate,
-        key_pem: key.serialize_pem().into_bytes(),
+        cert_pem: issued.cert_pem,
+        key_pem: issued.key_pem,
     })
-}
-
-/// Sends a request; the JSON body of a 2xx, else the server's message.
-async fn send(request: reqwest::RequestBuilder) -> Result<Value, String> {
-    let response = request.send().await.map_err(|e| e.to_string())?;
-    let status = response.status();
-    let body: Value = response.json().await.unwrap_or(Value::Null);
-    if !status.is_success() {
-        let message = body["message"].as_str().unwrap_or("no message");
-        return Err(format!("{status}: {message}"));
-    }
-    Ok(body)
-}
-
-/// Writes `bytes` to `path` with mode 0600 through a synced temporary file.
-fn write_private(path: &Path, bytes: &[u8]) -> Result<(), BootstrapError> {
-    let fail = |e: std::io::Error| BootstrapError(format!("{}: {e}", path.display()));
-    let tmp = path.with_extension("tmp");
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(fail)?;
-    file.write_all(bytes).map_err(fail)?;
-    file.sync_all().map_err(fail)?;
-    std::fs::rename(&tmp, path).map_err(fail)
 }

@@ -1,8 +1,10 @@
 //! The agent's link to the control plane: connect (HTTP/2 over plain TCP or a Unix socket) with
 //! exponential back-off, register the Node, renew its Lease, follow the pod
-//! stream, and start again from connecting whenever any of it fails. The channel
-//! of the current session is published in a `watch` for the status reporters;
-//! the pod CIDR the control plane assigned, in another.
+//! stream, and start again from connecting whenever any of it fails — or when the
+//! node's client certificate was rotated ([`super::cert_rotation`]): the next session
+//! dials with the new one (pods keep running; registering again only refreshes the
+//! Node). The channel of the current session is published in a `watch` for the status
+//! reporters; the pod CIDR the control plane assigned, in another.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -18,7 +20,7 @@ use super::backoff::Backoff;
 use super::node_network::NodeNetwork;
 use super::pod_thread::PodThreadExit;
 use super::pods::PodSupervisor;
-use super::server_endpoint::ServerEndpoint;
+use super::server_endpoint::{ServerEndpoint, ServerTls};
 use crate::logs::rfc3339_nano;
 
 /// Longest wait for a unary call (register, lease) before the session is given up.
@@ -53,6 +55,11 @@ fn call_error(call: &'static str) -> impl FnOnce(tonic::Status) -> SessionError 
 pub struct ControlPlaneLink {
     /// Where the control plane is.
     pub endpoint: ServerEndpoint,
+    /// The node's rotating TLS credentials; each new value ends the session and the next
+    /// one dials with it. `None`: the endpoint's credentials never change.
+    pub credentials: Option<watch::Receiver<ServerTls>>,
+    /// Whether the session ended for a rotated certificate (logged once registered).
+    pub rotated: bool,
     /// This node's name.
     pub node_name: String,
     /// The Node as the agent reports it.
@@ -83,6 +90,14 @@ impl ControlPlaneLink {
     ) {
         let url = self.endpoint.url().to_string();
         while !shutdown.is_cancelled() {
+            if let Some(credentials) = &mut self.credentials {
+                // Marked seen: only a later rotation ends the session it starts.
+                let tls = credentials.borrow_and_update().clone();
+                match ServerEndpoint::parse(&url, Some(&tls)) {
+                    Ok(endpoint) => self.endpoint = endpoint,
+                    Err(e) => tracing::error!("the rotated node certificate: {e}"),
+                }
+            }
             let result = self.session(pods, exits, shutdown).await;
             self.channel.send_replace(None);
             if let Err(e) = result {
@@ -111,6 +126,9 @@ impl ControlPlaneLink {
         let (lease_seconds, cluster_domain) =
             register(&mut client, &mut self.node, &self.pod_cidr).await?;
         tracing::info!(node = %self.node_name, "registered with the control plane");
+        if std::mem::take(&mut self.rotated) {
+            tracing::info!(node = %self.node_name, "reconnected with the rotated client certificate");
+        }
         if let Some(network) = &mut self.network {
             // Before the pod stream: workers must find the network configured.
             let cidr = self.pod_cidr.borrow().clone();
@@ -149,9 +167,26 @@ impl ControlPlaneLink {
                     None => return Err(SessionError::StreamEnded),
                 },
                 Some(exit) = exits.recv() => pods.thread_exited(exit),
+                () = rotated(&mut self.credentials) => {
+                    tracing::info!(node = %self.node_name, "client certificate rotated; reconnecting with it");
+                    self.rotated = true;
+                    return Ok(());
+                }
             }
         }
     }
+}
+
+/// Resolves when new credentials were published; never without rotation (or once the
+/// rotation task is gone).
+async fn rotated(credentials: &mut Option<watch::Receiver<ServerTls>>) {
+    if let Some(receiver) = credentials {
+        if receiver.changed().await.is_ok() {
+            return;
+        }
+        *credentials = None;
+    }
+    std::future::pending().await
 }
 
 /// Puts the CSI drivers' node IDs on `node` as kubelet does.

@@ -3,8 +3,10 @@
 //!
 //! ```text
 //! run ─┬─ ControlPlaneLink: connect ─▶ Register ─▶ WatchPods + RenewLease ─┐
-//!      │        ▲ (back-off)                                            │ fails
-//!      │        └───────────────────────────────────────────────────────┘
+//!      │        ▲ (back-off)                                            │ fails, or
+//!      │        └───────────────────────────────────────────────────────┘ rotated
+//!      ├─ cert_rotation: renews the node's own client certificate at 70–90 %
+//!      │  of its lifetime and hands it to the link (`https://` + `<root>/pki`)
 //!      ├─ PodSupervisor: one thread per pod uid (PodWorker::step), a status
 //!      │  reporter task per pod (UpdatePodStatus), PodTerminated after removal
 //!      └─ LogService: AgentService.ContainerLogs on the kubelet port, and
@@ -18,6 +20,8 @@
 
 mod backoff;
 pub mod bootstrap;
+mod cert_files;
+pub mod cert_rotation;
 mod control_plane_link;
 mod deps;
 pub mod device_report;
@@ -27,6 +31,7 @@ pub mod host;
 pub mod host_routes;
 pub mod log_files;
 mod log_service;
+mod node_csr;
 pub mod node_network;
 pub mod node_object;
 pub mod pod_resources;
@@ -49,6 +54,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 pub use backoff::Backoff;
+pub use cert_rotation::CertificateRotation;
 pub use deps::worker_deps;
 pub use log_service::LogService;
 pub use node_network::{DeferredNetwork, NodeNetworkConfig};
@@ -78,6 +84,10 @@ pub struct AgentDaemonConfig {
     pub server: String,
     /// The CA and client certificate for an `https://` server.
     pub server_tls: Option<ServerTls>,
+    /// Renew [`AgentDaemonConfig::server_tls`]'s certificate before it expires (kubelet's
+    /// `--rotate-certificates`): only for a pair the agent obtained itself under
+    /// `<root>/pki`, never for an operator's files.
+    pub certificate_rotation: Option<CertificateRotation>,
     /// This node's name.
     pub node_name: String,
     /// The node's InternalIP; `None`: the first non-loopback IPv4 of the host.
@@ -123,6 +133,7 @@ impl AgentDaemonConfig {
         Self {
             server: server.into(),
             server_tls: None,
+            certificate_rotation: None,
             node_name: node_name.into(),
             node_ip: None,
             node_labels: BTreeMap::new(),
@@ -384,8 +395,24 @@ impl NodeAgent {
             config.status_interval,
             stop.clone(),
         );
+        let credentials = match (&config.server_tls, &config.certificate_rotation) {
+            (Some(tls), Some(rotation)) => {
+                let (sender, receiver) = watch::channel(tls.clone());
+                tokio::spawn(cert_rotation::run(
+                    rotation.clone(),
+                    config.server.clone(),
+                    config.node_name.clone(),
+                    sender,
+                    stop.clone(),
+                ));
+                Some(receiver)
+            }
+            _ => None,
+        };
         let mut link = ControlPlaneLink {
             endpoint,
+            credentials,
+            rotated: false,
             node_name: config.node_name.clone(),
             node,
             lease_interval: config.lease_interval,

@@ -10,6 +10,7 @@
 //! | secrets, configmaps, persistentvolumeclaims | get those a pod bound to it references |
 //! | persistentvolumes | get those bound to such a claim |
 //! | events | create, patch |
+//! | certificatesigningrequests | create, get, list, watch (renewing its certificate) |
 //!
 //! Anything else a node asks is decided by the other authorizers (RBAC), as in Kubernetes
 //! where the node authorizer has no opinion outside its graph. The graph is read from the
@@ -104,6 +105,11 @@ impl NodeAuthorizer {
                 allow(verb == "get" && self.volume_referenced(&r.name, node).await?)
             }
             ("" | "events.k8s.io", "events") => allow(matches!(verb, "create" | "patch")),
+            // Kubernetes' node rules: a node asks for its renewed client certificate (the
+            // approver checks that the subject is the node itself).
+            ("certificates.k8s.io", "certificatesigningrequests") if read || verb == "create" => {
+                Decision::Allow
+            }
             _ => Decision::NoOpinion,
         })
     }

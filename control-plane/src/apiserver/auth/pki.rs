@@ -140,6 +140,16 @@ impl ClusterPki {
     /// keeping the request's subject (the caller has checked it). The request's own
     /// signature is verified.
     pub fn sign_client_request(&self, csr_pem: &str) -> Result<String, PkiError> {
+        self.sign_client_request_for(csr_pem, std::time::Duration::from_secs(365 * 24 * 3600))
+    }
+
+    /// As [`Self::sign_client_request`], valid for `ttl` with kube-controller-manager's
+    /// backdating ([`client_validity`]).
+    pub fn sign_client_request_for(
+        &self,
+        csr_pem: &str,
+        ttl: std::time::Duration,
+    ) -> Result<String, PkiError> {
         let mut csr = rcgen::CertificateSigningRequestParams::from_pem(csr_pem)
             .map_err(cert_err("the certificate signing request"))?;
         csr.params.key_usages = vec![
@@ -148,8 +158,9 @@ impl ClusterPki {
         ];
         csr.params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         csr.params.is_ca = IsCa::ExplicitNoCa;
-        csr.params.not_before = time::OffsetDateTime::now_utc() - time::Duration::minutes(5);
-        csr.params.not_after = years_from_now(1);
+        let (not_before, not_after) = client_validity(time::OffsetDateTime::now_utc(), ttl);
+        csr.params.not_before = not_before;
+        csr.params.not_after = not_after;
         let ca_key = KeyPair::from_pem(&self.ca_key_pem).map_err(cert_err("the CA key"))?;
         let issuer = Issuer::from_ca_cert_pem(&self.ca_pem, ca_key).map_err(cert_err("the CA"))?;
         let cert = csr
@@ -228,6 +239,32 @@ fn name(common_name: &str, organizations: &[String]) -> DistinguishedName {
         dn.push(DnType::OrganizationName, o.as_str());
     }
     dn
+}
+
+/// How far a signed certificate's notBefore goes back, for clocks behind the CA's.
+const BACKDATE: time::Duration = time::Duration::minutes(5);
+/// Certificates shorter-lived than this keep their whole `ttl` after signing.
+const SHORT: time::Duration = time::Duration::hours(8);
+
+/// notBefore and notAfter of a certificate signed at `now` for `ttl`, as
+/// kube-controller-manager's signer sets them: notBefore is backdated by 5 minutes; a
+/// short-lived certificate (under 8 h) ends `ttl` after `now`, a longer one `ttl` after
+/// notBefore. Unlike Kubernetes, the backdate is at most a tenth of `ttl`, so that a
+/// certificate of a few minutes (`--cluster-signing-duration 40s`) is not mostly in the
+/// past when issued and its holder's rotation deadline (70–90 % of notBefore→notAfter)
+/// is still ahead.
+pub fn client_validity(
+    now: time::OffsetDateTime,
+    ttl: std::time::Duration,
+) -> (time::OffsetDateTime, time::OffsetDateTime) {
+    let ttl = time::Duration::try_from(ttl).unwrap_or(time::Duration::days(365 * 100));
+    let backdate = BACKDATE.min(ttl / 10);
+    let not_after = if ttl < SHORT {
+        now + ttl
+    } else {
+        now + ttl - backdate
+    };
+    (now - backdate, not_after)
 }
 
 fn years_from_now(years: i64) -> time::OffsetDateTime {
