@@ -10,7 +10,14 @@
 //!   same node (a renewal);
 //!
 //! and an approved request is signed by the cluster CA (`status.certificate`). Anything
-//! else is left pending, as Kubernetes leaves it, for an administrator.
+//! else is left pending, as Kubernetes leaves it, for an administrator, who approves or
+//! denies it through the `approval` subresource (`kubectl certificate approve|deny`).
+//!
+//! The signer signs every `Approved` request for the signers it owns — the kubelet client
+//! signer and `kubernetes.io/kube-apiserver-client` — whoever approved it, and never a
+//! `Denied` one; an approved request its signer's rules refuse ([`signable`]: client usages;
+//! for the kubelet signer the node subject) gets a `Failed` condition
+//! (`SignerValidationFailure`), as Kubernetes' signer does.
 
 use std::sync::Arc;
 
@@ -29,6 +36,9 @@ use crate::apiserver::auth::pki::ClusterPki;
 
 /// The signer of node client certificates.
 pub const KUBELET_CLIENT_SIGNER: &str = "kubernetes.io/kube-apiserver-client-kubelet";
+
+/// The signer of user client certificates (never approved automatically).
+pub const APISERVER_CLIENT_SIGNER: &str = "kubernetes.io/kube-apiserver-client";
 
 /// Approves and signs node client certificate requests until `shutdown`.
 pub async fn run(client: kube::Client, pki: Arc<ClusterPki>, shutdown: CancellationToken) {
@@ -69,7 +79,12 @@ async fn handle(
             .iter()
             .any(|c| c.type_ == kind && c.status == "True")
     };
-    if status.certificate.is_some() || has("Denied") || has("Failed") {
+    let owned = [KUBELET_CLIENT_SIGNER, APISERVER_CLIENT_SIGNER];
+    if status.certificate.is_some()
+        || has("Denied")
+        || has("Failed")
+        || !owned.contains(&csr.spec.signer_name.as_str())
+    {
         return Ok(());
     }
     if !has("Approved") {
@@ -90,10 +105,34 @@ async fn handle(
         }
         let patch = json!({"status": {"conditions": all}});
         requests
-            .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .patch_subresource(
+                "approval",
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
             .await
             .map_err(|e| format!("approving: {e}"))?;
         tracing::info!(csr = %name, "approved");
+    }
+    if let Err(reason) = signable(csr) {
+        let now = jiff::Timestamp::now()
+            .strftime("%Y-%m-%dT%H:%M:%SZ")
+            .to_string();
+        let mut all = serde_json::to_value(&conditions).map_err(|e| e.to_string())?;
+        if let Some(list) = all.as_array_mut() {
+            list.push(json!({
+                "type": "Failed", "status": "True", "reason": "SignerValidationFailure",
+                "message": reason, "lastUpdateTime": now, "lastTransitionTime": now,
+            }));
+        }
+        let patch = json!({"status": {"conditions": all}});
+        requests
+            .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(|e| format!("marking it failed: {e}"))?;
+        tracing::info!(csr = %name, "not signed: {reason}");
+        return Ok(());
     }
     let request = String::from_utf8(csr.spec.request.0.clone()).map_err(|e| e.to_string())?;
     let certificate = pki
@@ -118,17 +157,27 @@ pub fn qualifies(csr: &CertificateSigningRequest) -> Result<(), String> {
             spec.signer_name
         ));
     }
+    signable(csr)?;
     let pem = std::str::from_utf8(&spec.request.0).map_err(|_| "the request is not PEM")?;
-    let (common_name, organizations) = subject(pem)?;
-    let node = common_name
-        .strip_prefix(NODE_USER_PREFIX)
-        .filter(|n| !n.is_empty())
-        .ok_or_else(|| format!("CN {common_name:?} is not system:node:<name>"))?;
-    if organizations != [NODES_GROUP] {
+    let (common_name, _) = subject(pem)?;
+    let node = common_name.trim_start_matches(NODE_USER_PREFIX);
+    let groups = spec.groups.clone().unwrap_or_default();
+    let username = spec.username.clone().unwrap_or_default();
+    let bootstrapper = groups.iter().any(|g| g == BOOTSTRAPPERS_GROUP);
+    let renewal = username == common_name && groups.iter().any(|g| g == NODES_GROUP);
+    if !(bootstrapper || renewal) {
         return Err(format!(
-            "O {organizations:?} must be exactly [\"system:nodes\"]"
+            "requester {username:?} is neither a bootstrapper nor node {node:?}"
         ));
     }
+    Ok(())
+}
+
+/// Why the signer of `csr` would not sign it, as Kubernetes' signers check: the usages are
+/// client auth plus at most digital signature and key encipherment; for the kubelet client
+/// signer, the subject is exactly CN `system:node:<name>`, O `system:nodes`.
+pub fn signable(csr: &CertificateSigningRequest) -> Result<(), String> {
+    let spec = &csr.spec;
     let usages = spec.usages.clone().unwrap_or_default();
     let allowed = ["digital signature", "key encipherment", "client auth"];
     if !usages.iter().any(|u| u == "client auth")
@@ -138,13 +187,18 @@ pub fn qualifies(csr: &CertificateSigningRequest) -> Result<(), String> {
             "usages {usages:?} must be client auth (and digital signature, key encipherment)"
         ));
     }
-    let groups = spec.groups.clone().unwrap_or_default();
-    let username = spec.username.clone().unwrap_or_default();
-    let bootstrapper = groups.iter().any(|g| g == BOOTSTRAPPERS_GROUP);
-    let renewal = username == common_name && groups.iter().any(|g| g == NODES_GROUP);
-    if !(bootstrapper || renewal) {
+    let pem = std::str::from_utf8(&spec.request.0).map_err(|_| "the request is not PEM")?;
+    let (common_name, organizations) = subject(pem)?;
+    if spec.signer_name != KUBELET_CLIENT_SIGNER {
+        return Ok(());
+    }
+    common_name
+        .strip_prefix(NODE_USER_PREFIX)
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| format!("CN {common_name:?} is not system:node:<name>"))?;
+    if organizations != [NODES_GROUP] {
         return Err(format!(
-            "requester {username:?} is neither a bootstrapper nor node {node:?}"
+            "O {organizations:?} must be exactly [\"system:nodes\"]"
         ));
     }
     Ok(())

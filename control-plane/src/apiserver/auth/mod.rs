@@ -125,6 +125,30 @@ impl Authenticator {
         })
     }
 
+    /// Whether `user` may `verb` (`approve`, `sign`) requests for `signer`: resource
+    /// `signers` of `certificates.k8s.io` named after the signer or its domain's wildcard
+    /// (`kubernetes.io/*`), as Kubernetes' `IsAuthorizedForSignerName` asks.
+    pub async fn may_use_signer(&self, user: &UserInfo, verb: &str, signer: &str) -> bool {
+        let domain = signer.split('/').next().unwrap_or_default();
+        for name in [signer.to_string(), format!("{domain}/*")] {
+            let info = RequestInfo {
+                verb: verb.to_string(),
+                resource: Some(ResourceAttributes {
+                    group: "certificates.k8s.io".into(),
+                    resource: "signers".into(),
+                    subresource: String::new(),
+                    namespace: String::new(),
+                    name,
+                }),
+                path: String::new(),
+            };
+            if self.authorize(user, &info).await {
+                return true;
+            }
+        }
+        false
+    }
+
     /// The request's user: its connection's certificate first, then its bearer token.
     /// `Err` for a bearer token nobody issued; `Ok(None)` for no credentials.
     async fn authenticate(
@@ -269,6 +293,7 @@ pub async fn middleware(
         };
     }
     request.extensions_mut().insert(user);
+    request.extensions_mut().insert(auth);
     next.run(request).await
 }
 
