@@ -9,6 +9,7 @@ pub mod demo;
 pub mod describe;
 pub mod get;
 pub mod image;
+pub mod kubeconfig;
 pub mod logs;
 pub mod manifest;
 pub mod reencrypt;
