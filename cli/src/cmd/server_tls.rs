@@ -101,7 +101,7 @@ pub async fn bind(
             bootstrap: Some(BootstrapTokens::new(store.clone())),
             service_accounts: Some(service_accounts),
             nodes: Some(NodeAuthorizer::new(store.clone())),
-            rbac: Some(Rbac::new(store)),
+            rbac: Some(Rbac::with_cache(store)),
         }),
         url,
         kubeconfig: path,

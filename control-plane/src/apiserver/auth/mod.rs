@@ -20,6 +20,7 @@
 //! authenticated: they stay as they were until every component speaks TLS.
 
 pub mod bootstrap;
+mod informer;
 pub mod node;
 pub mod pki;
 pub mod rbac;
