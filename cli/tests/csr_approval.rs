@@ -5,6 +5,7 @@
 //! - an administrator's approval of a request the controller leaves pending (a user's
 //!   client certificate with O `system:masters`) gets it signed with the subject asked for,
 //!   and that certificate then authenticates;
+//! - a request created with an Approved condition and a certificate starts with neither;
 //! - a denied request is never signed, cannot be approved afterwards (kubectl refuses, the
 //!   server refuses a forced PUT: 422) and a status write cannot approve it;
 //! - a user with RBAC `update` on `certificatesigningrequests/approval` but no `approve` on
@@ -97,6 +98,29 @@ async fn kubectl_certificate_approve_signs_and_deny_refuses_for_good() {
     let (rc, out) = run_kubectl(&kubeconfig, &["create", "-f", objects.to_str().unwrap()]);
     assert_eq!(rc, 0, "{out}");
 
+    // A request created already approved (and signed) starts with neither.
+    let (forged_pem, _) = request("eve", &["system:masters"]);
+    let mut forged: serde_json::Value =
+        yaml_serde::from_str(&csr_yaml("forged", &forged_pem).replace("---\n", "")).unwrap();
+    forged["status"] = json!({
+        "conditions": [{"type": "Approved", "status": "True", "reason": "Forged"}],
+        "certificate": base64::engine::general_purpose::STANDARD.encode("forged"),
+    });
+    let collection = format!(
+        "{}/apis/certificates.k8s.io/v1/certificatesigningrequests",
+        server.url
+    );
+    let (code, body) = send(
+        &client(&server, None),
+        reqwest::Method::POST,
+        &collection,
+        Some("tok-root"),
+        Some(("application/json", forged)),
+    )
+    .await;
+    assert_eq!(code, 201, "{body}");
+    assert!(body["status"].is_null(), "{body}");
+
     // Deny mallory first: the controller handles requests in order, so once bob's later
     // approval is signed, mallory's denial has been seen too.
     let (rc, out) = run_kubectl(&kubeconfig, &["certificate", "deny", "mallory"]);
@@ -122,6 +146,8 @@ async fn kubectl_certificate_approve_signs_and_deny_refuses_for_good() {
     let (code, body) = get(&as_bob, &format!("{}/api/v1/namespaces", server.url), None).await;
     assert_eq!(code, 200, "{body}");
 
+    let forged = read(&server, "forged").await;
+    assert!(forged["status"].is_null(), "{forged}");
     let mallory = read(&server, "mallory").await;
     assert_eq!(condition_types(&mallory), ["Denied"]);
     assert!(mallory["status"]["certificate"].is_null(), "{mallory}");
