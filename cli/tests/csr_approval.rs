@@ -5,6 +5,7 @@
 //! - an administrator's approval of a request the controller leaves pending (a user's
 //!   client certificate with O `system:masters`) gets it signed with the subject asked for,
 //!   and that certificate then authenticates;
+//! - an approved kubelet-client request for O `system:masters` is marked Failed, unsigned;
 //! - a request created with an Approved condition and a certificate starts with neither;
 //! - a denied request is never signed, cannot be approved afterwards (kubectl refuses, the
 //!   server refuses a forced PUT: 422) and a status write cannot approve it;
@@ -89,10 +90,15 @@ async fn kubectl_certificate_approve_signs_and_deny_refuses_for_good() {
     let kubeconfig = kubeconfig_of(&server);
     let (bob_pem, bob_key) = request("bob", &["system:masters"]);
     let (mallory_pem, _) = request("mallory", &["system:masters"]);
+    let (node_pem, _) = request("system:node:gpu-9", &["system:nodes", "system:masters"]);
+    let kubelet = csr_yaml("node-escalation", &node_pem).replace(
+        "kubernetes.io/kube-apiserver-client\n",
+        "kubernetes.io/kube-apiserver-client-kubelet\n",
+    );
     let objects = dir.path().join("csrs.yaml");
     std::fs::write(
         &objects,
-        csr_yaml("bob", &bob_pem) + &csr_yaml("mallory", &mallory_pem),
+        csr_yaml("bob", &bob_pem) + &csr_yaml("mallory", &mallory_pem) + &kubelet,
     )
     .unwrap();
     let (rc, out) = run_kubectl(&kubeconfig, &["create", "-f", objects.to_str().unwrap()]);
@@ -126,6 +132,9 @@ async fn kubectl_certificate_approve_signs_and_deny_refuses_for_good() {
     let (rc, out) = run_kubectl(&kubeconfig, &["certificate", "deny", "mallory"]);
     assert_eq!(rc, 0, "{out}");
     assert!(out.contains("denied"), "{out}");
+    // An approved kubelet-client request whose subject the signer refuses: Failed.
+    let (rc, out) = run_kubectl(&kubeconfig, &["certificate", "approve", "node-escalation"]);
+    assert_eq!(rc, 0, "{out}");
     let (rc, out) = run_kubectl(&kubeconfig, &["certificate", "approve", "bob"]);
     assert_eq!(rc, 0, "{out}");
     assert!(out.contains("approved"), "{out}");
@@ -146,6 +155,20 @@ async fn kubectl_certificate_approve_signs_and_deny_refuses_for_good() {
     let (code, body) = get(&as_bob, &format!("{}/api/v1/namespaces", server.url), None).await;
     assert_eq!(code, 200, "{body}");
 
+    let escalation = read(&server, "node-escalation").await;
+    assert_eq!(
+        condition_types(&escalation),
+        ["Approved", "Failed"],
+        "{escalation}"
+    );
+    assert_eq!(
+        escalation["status"]["conditions"][1]["reason"],
+        "SignerValidationFailure"
+    );
+    assert!(
+        escalation["status"]["certificate"].is_null(),
+        "{escalation}"
+    );
     let forged = read(&server, "forged").await;
     assert!(forged["status"].is_null(), "{forged}");
     let mallory = read(&server, "mallory").await;

@@ -22,7 +22,7 @@
 use std::sync::Arc;
 
 use base64::Engine;
-use coxswain_api::k8s::CertificateSigningRequest;
+use coxswain_api::k8s::{CertificateSigningRequest, CertificateSigningRequestCondition};
 use futures::StreamExt;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -92,17 +92,12 @@ async fn handle(
             tracing::info!(csr = %name, "left for an administrator: {reason}");
             return Ok(());
         }
-        let now = jiff::Timestamp::now()
-            .strftime("%Y-%m-%dT%H:%M:%SZ")
-            .to_string();
-        let mut all = serde_json::to_value(&conditions).map_err(|e| e.to_string())?;
-        if let Some(list) = all.as_array_mut() {
-            list.push(json!({
-                "type": "Approved", "status": "True", "reason": "AutoApproved",
-                "message": "Auto approving node client certificate after SubjectAccessReview.",
-                "lastUpdateTime": now, "lastTransitionTime": now,
-            }));
-        }
+        let all = with_condition(
+            &conditions,
+            "Approved",
+            "AutoApproved",
+            "Auto approving node client certificate after SubjectAccessReview.",
+        )?;
         let patch = json!({"status": {"conditions": all}});
         requests
             .patch_subresource(
@@ -116,16 +111,7 @@ async fn handle(
         tracing::info!(csr = %name, "approved");
     }
     if let Err(reason) = signable(csr) {
-        let now = jiff::Timestamp::now()
-            .strftime("%Y-%m-%dT%H:%M:%SZ")
-            .to_string();
-        let mut all = serde_json::to_value(&conditions).map_err(|e| e.to_string())?;
-        if let Some(list) = all.as_array_mut() {
-            list.push(json!({
-                "type": "Failed", "status": "True", "reason": "SignerValidationFailure",
-                "message": reason, "lastUpdateTime": now, "lastTransitionTime": now,
-            }));
-        }
+        let all = with_condition(&conditions, "Failed", "SignerValidationFailure", &reason)?;
         let patch = json!({"status": {"conditions": all}});
         requests
             .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
@@ -146,6 +132,26 @@ async fn handle(
         .map_err(|e| format!("writing the certificate: {e}"))?;
     tracing::info!(csr = %name, "signed");
     Ok(())
+}
+
+/// `conditions` and a new `True` condition of `kind`, stamped now.
+fn with_condition(
+    conditions: &[CertificateSigningRequestCondition],
+    kind: &str,
+    reason: &str,
+    message: &str,
+) -> Result<serde_json::Value, String> {
+    let now = jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    let mut all = serde_json::to_value(conditions).map_err(|e| e.to_string())?;
+    if let Some(list) = all.as_array_mut() {
+        list.push(json!({
+            "type": kind, "status": "True", "reason": reason, "message": message,
+            "lastUpdateTime": now, "lastTransitionTime": now,
+        }));
+    }
+    Ok(all)
 }
 
 /// Why `csr` is not a node client certificate request the approver may approve.
@@ -288,6 +294,18 @@ mod tests {
         let mut other_signer = csr(&good, "system:bootstrap:abcdef", &joining, &usages);
         other_signer.spec.signer_name = "kubernetes.io/kube-apiserver-client".into();
         assert!(qualifies(&other_signer).is_err());
+    }
+
+    #[test]
+    fn signers_check_usages_and_the_kubelet_signer_the_node_subject() {
+        let usages = ["digital signature", "client auth"];
+        let masters = request("bob", &["system:masters"]);
+        let mut user = csr(&masters, "kubernetes-admin", &["system:masters"], &usages);
+        assert!(signable(&user).unwrap_err().contains("system:node:<name>"));
+        user.spec.signer_name = APISERVER_CLIENT_SIGNER.into();
+        assert_eq!(signable(&user), Ok(()));
+        user.spec.usages = Some(vec!["server auth".into()]);
+        assert!(signable(&user).unwrap_err().contains("usages"));
     }
 
     #[test]
