@@ -100,7 +100,7 @@ pub async fn bind(
             tokens,
             bootstrap: Some(BootstrapTokens::new(store.clone())),
             service_accounts: Some(service_accounts),
-            nodes: Some(NodeAuthorizer::new(store.clone())),
+            nodes: Some(NodeAuthorizer::with_cache(store.clone())),
             rbac: Some(Rbac::with_cache(store)),
         }),
         url,
