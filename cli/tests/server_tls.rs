@@ -86,16 +86,7 @@ async fn tls_listener_authenticates_and_denies_by_default() {
     assert_eq!((rc, out.trim()), (0, "yes"));
 
     // alice, through kubectl with her token: can-i says no, and why a get fails.
-    let alice = dir.path().join("alice.kubeconfig");
-    let text = std::fs::read_to_string(&kubeconfig).unwrap();
-    let users = text.find("users:").unwrap();
-    let contexts = text.find("contexts:").unwrap();
-    let alice_text = format!(
-        "{}users:\n- name: admin\n  user:\n    token: tok-alice\n{}",
-        &text[..users],
-        &text[contexts..]
-    );
-    std::fs::write(&alice, alice_text).unwrap();
+    let alice = token_kubeconfig(dir.path(), &server, "tok-alice");
     let (rc, out) = run_kubectl(&alice, &["auth", "can-i", "list", "pods"]);
     assert_eq!((rc, out.trim()), (1, "no"));
     let (rc, out) = run_kubectl(&alice, &["get", "pods"]);

@@ -1,4 +1,5 @@
-//! Defaulting: the values the API server fills in before validating an object.
+//! Defaulting: the values the API server fills in before validating an object (and a
+//! Secret's `stringData` folded into `data`).
 //!
 //! Defaulting is idempotent: applying it twice changes nothing the second time. It only
 //! fills fields that are unset; it never overrides what the user wrote.
@@ -7,6 +8,7 @@ mod pod;
 mod podgroup;
 mod pytorchjob;
 mod queue;
+mod secret;
 mod trainingjob;
 
 pub use pod::{
@@ -15,6 +17,7 @@ pub use pod::{
 pub use podgroup::{default_pod_group, pod_group_for};
 pub use pytorchjob::default_pytorch_job;
 pub use queue::default_queue;
+pub use secret::fold_string_data;
 pub use trainingjob::{DEFAULT_BACKOFF_LIMIT, default_training_job};
 
 use crate::Object;
@@ -27,6 +30,7 @@ pub fn apply_defaults(object: &mut Object) {
         Object::PodGroup(group) => default_pod_group(group),
         Object::Queue(queue) => default_queue(queue),
         Object::PyTorchJob(job) => default_pytorch_job(job),
+        Object::Secret(secret) => fold_string_data(secret),
         _ => {}
     }
 }

@@ -6,7 +6,7 @@
 //!
 //! Coverage: metadata for every kind; full specs for `Pod`, `TrainingJob`, `PodGroup`,
 //! `Queue`, `PyTorchJob` and `PersistentVolumeClaim`; the pod templates of `Deployment`, `ReplicaSet`, `DaemonSet`, `Job` and
-//! `CronJob`. The other Kubernetes kinds (Service, Node, ConfigMap, ...) and the rest of
+//! `CronJob`; the data keys of `Secret` and `ConfigMap`. The other Kubernetes kinds (Service, Node, ...) and the rest of
 //! the workloads' specs are validated on their metadata only for now. Enumerated fields of coxswain's kinds (topology level and
 //! mode, restart and success policy types, pod group phase) are Rust enums, so a bad value
 //! is rejected when decoding, with its field path.
@@ -18,6 +18,7 @@ mod podgroup;
 mod pytorchjob;
 mod queue;
 mod resources;
+mod secret;
 mod training_resources;
 mod trainingjob;
 mod volumes;
@@ -29,6 +30,7 @@ pub use pod::{PULL_POLICIES, RESTART_POLICIES, validate_pod, validate_pod_spec};
 pub use podgroup::validate_pod_group;
 pub use pytorchjob::validate_pytorch_job;
 pub use queue::validate_queue;
+pub use secret::{MAX_SECRET_BYTES, validate_config_map, validate_secret};
 pub use trainingjob::validate_training_job;
 pub use volumes::{ACCESS_MODES, VOLUME_MODES, validate_persistent_volume_claim};
 pub use workloads::validate_workload_template;
@@ -70,6 +72,8 @@ pub fn validate(object: &Object) -> Vec<FieldError> {
         Object::PersistentVolumeClaim(claim) => {
             errors.extend(validate_persistent_volume_claim(claim))
         }
+        Object::Secret(secret) => errors.extend(validate_secret(secret)),
+        Object::ConfigMap(config_map) => errors.extend(validate_config_map(config_map)),
         other => errors.extend(validate_workload_template(other)),
     }
     errors

@@ -1,6 +1,7 @@
-//! The HTTP client the kubectl-like verbs (`get`, `apply`, `delete`, `describe`) share: finds
-//! the server and default namespace in a kubeconfig, builds resource URLs, and turns error
-//! `Status` objects into one-line errors.
+//! The HTTP client the kubectl-like verbs (`get`, `apply`, `delete`, `describe`, `logs`,
+//! `top`) share: reaches the server of a kubeconfig ([`super::kubeconfig`]) over plain HTTP
+//! or TLS (trusting the kubeconfig's CA, presenting its client certificate or bearer
+//! token), builds resource URLs, and turns error `Status` objects into one-line errors.
 
 use std::path::{Path, PathBuf};
 
@@ -26,6 +27,7 @@ pub struct ApiClient {
     /// The namespace requests use when none is given.
     pub namespace: String,
     http: reqwest::Client,
+    token: Option<String>,
 }
 
 /// A response: status code and JSON body.
@@ -48,12 +50,23 @@ impl ApiClient {
                 }
             },
         };
-        let (base, namespace) = read_kubeconfig(&path)?;
+        let config = super::kubeconfig::read(&path)?;
+        let http = http_client(&path, &config)?;
         Ok(ApiClient {
-            base: base.trim_end_matches('/').to_string(),
-            namespace: target.namespace.clone().unwrap_or(namespace),
-            http: reqwest::Client::new(),
+            base: config.server.trim_end_matches('/').to_string(),
+            namespace: target.namespace.clone().unwrap_or(config.namespace),
+            http,
+            token: config.token,
         })
+    }
+
+    /// A request to `url` with the kubeconfig's bearer token, if any.
+    fn request(&self, method: reqwest::Method, url: &str) -> reqwest::RequestBuilder {
+        let request = self.http.request(method, url);
+        match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
     }
 
     /// Sends one request; `body` is sent as `content_type`.
@@ -65,7 +78,7 @@ impl ApiClient {
         body: Option<(&str, Vec<u8>)>,
     ) -> anyhow::Result<Reply> {
         let url = format!("{}{path}", self.base);
-        let mut request = self.http.request(method, &url).header("accept", accept);
+        let mut request = self.request(method, &url).header("accept", accept);
         if let Some((content_type, bytes)) = body {
             request = request.header("content-type", content_type).body(bytes);
         }
@@ -85,8 +98,7 @@ impl ApiClient {
     pub async fn stream(&self, path: &str, accept: &str) -> anyhow::Result<reqwest::Response> {
         let url = format!("{}{path}", self.base);
         let response = self
-            .http
-            .get(&url)
+            .request(reqwest::Method::GET, &url)
             .header("accept", accept)
             .send()
             .await
@@ -120,39 +132,56 @@ impl ApiClient {
 
 /// The message of an error reply.
 pub fn status_message(reply: &Reply) -> String {
+    if reply.status == reqwest::StatusCode::UNAUTHORIZED {
+        return "Unauthorized: the server did not accept the kubeconfig's credentials (a \
+                missing, unknown or expired token or client certificate)"
+            .to_string();
+    }
     match reply.body.get("message").and_then(Value::as_str) {
         Some(message) => message.to_string(),
         None => format!("the server answered {}: {}", reply.status, reply.body),
     }
 }
 
-fn read_kubeconfig(path: &Path) -> anyhow::Result<(String, String)> {
-    let text = std::fs::read_to_string(path).with_context(|| {
-        format!(
-            "{}: cannot read the kubeconfig (pass --kubeconfig or set KUBECONFIG)",
-            path.display()
-        )
-    })?;
-    let config: Value = yaml_serde::from_str(&text)
-        .with_context(|| format!("{}: not a kubeconfig", path.display()))?;
-    let current = config["current-context"].as_str().unwrap_or_default();
-    let named = |list: &str, name: &str| {
-        config[list]
-            .as_array()
-            .and_then(|items| items.iter().find(|i| i["name"] == name).cloned())
-    };
-    let context = named("contexts", current).unwrap_or(Value::Null);
-    let cluster_name = context["context"]["cluster"].as_str().unwrap_or_default();
-    let cluster = named("clusters", cluster_name)
-        .or_else(|| config["clusters"].get(0).cloned())
-        .with_context(|| format!("{}: no cluster in the kubeconfig", path.display()))?;
-    let server = cluster["cluster"]["server"]
-        .as_str()
-        .with_context(|| format!("{}: cluster {cluster_name:?} has no server", path.display()))?;
-    let namespace = context["context"]["namespace"]
-        .as_str()
-        .unwrap_or("default");
-    Ok((server.to_string(), namespace.to_string()))
+/// The HTTP client for `config`: rustls trusting only the kubeconfig's CA (or nothing, with
+/// `insecure-skip-tls-verify`), presenting its client certificate when it has one.
+fn http_client(
+    path: &Path,
+    config: &super::kubeconfig::Kubeconfig,
+) -> anyhow::Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder().use_rustls_tls();
+    if let Some(ca) = &config.ca_pem {
+        let certificates = reqwest::Certificate::from_pem_bundle(ca).with_context(|| {
+            format!(
+                "{}: certificate-authority: not a PEM certificate",
+                path.display()
+            )
+        })?;
+        for certificate in certificates {
+            builder = builder.add_root_certificate(certificate);
+        }
+    } else if config.insecure {
+        builder = builder.danger_accept_invalid_certs(true);
+    } else if config.server.starts_with("https://") {
+        bail!(
+            "{}: the cluster at {} has no certificate-authority-data or certificate-authority \
+             (cox trusts only the CA the kubeconfig names)",
+            path.display(),
+            config.server
+        );
+    }
+    if let Some(pem) = &config.identity_pem {
+        let identity = reqwest::Identity::from_pem(pem).with_context(|| {
+            format!(
+                "{}: client-certificate and client-key: not a PEM certificate and key",
+                path.display()
+            )
+        })?;
+        builder = builder.identity(identity);
+    }
+    builder
+        .build()
+        .with_context(|| format!("{}: building the HTTPS client", path.display()))
 }
 
 /// The kind a user means by `name` (`po`, `pods`, `tj`, `trainingjobs.coxswain.dev`).

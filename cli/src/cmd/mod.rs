@@ -10,6 +10,7 @@ pub mod describe;
 pub mod get;
 pub mod go_duration;
 pub mod image;
+pub mod kubeconfig;
 pub mod logs;
 pub mod manifest;
 pub mod reencrypt;

@@ -124,6 +124,21 @@ pub fn kubeconfig_of(server: &Server) -> PathBuf {
     server.data.join("admin.kubeconfig")
 }
 
+/// A copy of the admin kubeconfig whose user has only the bearer `token`.
+pub fn token_kubeconfig(dir: &Path, server: &Server, token: &str) -> PathBuf {
+    let text = std::fs::read_to_string(kubeconfig_of(server)).unwrap();
+    let users = text.find("users:").unwrap();
+    let contexts = text.find("contexts:").unwrap();
+    let path = dir.join(format!("{token}.kubeconfig"));
+    let user = format!("users:\n- name: admin\n  user:\n    token: {token}\n");
+    std::fs::write(
+        &path,
+        format!("{}{user}{}", &text[..users], &text[contexts..]),
+    )
+    .unwrap();
+    path
+}
+
 /// A request with a JSON body; the status code and body back.
 pub async fn send(
     client: &reqwest::Client,

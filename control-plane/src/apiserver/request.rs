@@ -78,9 +78,13 @@ pub fn parse_path(path: &str) -> Result<Option<ApiPath>, ApiError> {
         return Err(ApiError::no_route(path));
     }
     let is_pod_log = subresource == Some("log") && group.is_empty() && resource == "pods";
+    let is_csr_approval = subresource == Some("approval")
+        && group == "certificates.k8s.io"
+        && resource == "certificatesigningrequests";
     if let Some(sub) = subresource
         && sub != "status"
         && !is_pod_log
+        && !is_csr_approval
     {
         return Err(ApiError::NotFound {
             message: format!("{resource} has no subresource \"{sub}\" (only \"status\")"),

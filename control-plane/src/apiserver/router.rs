@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
 use super::ApiState;
+use super::csr_approval;
 use super::discovery;
 use super::handlers::{Ctx, create, delete, get, list, log, patch, update, watch};
 use super::negotiate::{Format, accepted_format, respond};
@@ -99,6 +100,11 @@ async fn route(state: &ApiState, request: Request) -> Result<Response, ApiError>
                 path: resource,
                 format,
             };
+            if csr_approval::is_approval(&ctx.path)
+                && matches!(parts.method, Method::PUT | Method::PATCH)
+            {
+                csr_approval::admit_approver(&parts.extensions, &ctx).await?;
+            }
             serve_resource(&ctx, parts.method, body).await
         }
     }

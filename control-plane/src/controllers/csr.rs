@@ -12,13 +12,20 @@
 //! and an approved request is signed by the cluster CA (`status.certificate`), valid for
 //! the signing duration (`cox server --cluster-signing-duration`, default a year) or the
 //! request's `spec.expirationSeconds` when shorter ([`certificate_duration`]). Anything
-//! else is left pending, as Kubernetes leaves it, for an administrator.
+//! else is left pending, as Kubernetes leaves it, for an administrator, who approves or
+//! denies it through the `approval` subresource (`kubectl certificate approve|deny`).
+//!
+//! The signer signs every `Approved` request for the signers it owns — the kubelet client
+//! signer and `kubernetes.io/kube-apiserver-client` — whoever approved it, and never a
+//! `Denied` one; an approved request its signer's rules refuse ([`signable`]: client usages;
+//! for the kubelet signer the node subject) gets a `Failed` condition
+//! (`SignerValidationFailure`), as Kubernetes' signer does.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
-use coxswain_api::k8s::CertificateSigningRequest;
+use coxswain_api::k8s::{CertificateSigningRequest, CertificateSigningRequestCondition};
 use futures::StreamExt;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -54,6 +61,9 @@ pub fn certificate_duration(signing: Duration, expiration_seconds: Option<i32>) 
         requested.max(MIN_REQUESTED_DURATION)
     }
 }
+
+/// The signer of user client certificates (never approved automatically).
+pub const APISERVER_CLIENT_SIGNER: &str = "kubernetes.io/kube-apiserver-client";
 
 /// Approves and signs node client certificate requests until `shutdown`; certificates are
 /// valid for `signing_duration` at most ([`certificate_duration`]).
@@ -101,7 +111,12 @@ async fn handle(
             .iter()
             .any(|c| c.type_ == kind && c.status == "True")
     };
-    if status.certificate.is_some() || has("Denied") || has("Failed") {
+    let owned = [KUBELET_CLIENT_SIGNER, APISERVER_CLIENT_SIGNER];
+    if status.certificate.is_some()
+        || has("Denied")
+        || has("Failed")
+        || !owned.contains(&csr.spec.signer_name.as_str())
+    {
         return Ok(());
     }
     if !has("Approved") {
@@ -109,23 +124,33 @@ async fn handle(
             tracing::info!(csr = %name, "left for an administrator: {reason}");
             return Ok(());
         }
-        let now = jiff::Timestamp::now()
-            .strftime("%Y-%m-%dT%H:%M:%SZ")
-            .to_string();
-        let mut all = serde_json::to_value(&conditions).map_err(|e| e.to_string())?;
-        if let Some(list) = all.as_array_mut() {
-            list.push(json!({
-                "type": "Approved", "status": "True", "reason": "AutoApproved",
-                "message": "Auto approving node client certificate after SubjectAccessReview.",
-                "lastUpdateTime": now, "lastTransitionTime": now,
-            }));
-        }
+        let all = with_condition(
+            &conditions,
+            "Approved",
+            "AutoApproved",
+            "Auto approving node client certificate after SubjectAccessReview.",
+        )?;
+        let patch = json!({"status": {"conditions": all}});
+        requests
+            .patch_subresource(
+                "approval",
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await
+            .map_err(|e| format!("approving: {e}"))?;
+        tracing::info!(csr = %name, "approved");
+    }
+    if let Err(reason) = signable(csr) {
+        let all = with_condition(&conditions, "Failed", "SignerValidationFailure", &reason)?;
         let patch = json!({"status": {"conditions": all}});
         requests
             .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
-            .map_err(|e| format!("approving: {e}"))?;
-        tracing::info!(csr = %name, "approved");
+            .map_err(|e| format!("marking it failed: {e}"))?;
+        tracing::info!(csr = %name, "not signed: {reason}");
+        return Ok(());
     }
     let request = String::from_utf8(csr.spec.request.0.clone()).map_err(|e| e.to_string())?;
     let ttl = certificate_duration(signing_duration, csr.spec.expiration_seconds);
@@ -142,6 +167,26 @@ async fn handle(
     Ok(())
 }
 
+/// `conditions` and a new `True` condition of `kind`, stamped now.
+fn with_condition(
+    conditions: &[CertificateSigningRequestCondition],
+    kind: &str,
+    reason: &str,
+    message: &str,
+) -> Result<serde_json::Value, String> {
+    let now = jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    let mut all = serde_json::to_value(conditions).map_err(|e| e.to_string())?;
+    if let Some(list) = all.as_array_mut() {
+        list.push(json!({
+            "type": kind, "status": "True", "reason": reason, "message": message,
+            "lastUpdateTime": now, "lastTransitionTime": now,
+        }));
+    }
+    Ok(all)
+}
+
 /// Why `csr` is not a node client certificate request the approver may approve.
 pub fn qualifies(csr: &CertificateSigningRequest) -> Result<(), String> {
     let spec = &csr.spec;
@@ -151,17 +196,27 @@ pub fn qualifies(csr: &CertificateSigningRequest) -> Result<(), String> {
             spec.signer_name
         ));
     }
+    signable(csr)?;
     let pem = std::str::from_utf8(&spec.request.0).map_err(|_| "the request is not PEM")?;
-    let (common_name, organizations) = subject(pem)?;
-    let node = common_name
-        .strip_prefix(NODE_USER_PREFIX)
-        .filter(|n| !n.is_empty())
-        .ok_or_else(|| format!("CN {common_name:?} is not system:node:<name>"))?;
-    if organizations != [NODES_GROUP] {
+    let (common_name, _) = subject(pem)?;
+    let node = common_name.trim_start_matches(NODE_USER_PREFIX);
+    let groups = spec.groups.clone().unwrap_or_default();
+    let username = spec.username.clone().unwrap_or_default();
+    let bootstrapper = groups.iter().any(|g| g == BOOTSTRAPPERS_GROUP);
+    let renewal = username == common_name && groups.iter().any(|g| g == NODES_GROUP);
+    if !(bootstrapper || renewal) {
         return Err(format!(
-            "O {organizations:?} must be exactly [\"system:nodes\"]"
+            "requester {username:?} is neither a bootstrapper nor node {node:?}"
         ));
     }
+    Ok(())
+}
+
+/// Why the signer of `csr` would not sign it, as Kubernetes' signers check: the usages are
+/// client auth plus at most digital signature and key encipherment; for the kubelet client
+/// signer, the subject is exactly CN `system:node:<name>`, O `system:nodes`.
+pub fn signable(csr: &CertificateSigningRequest) -> Result<(), String> {
+    let spec = &csr.spec;
     let usages = spec.usages.clone().unwrap_or_default();
     let allowed = ["digital signature", "key encipherment", "client auth"];
     if !usages.iter().any(|u| u == "client auth")
@@ -171,13 +226,18 @@ pub fn qualifies(csr: &CertificateSigningRequest) -> Result<(), String> {
             "usages {usages:?} must be client auth (and digital signature, key encipherment)"
         ));
     }
-    let groups = spec.groups.clone().unwrap_or_default();
-    let username = spec.username.clone().unwrap_or_default();
-    let bootstrapper = groups.iter().any(|g| g == BOOTSTRAPPERS_GROUP);
-    let renewal = username == common_name && groups.iter().any(|g| g == NODES_GROUP);
-    if !(bootstrapper || renewal) {
+    let pem = std::str::from_utf8(&spec.request.0).map_err(|_| "the request is not PEM")?;
+    let (common_name, organizations) = subject(pem)?;
+    if spec.signer_name != KUBELET_CLIENT_SIGNER {
+        return Ok(());
+    }
+    common_name
+        .strip_prefix(NODE_USER_PREFIX)
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| format!("CN {common_name:?} is not system:node:<name>"))?;
+    if organizations != [NODES_GROUP] {
         return Err(format!(
-            "requester {username:?} is neither a bootstrapper nor node {node:?}"
+            "O {organizations:?} must be exactly [\"system:nodes\"]"
         ));
     }
     Ok(())
@@ -267,6 +327,18 @@ mod tests {
         let mut other_signer = csr(&good, "system:bootstrap:abcdef", &joining, &usages);
         other_signer.spec.signer_name = "kubernetes.io/kube-apiserver-client".into();
         assert!(qualifies(&other_signer).is_err());
+    }
+
+    #[test]
+    fn signers_check_usages_and_the_kubelet_signer_the_node_subject() {
+        let usages = ["digital signature", "client auth"];
+        let masters = request("bob", &["system:masters"]);
+        let mut user = csr(&masters, "kubernetes-admin", &["system:masters"], &usages);
+        assert!(signable(&user).unwrap_err().contains("system:node:<name>"));
+        user.spec.signer_name = APISERVER_CLIENT_SIGNER.into();
+        assert_eq!(signable(&user), Ok(()));
+        user.spec.usages = Some(vec!["server auth".into()]);
+        assert!(signable(&user).unwrap_err().contains("usages"));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 mod coxswain;
 mod pod;
+mod secret;
 mod workloads;
 
 use std::collections::BTreeMap;

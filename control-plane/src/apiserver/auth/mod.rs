@@ -20,6 +20,7 @@
 //! authenticated: they stay as they were until every component speaks TLS.
 
 pub mod bootstrap;
+mod informer;
 pub mod node;
 pub mod pki;
 pub mod rbac;
@@ -123,6 +124,30 @@ impl Authenticator {
             tracing::warn!(user = %user.name, "RBAC: reading roles and bindings: {e}");
             false
         })
+    }
+
+    /// Whether `user` may `verb` (`approve`, `sign`) requests for `signer`: resource
+    /// `signers` of `certificates.k8s.io` named after the signer or its domain's wildcard
+    /// (`kubernetes.io/*`), as Kubernetes' `IsAuthorizedForSignerName` asks.
+    pub async fn may_use_signer(&self, user: &UserInfo, verb: &str, signer: &str) -> bool {
+        let domain = signer.split('/').next().unwrap_or_default();
+        for name in [signer.to_string(), format!("{domain}/*")] {
+            let info = RequestInfo {
+                verb: verb.to_string(),
+                resource: Some(ResourceAttributes {
+                    group: "certificates.k8s.io".into(),
+                    resource: "signers".into(),
+                    subresource: String::new(),
+                    namespace: String::new(),
+                    name,
+                }),
+                path: String::new(),
+            };
+            if self.authorize(user, &info).await {
+                return true;
+            }
+        }
+        false
     }
 
     /// The request's user: its connection's certificate first, then its bearer token.
@@ -271,6 +296,7 @@ pub async fn middleware(
         };
     }
     request.extensions_mut().insert(user);
+    request.extensions_mut().insert(auth);
     next.run(request).await
 }
 

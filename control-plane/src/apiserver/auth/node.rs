@@ -13,13 +13,18 @@
 //! | certificatesigningrequests | create, get, list, watch (renewing its certificate) |
 //!
 //! Anything else a node asks is decided by the other authorizers (RBAC), as in Kubernetes
-//! where the node authorizer has no opinion outside its graph. The graph is read from the
-//! store per request (pods bound to the node, their references).
+//! where the node authorizer has no opinion outside its graph. The graph (pods bound to each
+//! node and what they reference) is read from the store per request, or, with
+//! [`NodeAuthorizer::with_cache`], from a watch-fed cache of each bound pod's edges: what the
+//! cache allows is allowed, what it does not is checked against the store.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use coxswain_api::k8s::{PersistentVolumeClaim, Pod};
+use coxswain_api::registry;
 
+use super::informer::Informer;
 use super::stored;
 use super::{RequestInfo, ResourceAttributes, UserInfo};
 use crate::nodeservice::lease::LEASE_NAMESPACE;
@@ -46,6 +51,30 @@ pub enum Decision {
 #[derive(Clone)]
 pub struct NodeAuthorizer {
     store: Arc<dyn Store>,
+    graph: Option<Arc<Informer<PodEdges>>>,
+}
+
+/// A bound pod's edges in the node graph: its node and the objects it references.
+struct PodEdges {
+    node: String,
+    secrets: BTreeSet<String>,
+    config_maps: BTreeSet<String>,
+    claims: BTreeSet<String>,
+}
+
+impl PodEdges {
+    /// The edges of a stored pod; `None` for a pod bound to no node.
+    fn of(bytes: &[u8]) -> Option<Self> {
+        let pod: Pod = serde_json::from_slice(bytes).ok()?;
+        let node = pod.spec.as_ref()?.node_name.clone()?;
+        let (secrets, config_maps) = references(&pod);
+        Some(Self {
+            node,
+            secrets,
+            config_maps,
+            claims: claim_references(&pod),
+        })
+    }
 }
 
 impl std::fmt::Debug for NodeAuthorizer {
@@ -62,9 +91,22 @@ pub fn node_of(user: &UserInfo) -> Option<&str> {
 }
 
 impl NodeAuthorizer {
-    /// The node authorizer over `store`.
+    /// The node authorizer over `store`, reading it for every decision.
     pub fn new(store: Arc<dyn Store>) -> Self {
-        Self { store }
+        Self { store, graph: None }
+    }
+
+    /// The node authorizer over a watch-fed cache of the pods in `store` (started on the
+    /// current tokio runtime), confirming against the store what the cache does not allow.
+    pub fn with_cache(store: Arc<dyn Store>) -> Self {
+        let prefix = registry::lookup("v1", "Pod")
+            .and_then(|k| k.store_prefix(None).ok())
+            .unwrap_or_default();
+        let graph = Informer::start_with(store.clone(), prefix, PodEdges::of);
+        Self {
+            store,
+            graph: Some(Arc::new(graph)),
+        }
     }
 
     /// Judges `info` asked by `user`.
@@ -116,6 +158,12 @@ impl NodeAuthorizer {
 
     /// Whether the pod `r` names is bound to `node`.
     async fn bound_here(&self, r: &ResourceAttributes, node: &str) -> Result<bool, StoreError> {
+        if let Some(graph) = &self.graph
+            && let Ok(key) = registry::store_key("v1", "Pod", Some(&r.namespace), &r.name)
+            && graph.get(&key).is_some_and(|edges| edges.node == node)
+        {
+            return Ok(true);
+        }
         let pod: Option<Pod> =
             stored::get(&*self.store, "v1", "Pod", Some(&r.namespace), &r.name).await?;
         Ok(pod.is_some_and(|p| bound_to(&p, node)))
@@ -126,6 +174,20 @@ impl NodeAuthorizer {
     async fn referenced(&self, r: &ResourceAttributes, node: &str) -> Result<bool, StoreError> {
         if r.name.is_empty() {
             return Ok(false);
+        }
+        if let Some(graph) = &self.graph
+            && let Some(prefix) =
+                registry::lookup("v1", "Pod").and_then(|k| k.store_prefix(Some(&r.namespace)).ok())
+            && graph.list(&prefix).iter().any(|edges| {
+                edges.node == node
+                    && match r.resource.as_str() {
+                        "secrets" => edges.secrets.contains(&r.name),
+                        "configmaps" => edges.config_maps.contains(&r.name),
+                        _ => edges.claims.contains(&r.name),
+                    }
+            })
+        {
+            return Ok(true);
         }
         Ok(self
             .pods_on(node, Some(&r.namespace))
@@ -173,6 +235,65 @@ fn bound_to(pod: &Pod, node: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::Method;
+
+    #[tokio::test]
+    async fn the_graph_cache_follows_bound_pods_and_their_references() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(crate::store::EmbeddedStore::open(dir.path().join("db")).unwrap());
+        let nodes = NodeAuthorizer::with_cache(store.clone());
+        let graph = nodes.graph.clone().unwrap();
+        let key = registry::store_key("v1", "Pod", Some("ml"), "w").unwrap();
+        let pod = serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "w", "namespace": "ml"},
+            "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "i"}],
+                     "volumes": [{"name": "v", "secret": {"secretName": "s"}}]},
+        });
+        store
+            .create(&key, crate::apiserver::objects::to_store(&pod))
+            .await
+            .unwrap();
+        let mut edges = None;
+        for _ in 0..500 {
+            edges = graph.get(&key);
+            if edges.is_some() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        let edges = edges.expect("the cache saw the pod");
+        assert_eq!(edges.node, "n1");
+        assert!(edges.secrets.contains("s"));
+        let node = |name: &str| UserInfo {
+            name: format!("system:node:{name}"),
+            uid: String::new(),
+            groups: vec![NODES_GROUP.into()],
+        };
+        let secret = RequestInfo::parse(&Method::GET, "/api/v1/namespaces/ml/secrets/s", None);
+        assert_eq!(
+            nodes.decide(&node("n1"), &secret).await.unwrap(),
+            Decision::Allow
+        );
+        assert_eq!(
+            nodes.decide(&node("n2"), &secret).await.unwrap(),
+            Decision::Deny
+        );
+        store.delete(&key, None).await.unwrap();
+        let mut forgotten = false;
+        for _ in 0..500 {
+            forgotten = graph.get(&key).is_none();
+            if forgotten {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert!(forgotten, "the cache never saw the deletion");
+        assert_eq!(
+            nodes.decide(&node("n1"), &secret).await.unwrap(),
+            Decision::Deny
+        );
+    }
 
     #[test]
     fn only_system_node_users_in_system_nodes_are_nodes() {

@@ -10,15 +10,18 @@
 //!   `pods/status`, `*`, `*/status`) match, and `resourceNames`, when given, name the object;
 //!   `nonResourceURLs` match exactly or by a trailing `*`.
 //!
-//! Roles and bindings are read from the store for each request that needs them (no cache
-//! yet); `system:masters` never gets here.
+//! [`Rbac::with_cache`] decides from watch-fed caches of the roles and bindings
+//! ([`super::informer`]) and confirms a denial against the store; [`Rbac::new`] reads the
+//! store for every request. `system:masters` never gets here.
 
 use std::sync::Arc;
 
 use coxswain_api::k8s::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, Subject};
+use coxswain_api::registry;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
+use super::informer::Informer;
 use super::stored;
 use super::{RequestInfo, UserInfo};
 use crate::apiserver::objects::{new_uid, now, to_store};
@@ -30,6 +33,7 @@ const RBAC: &str = "rbac.authorization.k8s.io/v1";
 #[derive(Clone)]
 pub struct Rbac {
     store: Arc<dyn Store>,
+    cache: Option<Arc<Cache>>,
 }
 
 impl std::fmt::Debug for Rbac {
@@ -38,78 +42,178 @@ impl std::fmt::Debug for Rbac {
     }
 }
 
+/// Roles and bindings kept current by watches.
+struct Cache {
+    cluster_role_bindings: Informer<ClusterRoleBinding>,
+    cluster_roles: Informer<ClusterRole>,
+    role_bindings: Informer<RoleBinding>,
+    roles: Informer<Role>,
+}
+
 impl Rbac {
-    /// RBAC over the roles and bindings in `store`.
+    /// RBAC reading the roles and bindings in `store` for every request.
     pub fn new(store: Arc<dyn Store>) -> Self {
-        Self { store }
+        Self { store, cache: None }
+    }
+
+    /// RBAC over watch-fed caches of the roles and bindings in `store` (started on the
+    /// current tokio runtime): what a cache allows is allowed; what it denies is checked
+    /// against the store, so a binding created a moment ago is never missed, while one
+    /// deleted a moment ago may still allow until its deletion is seen (milliseconds), as
+    /// with kube-apiserver's informers.
+    pub fn with_cache(store: Arc<dyn Store>) -> Self {
+        let informer = |kind: &str| {
+            let prefix = registry::lookup(RBAC, kind)
+                .and_then(|k| k.store_prefix(None).ok())
+                .unwrap_or_default();
+            (store.clone(), prefix)
+        };
+        let cache = Cache {
+            cluster_role_bindings: {
+                let (s, p) = informer("ClusterRoleBinding");
+                Informer::start(s, p)
+            },
+            cluster_roles: {
+                let (s, p) = informer("ClusterRole");
+                Informer::start(s, p)
+            },
+            role_bindings: {
+                let (s, p) = informer("RoleBinding");
+                Informer::start(s, p)
+            },
+            roles: {
+                let (s, p) = informer("Role");
+                Informer::start(s, p)
+            },
+        };
+        Self {
+            store,
+            cache: Some(Arc::new(cache)),
+        }
     }
 
     /// Whether a binding grants `user` what `info` asks.
     pub async fn allows(&self, user: &UserInfo, info: &RequestInfo) -> Result<bool, StoreError> {
-        for binding in self
-            .list::<ClusterRoleBinding>("ClusterRoleBinding", None)
-            .await?
+        if let Some(cache) = &self.cache
+            && decide(&**cache, user, info)
         {
-            if binding.role_ref.kind == "ClusterRole"
-                && names(user, binding.subjects.as_deref())
-                && let Some(role) = self
-                    .get::<ClusterRole>("ClusterRole", None, &binding.role_ref.name)
-                    .await?
-                && covers(role.rules.as_deref(), info)
-            {
-                return Ok(true);
-            }
+            return Ok(true);
         }
-        let Some(namespace) = info
-            .resource
-            .as_ref()
-            .map(|r| r.namespace.as_str())
-            .filter(|ns| !ns.is_empty())
-        else {
-            return Ok(false);
+        let namespace = namespace_of(info);
+        let snapshot = Snapshot {
+            cluster_role_bindings: self.list("ClusterRoleBinding", None).await?,
+            cluster_roles: self.list("ClusterRole", None).await?,
+            role_bindings: match namespace {
+                Some(ns) => self.list("RoleBinding", Some(ns)).await?,
+                None => Vec::new(),
+            },
+            roles: match namespace {
+                Some(ns) => self.list("Role", Some(ns)).await?,
+                None => Vec::new(),
+            },
         };
-        for binding in self
-            .list::<RoleBinding>("RoleBinding", Some(namespace))
-            .await?
-        {
-            if !names(user, binding.subjects.as_deref()) {
-                continue;
-            }
-            let name = &binding.role_ref.name;
-            let rules = match binding.role_ref.kind.as_str() {
-                "Role" => self
-                    .get::<Role>("Role", Some(namespace), name)
-                    .await?
-                    .and_then(|r| r.rules),
-                "ClusterRole" => self
-                    .get::<ClusterRole>("ClusterRole", None, name)
-                    .await?
-                    .and_then(|r| r.rules),
-                _ => None,
-            };
-            if covers(rules.as_deref(), info) {
-                return Ok(true);
-            }
-        }
-        Ok(false)
+        Ok(decide(&snapshot, user, info))
     }
 
     async fn list<T: DeserializeOwned>(
         &self,
         kind: &str,
         namespace: Option<&str>,
-    ) -> Result<Vec<T>, StoreError> {
-        stored::list(&*self.store, RBAC, kind, namespace).await
+    ) -> Result<Vec<Arc<T>>, StoreError> {
+        let objects = stored::list(&*self.store, RBAC, kind, namespace).await?;
+        Ok(objects.into_iter().map(Arc::new).collect())
     }
+}
 
-    async fn get<T: DeserializeOwned>(
-        &self,
-        kind: &str,
-        namespace: Option<&str>,
-        name: &str,
-    ) -> Result<Option<T>, StoreError> {
-        stored::get(&*self.store, RBAC, kind, namespace, name).await
+/// The roles and bindings a decision reads.
+trait View {
+    fn cluster_role_bindings(&self) -> Vec<Arc<ClusterRoleBinding>>;
+    fn cluster_role(&self, name: &str) -> Option<Arc<ClusterRole>>;
+    fn role_bindings(&self, namespace: &str) -> Vec<Arc<RoleBinding>>;
+    fn role(&self, namespace: &str, name: &str) -> Option<Arc<Role>>;
+}
+
+impl View for Cache {
+    fn cluster_role_bindings(&self) -> Vec<Arc<ClusterRoleBinding>> {
+        self.cluster_role_bindings.list("")
     }
+    fn cluster_role(&self, name: &str) -> Option<Arc<ClusterRole>> {
+        let key = registry::store_key(RBAC, "ClusterRole", None, name).ok()?;
+        self.cluster_roles.get(&key)
+    }
+    fn role_bindings(&self, namespace: &str) -> Vec<Arc<RoleBinding>> {
+        registry::lookup(RBAC, "RoleBinding")
+            .and_then(|k| k.store_prefix(Some(namespace)).ok())
+            .map(|prefix| self.role_bindings.list(&prefix))
+            .unwrap_or_default()
+    }
+    fn role(&self, namespace: &str, name: &str) -> Option<Arc<Role>> {
+        let key = registry::store_key(RBAC, "Role", Some(namespace), name).ok()?;
+        self.roles.get(&key)
+    }
+}
+
+/// Roles and bindings read from the store for one decision (the request's namespace only).
+struct Snapshot {
+    cluster_role_bindings: Vec<Arc<ClusterRoleBinding>>,
+    cluster_roles: Vec<Arc<ClusterRole>>,
+    role_bindings: Vec<Arc<RoleBinding>>,
+    roles: Vec<Arc<Role>>,
+}
+
+impl View for Snapshot {
+    fn cluster_role_bindings(&self) -> Vec<Arc<ClusterRoleBinding>> {
+        self.cluster_role_bindings.clone()
+    }
+    fn cluster_role(&self, name: &str) -> Option<Arc<ClusterRole>> {
+        let named = |r: &&Arc<ClusterRole>| r.metadata.name.as_deref() == Some(name);
+        self.cluster_roles.iter().find(named).cloned()
+    }
+    fn role_bindings(&self, _namespace: &str) -> Vec<Arc<RoleBinding>> {
+        self.role_bindings.clone()
+    }
+    fn role(&self, _namespace: &str, name: &str) -> Option<Arc<Role>> {
+        let named = |r: &&Arc<Role>| r.metadata.name.as_deref() == Some(name);
+        self.roles.iter().find(named).cloned()
+    }
+}
+
+fn namespace_of(info: &RequestInfo) -> Option<&str> {
+    info.resource
+        .as_ref()
+        .map(|r| r.namespace.as_str())
+        .filter(|ns| !ns.is_empty())
+}
+
+/// Whether a binding in `view` grants `user` what `info` asks.
+fn decide(view: &dyn View, user: &UserInfo, info: &RequestInfo) -> bool {
+    for binding in view.cluster_role_bindings() {
+        if binding.role_ref.kind == "ClusterRole"
+            && names(user, binding.subjects.as_deref())
+            && let Some(role) = view.cluster_role(&binding.role_ref.name)
+            && covers(role.rules.as_deref(), info)
+        {
+            return true;
+        }
+    }
+    let Some(namespace) = namespace_of(info) else {
+        return false;
+    };
+    view.role_bindings(namespace).iter().any(|binding| {
+        if !names(user, binding.subjects.as_deref()) {
+            return false;
+        }
+        let name = &binding.role_ref.name;
+        match binding.role_ref.kind.as_str() {
+            "Role" => view
+                .role(namespace, name)
+                .is_some_and(|r| covers(r.rules.as_deref(), info)),
+            "ClusterRole" => view
+                .cluster_role(name)
+                .is_some_and(|r| covers(r.rules.as_deref(), info)),
+            _ => false,
+        }
+    })
 }
 
 /// Resources the `view` and `edit` roles cover (Kubernetes' aggregated roles, for the kinds
@@ -284,6 +388,73 @@ mod tests {
 
     fn info(method: Method, path: &str) -> RequestInfo {
         RequestInfo::parse(&method, path, None)
+    }
+
+    #[tokio::test]
+    async fn the_cache_follows_bindings_and_a_new_binding_is_never_missed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(crate::store::EmbeddedStore::open(dir.path().join("db")).unwrap());
+        let rbac = Rbac::with_cache(store.clone());
+        let cache = rbac.cache.clone().unwrap();
+        let alice = UserInfo {
+            name: "alice".into(),
+            ..UserInfo::default()
+        };
+        let get = info(Method::GET, "/api/v1/namespaces/ml/configmaps/c");
+        assert!(!rbac.allows(&alice, &get).await.unwrap());
+        let put = |kind: &str, namespace: &str, name: &str, body: Value| {
+            let key = registry::store_key(RBAC, kind, Some(namespace), name).unwrap();
+            let mut object = json!({"apiVersion": RBAC, "kind": kind,
+                                    "metadata": {"name": name, "namespace": namespace}});
+            object
+                .as_object_mut()
+                .unwrap()
+                .extend(body.as_object().unwrap().clone());
+            (key, to_store(&object))
+        };
+        let (role_key, role) = put(
+            "Role",
+            "ml",
+            "reader",
+            json!({"rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}]}),
+        );
+        store.create(&role_key, role).await.unwrap();
+        let (binding_key, binding) = put(
+            "RoleBinding",
+            "ml",
+            "alice",
+            json!({"roleRef": {"apiGroup": RBAC, "kind": "Role", "name": "reader"},
+                   "subjects": [{"kind": "User", "name": "alice"}]}),
+        );
+        store.create(&binding_key, binding).await.unwrap();
+        // Allowed at once (the store confirms what the cache has not seen yet)...
+        assert!(rbac.allows(&alice, &get).await.unwrap());
+        // ...and the cache catches up, then follows the binding's deletion.
+        let mut seen = false;
+        for _ in 0..500 {
+            seen = decide(&*cache, &alice, &get);
+            if seen {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert!(seen, "the cache never saw the binding");
+        store.delete(&binding_key, None).await.unwrap();
+        let mut revoked = false;
+        for _ in 0..500 {
+            revoked = !rbac.allows(&alice, &get).await.unwrap();
+            if revoked {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert!(revoked, "the cache never saw the deletion");
+        assert!(!decide(
+            &*cache,
+            &alice,
+            &info(Method::GET, "/api/v1/namespaces/ml/pods")
+        ));
     }
 
     #[test]

@@ -113,20 +113,17 @@ pub fn token_request_protobuf(bytes: &[u8]) -> Result<(Vec<String>, Option<i64>)
     protobuf::token_request(bytes)
 }
 
-/// Just enough of Kubernetes' protobuf encoding to read a `SelfSubjectAccessReview`: the
-/// `k8s\0` envelope (`runtime.Unknown`, its `raw` field 2) around the review, whose `spec`
-/// (field 2) holds `resourceAttributes` (1) or `nonResourceAttributes` (2) of strings.
+/// The few fields of Kubernetes' protobuf encoding read here: a `SelfSubjectAccessReview`'s
+/// `spec` (field 2) holds `resourceAttributes` (1) or `nonResourceAttributes` (2) of
+/// strings; a `TokenRequest`'s `spec` (2) its audiences (1) and expirationSeconds (4).
 mod protobuf {
     use serde_json::{Map, Value, json};
 
-    const MAGIC: &[u8] = b"k8s\0";
+    use crate::apiserver::protobuf_wire::{Wire, field, fields, string, unwrap_envelope};
 
     /// The review as the JSON it stands for (`{"spec": {...}}`).
     pub fn access_review(bytes: &[u8]) -> Result<Value, String> {
-        let unknown = bytes
-            .strip_prefix(MAGIC)
-            .ok_or("no k8s protobuf envelope")?;
-        let raw = field(unknown, 2)?.ok_or("the envelope has no object")?;
+        let raw = unwrap_envelope(bytes)?;
         let spec = field(raw, 2)?.ok_or("no spec")?;
         let mut out = Map::new();
         if let Some(r) = field(spec, 1)? {
@@ -153,37 +150,22 @@ mod protobuf {
     /// The `spec` of an enveloped `TokenRequest`: its audiences (repeated field 1) and
     /// expirationSeconds (varint field 4).
     pub fn token_request(bytes: &[u8]) -> Result<(Vec<String>, Option<i64>), String> {
-        let unknown = bytes
-            .strip_prefix(MAGIC)
-            .ok_or("no k8s protobuf envelope")?;
-        let raw = field(unknown, 2)?.ok_or("the envelope has no object")?;
+        let raw = unwrap_envelope(bytes)?;
         let Some(spec) = field(raw, 2)? else {
             return Ok((Vec::new(), None));
         };
         let mut audiences = Vec::new();
         let mut seconds = None;
-        let mut message = spec;
-        while !message.is_empty() {
-            let key = varint(&mut message)?;
-            match key & 7 {
-                0 => {
-                    let value = varint(&mut message)?;
-                    if key >> 3 == 4 {
-                        seconds = Some(i64::try_from(value).map_err(|_| "expirationSeconds")?);
-                    }
+        for (number, value) in fields(spec)? {
+            match (number, value) {
+                (4, Wire::Varint(v)) => {
+                    seconds = Some(i64::try_from(v).map_err(|_| "expirationSeconds")?);
                 }
-                2 => {
-                    let len = usize::try_from(varint(&mut message)?).map_err(|_| "too long")?;
-                    let value = message.get(..len).ok_or("truncated")?;
-                    message = &message[len..];
-                    if key >> 3 == 1 {
-                        let text = std::str::from_utf8(value).map_err(|_| "audience: not UTF-8")?;
-                        audiences.push(text.to_string());
-                    }
+                (1, Wire::Bytes(b)) => {
+                    let text = std::str::from_utf8(b).map_err(|_| "audience: not UTF-8")?;
+                    audiences.push(text.to_string());
                 }
-                1 => message = message.get(8..).ok_or("truncated")?,
-                5 => message = message.get(4..).ok_or("truncated")?,
-                other => return Err(format!("wire type {other} not supported")),
+                _ => {}
             }
         }
         Ok((audiences, seconds))
@@ -193,55 +175,17 @@ mod protobuf {
     fn strings(message: &[u8], names: &[&str]) -> Result<Value, String> {
         let mut out = Map::new();
         for (i, name) in names.iter().enumerate() {
-            if let Some(bytes) = field(message, i as u64 + 1)? {
-                let text = std::str::from_utf8(bytes).map_err(|_| format!("{name}: not UTF-8"))?;
-                out.insert((*name).into(), Value::String(text.into()));
+            if let Some(text) = string(message, i as u64 + 1, name)? {
+                out.insert((*name).into(), Value::String(text));
             }
         }
         Ok(Value::Object(out))
     }
 
-    /// The last length-delimited field `number` of `message`.
-    fn field(mut message: &[u8], number: u64) -> Result<Option<&[u8]>, String> {
-        let mut found = None;
-        while !message.is_empty() {
-            let key = varint(&mut message)?;
-            match key & 7 {
-                0 => {
-                    varint(&mut message)?;
-                }
-                1 => message = message.get(8..).ok_or("truncated")?,
-                5 => message = message.get(4..).ok_or("truncated")?,
-                2 => {
-                    let len = usize::try_from(varint(&mut message)?).map_err(|_| "too long")?;
-                    let value = message.get(..len).ok_or("truncated")?;
-                    message = &message[len..];
-                    if key >> 3 == number {
-                        found = Some(value);
-                    }
-                }
-                other => return Err(format!("wire type {other} not supported")),
-            }
-        }
-        Ok(found)
-    }
-
-    fn varint(message: &mut &[u8]) -> Result<u64, String> {
-        let mut value = 0u64;
-        for shift in (0..64).step_by(7) {
-            let (&byte, rest) = message.split_first().ok_or("truncated varint")?;
-            *message = rest;
-            value |= u64::from(byte & 0x7f) << shift;
-            if byte & 0x80 == 0 {
-                return Ok(value);
-            }
-        }
-        Err("varint too long".into())
-    }
-
     #[cfg(test)]
     mod tests {
         use super::*;
+        use crate::apiserver::protobuf_wire::MAGIC;
 
         fn len_field(number: u8, bytes: &[u8]) -> Vec<u8> {
             let mut out = vec![(number << 3) | 2, bytes.len() as u8];

@@ -111,6 +111,13 @@ pub async fn create_value(
         "Pod" if object.pointer("/status/phase").is_none() => {
             object["status"] = json!({"phase": "Pending"});
         }
+        // As Kubernetes' CSR strategy: a request starts with no conditions and no
+        // certificate, so nobody approves their own request by creating it approved.
+        "CertificateSigningRequest" => {
+            if let Some(object) = object.as_object_mut() {
+                object.remove("status");
+            }
+        }
         _ => {}
     }
     let key = ctx.key_of(&name)?;

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 use super::Ctx;
 use crate::apiserver::admission::{FieldValidation, admit};
+use crate::apiserver::csr_approval;
 use crate::apiserver::negotiate::{BodyType, body_type, parse_body, read_body, respond};
 use crate::apiserver::objects::{
     finalizers, from_store, has_status, is_terminating, meta_str, set_meta, to_store,
@@ -19,6 +20,13 @@ use crate::store::{KeyValue, StoreError};
 
 /// Serves `PUT <resource>/<name>[/status]`.
 pub async fn update(ctx: &Ctx<'_>, body: Body) -> Result<Response, ApiError> {
+    if csr_approval::is_approval(&ctx.path) && is_protobuf(&ctx.headers) {
+        // `kubectl certificate approve|deny` sends the request as Kubernetes protobuf.
+        let bytes = read_body(body).await?;
+        let value = csr_approval::from_protobuf(&bytes)
+            .map_err(|e| ApiError::BadRequest(format!("the protobuf body: {e}")))?;
+        return update_value(ctx, value, FieldValidation::from_query(&ctx.query)?).await;
+    }
     let yaml = match body_type(&ctx.headers)? {
         BodyType::Json => false,
         BodyType::Yaml => true,
@@ -31,9 +39,24 @@ pub async fn update(ctx: &Ctx<'_>, body: Body) -> Result<Response, ApiError> {
         }
     };
     let field_validation = FieldValidation::from_query(&ctx.query)?;
-    let dry_run = ctx.query.dry_run()?;
     let bytes = read_body(body).await?;
     let value = parse_body(&bytes, yaml)?;
+    update_value(ctx, value, field_validation).await
+}
+
+fn is_protobuf(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/vnd.kubernetes.protobuf"))
+}
+
+async fn update_value(
+    ctx: &Ctx<'_>,
+    value: Value,
+    field_validation: FieldValidation,
+) -> Result<Response, ApiError> {
+    let dry_run = ctx.query.dry_run()?;
     let expected = match meta_str(&value, "resourceVersion") {
         Some(rv) if !rv.is_empty() => Some(parse_resource_version(rv)?),
         _ => None,
@@ -86,9 +109,14 @@ pub async fn write_update(
     {
         return Err(ApiError::conflict(&ctx.resource(), &name));
     }
-    let candidate = if ctx.path.subresource.as_deref() == Some("status") {
+    let candidate = if csr_approval::is_approval(&ctx.path) {
+        csr_approval::with_new_conditions(&old_value, &candidate, &name)?
+    } else if ctx.path.subresource.as_deref() == Some("status") {
         let mut merged = old_value.clone();
         merged["status"] = candidate.get("status").cloned().unwrap_or(Value::Null);
+        if ctx.path.kind.kind == "CertificateSigningRequest" {
+            csr_approval::check_status_update(&old_value, &merged, &name)?;
+        }
         merged
     } else {
         let mut candidate = candidate;
