@@ -133,6 +133,23 @@ fn unschedulable_pod_waits_for_a_node_then_backs_off() {
 }
 
 #[test]
+fn a_pod_that_came_before_any_node_is_woken_by_the_first_node() {
+    // The pod watch can deliver a pod before the node watch delivers the node it was
+    // created for: no plugin rejected it, so any event may help (kube-scheduler's rule
+    // for a pod without rejector plugins) — not only the 5-minute flush.
+    let mut h = harness(vec![]);
+    add(&mut h, PodInfo::new("ns/early", 0, 0, 2));
+    let reports = h.sched.run_in_memory(&h.binder);
+    assert!(matches!(reports[0].result, CycleResult::Unschedulable(_)));
+    assert!(h.sched.queue().is_unschedulable("ns/early"));
+    h.sched.handle(ClusterEvent::NodeAdded(dgx(0))).unwrap();
+    assert!(!h.sched.queue().is_unschedulable("ns/early"));
+    h.clock.advance(Duration::from_secs(1));
+    let reports = h.sched.run_in_memory(&h.binder);
+    assert_eq!(reports[0].result, CycleResult::Bound("node-00000".into()));
+}
+
+#[test]
 fn bind_conflict_forgets_the_pod_and_retries_after_backoff() {
     let mut h = harness(vec![dgx(0)]);
     h.binder.inject_conflict("ns/a");

@@ -38,6 +38,12 @@ impl Scheduler {
                 first = Some(s.clone());
             }
         }
+        if seen.is_empty() {
+            // No plugin rejected it (no nodes yet: the pod watch ran ahead of the node
+            // watch): any event may help, as kube-scheduler requeues a pod without
+            // rejector plugins.
+            cure = EventMask::ALL;
+        }
         let status =
             first.unwrap_or_else(|| Status::unresolvable("Scheduler", "no nodes in the cluster"));
         let mut outcome = CycleResult::Unschedulable(status.clone());
