@@ -330,3 +330,110 @@ async fn service_account_tokens_from_kubectl_create_token_act_as_their_account()
     let (code, _) = get(&http, &pods, Some(&token)).await;
     assert_eq!(code, 401, "the account is gone");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_bound_to_a_pod_or_secret_end_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path());
+    let kubeconfig = kubeconfig_of(&server);
+    let objects = dir.path().join("bound.yaml");
+    std::fs::write(
+        &objects,
+        "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: bound-bot, namespace: default}\n\
+         ---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\n\
+         metadata: {name: bound-bot-view, namespace: default}\n\
+         subjects: [{kind: ServiceAccount, name: bound-bot, namespace: default}]\n\
+         roleRef: {kind: ClusterRole, name: view, apiGroup: rbac.authorization.k8s.io}\n\
+         ---\napiVersion: v1\nkind: Pod\nmetadata: {name: holder, namespace: default}\n\
+         spec: {serviceAccountName: bound-bot, containers: [{name: c, image: busybox}]}\n\
+         ---\napiVersion: v1\nkind: Pod\nmetadata: {name: stranger, namespace: default}\n\
+         spec: {containers: [{name: c, image: busybox}]}\n\
+         ---\napiVersion: v1\nkind: Secret\nmetadata: {name: anchor, namespace: default}\n\
+         stringData: {k: v}\n",
+    )
+    .unwrap();
+    let (rc, out) = run_kubectl(&kubeconfig, &["apply", "-f", objects.to_str().unwrap()]);
+    assert_eq!(rc, 0, "{out}");
+    let create = |args: &[&str]| {
+        let mut all = vec!["create", "token", "bound-bot"];
+        all.extend_from_slice(args);
+        run_kubectl(&kubeconfig, &all)
+    };
+    // kubectl sends boundObjectRef in its protobuf TokenRequest.
+    let (rc, pod_token) = create(&[
+        "--bound-object-kind",
+        "Pod",
+        "--bound-object-name",
+        "holder",
+    ]);
+    assert_eq!(rc, 0, "{pod_token}");
+    let pod_token = pod_token.trim().to_string();
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::Engine::decode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            pod_token.split('.').nth(1).unwrap(),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(claims["kubernetes.io"]["pod"]["name"], "holder", "{claims}");
+    assert!(
+        claims["kubernetes.io"]["pod"]["uid"]
+            .as_str()
+            .is_some_and(|u| !u.is_empty())
+    );
+    let (rc, secret_token) = create(&[
+        "--bound-object-kind",
+        "Secret",
+        "--bound-object-name",
+        "anchor",
+    ]);
+    assert_eq!(rc, 0, "{secret_token}");
+    let secret_token = secret_token.trim().to_string();
+
+    // What kube-apiserver refuses: a pod running as another account, a missing object, a
+    // stale uid, a kind tokens cannot be bound to.
+    let (rc, out) = create(&[
+        "--bound-object-kind",
+        "Pod",
+        "--bound-object-name",
+        "stranger",
+    ]);
+    assert!(
+        rc != 0 && out.contains("different serviceaccount name"),
+        "{out}"
+    );
+    let (rc, out) = create(&["--bound-object-kind", "Pod", "--bound-object-name", "ghost"]);
+    assert!(rc != 0 && out.contains("pods \"ghost\" not found"), "{out}");
+    let (rc, out) = create(&[
+        "--bound-object-kind",
+        "Secret",
+        "--bound-object-name",
+        "anchor",
+        "--bound-object-uid",
+        "0000",
+    ]);
+    assert!(rc != 0 && out.contains("does not match the UID"), "{out}");
+    let (rc, out) = create(&["--bound-object-kind", "Node", "--bound-object-name", "n1"]);
+    assert!(rc != 0 && out.contains("spec.boundObjectRef.kind"), "{out}");
+
+    let http = client(&server, None);
+    let pods = format!("{}/api/v1/namespaces/default/pods", server.url);
+    for token in [&pod_token, &secret_token] {
+        let (code, body) = get(&http, &pods, Some(token)).await;
+        assert_eq!(code, 200, "{body}");
+    }
+    let (rc, out) = run_kubectl(
+        &kubeconfig,
+        &["delete", "pod", "holder", "--grace-period=0", "--force"],
+    );
+    assert_eq!(rc, 0, "{out}");
+    let (code, _) = get(&http, &pods, Some(&pod_token)).await;
+    assert_eq!(code, 401, "the pod is gone, so is its token");
+    let (code, _) = get(&http, &pods, Some(&secret_token)).await;
+    assert_eq!(code, 200, "the secret-bound token lives on");
+    let (rc, out) = run_kubectl(&kubeconfig, &["delete", "secret", "anchor"]);
+    assert_eq!(rc, 0, "{out}");
+    let (code, _) = get(&http, &pods, Some(&secret_token)).await;
+    assert_eq!(code, 401, "the secret is gone, so is its token");
+}

@@ -10,7 +10,7 @@ use tonic::Status;
 
 use super::pod_status::{check_owner, require};
 use super::{NodeService, api_status, require_node_name};
-use crate::apiserver::auth::service_accounts::{self, ISSUER, PodBinding};
+use crate::apiserver::auth::service_accounts::{self, BoundObject, ISSUER, PodBinding};
 use crate::apiserver::service_account::DEFAULT_ACCOUNT;
 
 /// Serves ServiceAccountToken.
@@ -62,7 +62,13 @@ pub(crate) async fn issue(
         node: request.node_name,
     };
     let token = signer
-        .sign_bound(&account, Some(&binding), &audiences, seconds, now)
+        .sign_bound(
+            &account,
+            Some(&BoundObject::Pod(binding)),
+            &audiences,
+            seconds,
+            now,
+        )
         .map_err(Status::internal)?;
     Ok(pb::ServiceAccountTokenResponse {
         token,

@@ -108,8 +108,10 @@ fn bad_request(message: &str) -> Response {
     ApiError::BadRequest(message.to_string()).into_response()
 }
 
-/// The audiences and expiration of a protobuf `TokenRequest` (`kubectl create token`).
-pub fn token_request_protobuf(bytes: &[u8]) -> Result<(Vec<String>, Option<i64>), String> {
+/// The `spec` of a protobuf `TokenRequest` (`kubectl create token`).
+pub fn token_request_protobuf(
+    bytes: &[u8],
+) -> Result<super::service_accounts::TokenRequestSpec, String> {
     protobuf::token_request(bytes)
 }
 
@@ -119,6 +121,7 @@ pub fn token_request_protobuf(bytes: &[u8]) -> Result<(Vec<String>, Option<i64>)
 mod protobuf {
     use serde_json::{Map, Value, json};
 
+    use crate::apiserver::auth::service_accounts::{BoundObjectRef, TokenRequestSpec};
     use crate::apiserver::protobuf_wire::{Wire, field, fields, string, unwrap_envelope};
 
     /// The review as the JSON it stands for (`{"spec": {...}}`).
@@ -147,28 +150,38 @@ mod protobuf {
         Ok(json!({ "spec": out }))
     }
 
-    /// The `spec` of an enveloped `TokenRequest`: its audiences (repeated field 1) and
+    /// The `spec` of an enveloped `TokenRequest`: its audiences (repeated field 1),
+    /// boundObjectRef (3: kind, apiVersion, name, uid as fields 1–4) and
     /// expirationSeconds (varint field 4).
-    pub fn token_request(bytes: &[u8]) -> Result<(Vec<String>, Option<i64>), String> {
+    pub fn token_request(bytes: &[u8]) -> Result<TokenRequestSpec, String> {
         let raw = unwrap_envelope(bytes)?;
+        let mut out = TokenRequestSpec::default();
         let Some(spec) = field(raw, 2)? else {
-            return Ok((Vec::new(), None));
+            return Ok(out);
         };
-        let mut audiences = Vec::new();
-        let mut seconds = None;
         for (number, value) in fields(spec)? {
             match (number, value) {
                 (4, Wire::Varint(v)) => {
-                    seconds = Some(i64::try_from(v).map_err(|_| "expirationSeconds")?);
+                    out.expiration_seconds =
+                        Some(i64::try_from(v).map_err(|_| "expirationSeconds")?);
                 }
                 (1, Wire::Bytes(b)) => {
                     let text = std::str::from_utf8(b).map_err(|_| "audience: not UTF-8")?;
-                    audiences.push(text.to_string());
+                    out.audiences.push(text.to_string());
+                }
+                (3, Wire::Bytes(r)) => {
+                    let text = |n, name| Ok::<_, String>(string(r, n, name)?.unwrap_or_default());
+                    out.bound_object_ref = Some(BoundObjectRef {
+                        kind: text(1, "boundObjectRef.kind")?,
+                        api_version: text(2, "boundObjectRef.apiVersion")?,
+                        name: text(3, "boundObjectRef.name")?,
+                        uid: text(4, "boundObjectRef.uid")?,
+                    });
                 }
                 _ => {}
             }
         }
-        Ok((audiences, seconds))
+        Ok(out)
     }
 
     /// Fields 1..=names.len() of `message` as strings named `names`.
@@ -214,20 +227,26 @@ mod protobuf {
             );
             assert_eq!(r["namespace"], "ml");
             assert!(access_review(b"{}").is_err());
-            // A TokenRequest: spec { audiences: "a", "b"; expirationSeconds: 900 }.
+            // A TokenRequest: spec { audiences: "a", "b"; expirationSeconds: 900;
+            // boundObjectRef { kind: "Pod", name: "p" } }.
+            let bound = [len_field(1, b"Pod"), len_field(3, b"p")].concat();
             let spec = [
                 len_field(1, b"a"),
                 len_field(1, b"b"),
+                len_field(3, &bound),
                 vec![4 << 3, 0x84, 0x07],
             ]
             .concat();
             let request = [len_field(1, b""), len_field(2, &spec)].concat();
             let body = [MAGIC, &len_field(2, &request)].concat();
-            let (audiences, seconds) = token_request(&body).unwrap();
+            let spec = token_request(&body).unwrap();
             assert_eq!(
-                (audiences, seconds),
+                (spec.audiences, spec.expiration_seconds),
                 (vec!["a".to_string(), "b".to_string()], Some(900))
             );
+            let bound = spec.bound_object_ref.unwrap();
+            assert_eq!((bound.kind.as_str(), bound.name.as_str()), ("Pod", "p"));
+            assert!(bound.uid.is_empty());
             assert!(access_review(&body[..body.len() - 3]).is_err());
         }
     }

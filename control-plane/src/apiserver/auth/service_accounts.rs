@@ -7,10 +7,14 @@
 //!   `TokenRequest` (JSON, or Kubernetes protobuf as `kubectl create token` sends it);
 //!   `expirationSeconds` defaults to an hour and is held between 10 minutes and 48 hours,
 //!   as kube-apiserver holds it. Who may ask is RBAC's `create` on `serviceaccounts/token`.
+//!   `spec.boundObjectRef` (`kubectl create token --bound-object-kind Pod|Secret`) binds
+//!   the token to a pod or secret of the namespace: it must exist (and have the given uid);
+//!   a pod must run as that service account. The token then carries kube-apiserver's
+//!   `kubernetes.io.pod` (and `.node`) or `.secret` claims.
 //! - Authenticating: a bearer JWT whose signature verifies, which has not expired, whose
-//!   issuer is ours and whose service account still exists with the same uid, is user
-//!   `system:serviceaccount:<ns>:<name>` in `system:serviceaccounts` and
-//!   `system:serviceaccounts:<ns>`.
+//!   issuer is ours, whose service account still exists with the same uid — and whose bound
+//!   pod or secret, if any, too — is user `system:serviceaccount:<ns>:<name>` in
+//!   `system:serviceaccounts` and `system:serviceaccounts:<ns>`.
 
 use std::sync::Arc;
 
@@ -19,7 +23,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use coxswain_api::k8s::{Pod, ServiceAccount};
+use coxswain_api::k8s::ServiceAccount;
 use ring::rand::SystemRandom;
 use ring::signature::{self, EcdsaKeyPair, KeyPair as _};
 use serde_json::{Value, json};
@@ -51,8 +55,47 @@ pub struct PodBinding {
     pub name: String,
     /// The pod's uid.
     pub uid: String,
-    /// The node it is bound to.
+    /// The node it is bound to (empty while it is not scheduled).
     pub node: String,
+}
+
+/// The object a token is bound to: it authenticates only while that object exists with
+/// the same uid.
+#[derive(Debug, Clone)]
+pub enum BoundObject {
+    /// A pod, and the node it runs on.
+    Pod(PodBinding),
+    /// A secret (its name and uid).
+    Secret {
+        /// The secret's name (in the service account's namespace).
+        name: String,
+        /// Its uid.
+        uid: String,
+    },
+}
+
+/// A TokenRequest's `spec`.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct TokenRequestSpec {
+    /// `audiences` (none: the API server's).
+    pub audiences: Vec<String>,
+    /// `expirationSeconds`.
+    pub expiration_seconds: Option<i64>,
+    /// `boundObjectRef`.
+    pub bound_object_ref: Option<BoundObjectRef>,
+}
+
+/// A TokenRequest's `spec.boundObjectRef`; absent fields are empty.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct BoundObjectRef {
+    /// `kind`: `Pod` or `Secret`.
+    pub kind: String,
+    /// `apiVersion`: `v1` or empty.
+    pub api_version: String,
+    /// `name`.
+    pub name: String,
+    /// `uid`: when set, the object must have it.
+    pub uid: String,
 }
 
 /// Issues and checks service-account tokens.
@@ -101,13 +144,13 @@ impl ServiceAccountTokens {
         self.sign_bound(account, None, audiences, seconds, now)
     }
 
-    /// [`sign`](Self::sign), bound to a pod when `pod` is given: the token carries the
-    /// pod's and its node's names (kube-apiserver's `kubernetes.io.pod` and `.node`
-    /// claims) and stops authenticating once that pod is gone.
+    /// [`sign`](Self::sign), bound to an object when `bound` is given: the token carries
+    /// the pod's and its node's names (kube-apiserver's `kubernetes.io.pod` and `.node`
+    /// claims) or the secret's (`.secret`), and stops authenticating once it is gone.
     pub fn sign_bound(
         &self,
         account: &ServiceAccount,
-        pod: Option<&PodBinding>,
+        bound: Option<&BoundObject>,
         audiences: &[String],
         seconds: i64,
         now: i64,
@@ -120,9 +163,17 @@ impl ServiceAccountTokens {
             "namespace": namespace,
             "serviceaccount": {"name": name, "uid": uid},
         });
-        if let Some(pod) = pod {
-            scope["pod"] = json!({"name": pod.name, "uid": pod.uid});
-            scope["node"] = json!({"name": pod.node});
+        match bound {
+            Some(BoundObject::Pod(pod)) => {
+                scope["pod"] = json!({"name": pod.name, "uid": pod.uid});
+                if !pod.node.is_empty() {
+                    scope["node"] = json!({"name": pod.node});
+                }
+            }
+            Some(BoundObject::Secret { name, uid }) => {
+                scope["secret"] = json!({"name": name, "uid": uid});
+            }
+            None => {}
         }
         let claims = json!({
             "iss": ISSUER,
@@ -164,18 +215,15 @@ impl ServiceAccountTokens {
         if account.and_then(|a| a.metadata.uid).as_deref() != Some(uid.as_str()) {
             return Ok(None);
         }
-        // A pod-bound token lives only as long as its pod (the same uid).
-        let pod = &claims["kubernetes.io"]["pod"];
-        if !pod.is_null() {
-            let stored: Option<Pod> = stored::get(
-                &*self.store,
-                "v1",
-                "Pod",
-                Some(&namespace),
-                &text(&pod["name"]),
-            )
-            .await?;
-            if stored.and_then(|p| p.metadata.uid).as_deref() != pod["uid"].as_str() {
+        // A bound token lives only as long as its pod or secret (the same uid).
+        for (claim, kind) in [("pod", "Pod"), ("secret", "Secret")] {
+            let bound = &claims["kubernetes.io"][claim];
+            if bound.is_null() {
+                continue;
+            }
+            let object = self.object(kind, &namespace, &text(&bound["name"])).await?;
+            if object.as_ref().and_then(|o| o["metadata"]["uid"].as_str()) != bound["uid"].as_str()
+            {
                 return Ok(None);
             }
         }
@@ -235,22 +283,21 @@ impl ServiceAccountTokens {
         body: Body,
     ) -> Result<Value, ApiError> {
         let bytes = crate::apiserver::negotiate::read_body(body).await?;
-        let (audiences, seconds) = if protobuf {
+        let spec = if protobuf {
             super::reviews::token_request_protobuf(&bytes)
                 .map_err(|e| ApiError::BadRequest(format!("the protobuf body: {e}")))?
         } else if bytes.is_empty() {
-            (Vec::new(), None)
+            TokenRequestSpec::default()
         } else {
             let v: Value = serde_json::from_slice(&bytes)
                 .map_err(|e| ApiError::BadRequest(format!("the body is not JSON: {e}")))?;
-            let audiences = v["spec"]["audiences"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|a| a.as_str().map(str::to_string))
-                .collect();
-            (audiences, v["spec"]["expirationSeconds"].as_i64())
+            json_spec(&v["spec"])
         };
+        let TokenRequestSpec {
+            audiences,
+            expiration_seconds: seconds,
+            bound_object_ref,
+        } = spec;
         let account = self
             .account(namespace, name)
             .await
@@ -267,16 +314,28 @@ impl ServiceAccountTokens {
         };
         let seconds = lifetime(seconds);
         let now = jiff::Timestamp::now().as_second();
+        let bound = match &bound_object_ref {
+            Some(r) => Some(self.bound_object(namespace, name, r).await?),
+            None => None,
+        };
         let token = self
-            .sign(&account, &audiences, seconds, now)
+            .sign_bound(&account, bound.as_ref(), &audiences, seconds, now)
             .map_err(ApiError::Internal)?;
+        let bound_ref = bound_object_ref.map(|r| {
+            let uid = match &bound {
+                Some(BoundObject::Pod(p)) => p.uid.clone(),
+                Some(BoundObject::Secret { uid, .. }) => uid.clone(),
+                None => r.uid,
+            };
+            json!({"kind": r.kind, "apiVersion": "v1", "name": r.name, "uid": uid})
+        });
         let expires = jiff::Timestamp::from_second(now + seconds)
             .map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
             .unwrap_or_default();
         Ok(json!({
             "kind": "TokenRequest", "apiVersion": "authentication.k8s.io/v1",
             "metadata": {"name": name, "namespace": namespace, "creationTimestamp": null},
-            "spec": {"audiences": audiences, "expirationSeconds": seconds, "boundObjectRef": null},
+            "spec": {"audiences": audiences, "expirationSeconds": seconds, "boundObjectRef": bound_ref},
             "status": {"token": token, "expirationTimestamp": expires},
         }))
     }
@@ -287,6 +346,115 @@ impl ServiceAccountTokens {
         name: &str,
     ) -> Result<Option<ServiceAccount>, StoreError> {
         stored::get(&*self.store, "v1", "ServiceAccount", Some(namespace), name).await
+    }
+
+    /// The core (`v1`) object `kind`/`name` in `namespace`, as JSON.
+    async fn object(
+        &self,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<Value>, StoreError> {
+        stored::get(&*self.store, "v1", kind, Some(namespace), name).await
+    }
+
+    /// The object a TokenRequest for `account` asks to bind its token to, checked as
+    /// kube-apiserver checks it: a pod or secret of the namespace that exists, with the
+    /// given uid if one is given; a pod running as `account`.
+    async fn bound_object(
+        &self,
+        namespace: &str,
+        account: &str,
+        r: &BoundObjectRef,
+    ) -> Result<BoundObject, ApiError> {
+        let field = "spec.boundObjectRef";
+        let resource = match r.kind.as_str() {
+            "Pod" => "pods",
+            "Secret" => "secrets",
+            other => {
+                return Err(ApiError::BadRequest(format!(
+                    "{field}.kind: Unsupported value: {other:?}: supported values: \"Pod\", \"Secret\""
+                )));
+            }
+        };
+        if !r.api_version.is_empty() && r.api_version != "v1" {
+            return Err(ApiError::BadRequest(format!(
+                "{field}.apiVersion: Unsupported value: {:?}: supported values: \"v1\"",
+                r.api_version
+            )));
+        }
+        if r.name.is_empty() {
+            return Err(ApiError::BadRequest(format!(
+                "{field}.name: Required value"
+            )));
+        }
+        let object = self
+            .object(&r.kind, namespace, &r.name)
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?
+            .ok_or_else(|| ApiError::NotFound {
+                message: format!("{resource} \"{}\" not found", r.name),
+                name: Some(r.name.clone()),
+                kind: Some(resource.into()),
+            })?;
+        let uid = object["metadata"]["uid"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        if !r.uid.is_empty() && r.uid != uid {
+            return Err(ApiError::Conflict {
+                resource: resource.into(),
+                name: r.name.clone(),
+                reason: format!(
+                    "the UID in the bound object reference ({}) does not match the UID in record ({uid}). The object might have been deleted and then recreated",
+                    r.uid
+                ),
+            });
+        }
+        if r.kind == "Secret" {
+            return Ok(BoundObject::Secret {
+                name: r.name.clone(),
+                uid,
+            });
+        }
+        let runs_as = object["spec"]["serviceAccountName"]
+            .as_str()
+            .filter(|n| !n.is_empty())
+            .unwrap_or(crate::apiserver::service_account::DEFAULT_ACCOUNT);
+        if runs_as != account {
+            return Err(ApiError::BadRequest(format!(
+                "cannot bind token for serviceaccount {account:?} to pod running with different serviceaccount name."
+            )));
+        }
+        Ok(BoundObject::Pod(PodBinding {
+            name: r.name.clone(),
+            uid,
+            node: object["spec"]["nodeName"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+        }))
+    }
+}
+
+/// A JSON TokenRequest's `spec`.
+fn json_spec(spec: &Value) -> TokenRequestSpec {
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+    let r = &spec["boundObjectRef"];
+    TokenRequestSpec {
+        audiences: spec["audiences"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|a| a.as_str().map(str::to_string))
+            .collect(),
+        expiration_seconds: spec["expirationSeconds"].as_i64(),
+        bound_object_ref: r.is_object().then(|| BoundObjectRef {
+            kind: text(&r["kind"]),
+            api_version: text(&r["apiVersion"]),
+            name: text(&r["name"]),
+            uid: text(&r["uid"]),
+        }),
     }
 }
 
@@ -397,10 +565,12 @@ mod tests {
             .create(&pod_key, serde_json::to_vec(&pod).unwrap().into())
             .await
             .unwrap();
-        let binding = |uid: &str| PodBinding {
-            name: "p".into(),
-            uid: uid.into(),
-            node: "n1".into(),
+        let binding = |uid: &str| {
+            BoundObject::Pod(PodBinding {
+                name: "p".into(),
+                uid: uid.into(),
+                node: "n1".into(),
+            })
         };
         let token = tokens
             .sign_bound(
