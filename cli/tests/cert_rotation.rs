@@ -67,7 +67,10 @@ async fn a_joined_node_renews_its_certificate_and_keeps_working_with_the_new_one
         ],
     );
     let result = check(&server, dir.path(), &log_path).await;
+    // The agent leaves pods running when it stops, as a kubelet does: remove the pod first.
+    let removed = remove_pod(&server, "sleeper").await;
     let _ = (agent.kill(), agent.wait());
+    assert!(removed, "the agent stopped the sleeper pod");
     let log = std::fs::read_to_string(&log_path).unwrap_or_default();
     if let Err(message) = result {
         panic!("{message}\nagent log:\n{log}");
@@ -84,6 +87,20 @@ async fn a_joined_node_renews_its_certificate_and_keeps_working_with_the_new_one
     {
         eprintln!("{line}");
     }
+}
+
+/// Deletes pod `name` and waits (up to 30 s) until the agent has stopped it and it is gone.
+async fn remove_pod(server: &Server, name: &str) -> bool {
+    let admin = client(server, None);
+    let pod = format!("{}/api/v1/namespaces/default/pods/{name}", server.url);
+    let _ = send(&admin, Method::DELETE, &pod, Some("tok-root"), None).await;
+    for _ in 0..300 {
+        if get(&admin, &pod, Some("tok-root")).await.0 == 404 {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
 }
 
 async fn check(

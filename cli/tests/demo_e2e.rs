@@ -1,5 +1,6 @@
-//! The main job end to end: `cox demo --exit` brings up a one-machine cluster (`cox server`,
-//! `cox-nvidia-plugin` with simulated GPUs, `cox agent` with runc and the CNI plugins), runs
+//! The main job end to end: `cox demo --exit` brings up a one-machine cluster (`cox server`
+//! over TLS, `cox-nvidia-plugin` with simulated GPUs, `cox agent` joined with a bootstrap
+//! token, with runc and the CNI plugins), runs
 //! the example TrainingJob (two workers, four GPUs each, a TCP all-reduce between their pods,
 //! checkpoints on a volume `cox-csi` provisions)
 //! and exits 0 only when the job succeeded. Needs root, runc and the CNI plugins, like the
@@ -77,6 +78,23 @@ fn demo_trains_the_example_job_to_success_and_leaves_nothing_running() {
         "{context}"
     );
     assert!(stdout.contains("job: Succeeded"), "{context}");
+    // Over TLS, with the agent joined by a bootstrap token and holding its own node
+    // certificate.
+    assert!(stdout.contains("on https://127.0.0.1:"), "{context}");
+    assert!(
+        stdout.contains("joined with a bootstrap token, Ready"),
+        "{context}"
+    );
+    assert!(
+        data.path().join("agent/pki/node.crt").exists(),
+        "the agent's node certificate\n{context}"
+    );
+    let kubeconfig =
+        std::fs::read_to_string(data.path().join("server/admin.kubeconfig")).unwrap_or_default();
+    assert!(
+        kubeconfig.contains("https://127.0.0.1:") && kubeconfig.contains("certificate-authority"),
+        "the admin kubeconfig reaches the TLS listener: {kubeconfig}"
+    );
     assert!(
         stdout.contains("result: loss="),
         "rank 0's output reached the demo\n{context}"

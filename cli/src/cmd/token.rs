@@ -91,6 +91,20 @@ async fn create(args: CreateArgs) -> anyhow::Result<()> {
         }
     }
     let client = ApiClient::new(&args.target)?;
+    let token = create_bootstrap_token(&client, args.ttl, &args.groups, &args.description).await?;
+    println!("{token}");
+    Ok(())
+}
+
+/// Creates a bootstrap token valid for `ttl` (zero: forever) and returns it as
+/// `<id>.<secret>`; `groups` (comma-separated, may be empty) and `description` go into
+/// its Secret.
+pub async fn create_bootstrap_token(
+    client: &ApiClient,
+    ttl: Duration,
+    groups: &str,
+    description: &str,
+) -> anyhow::Result<String> {
     let (id, secret) = (random_chars(6)?, random_chars(16)?);
     let mut data = json!({
         "token-id": id,
@@ -98,18 +112,16 @@ async fn create(args: CreateArgs) -> anyhow::Result<()> {
         "usage-bootstrap-authentication": "true",
         "usage-bootstrap-signing": "true",
     });
-    if !args.ttl.is_zero() {
+    if !ttl.is_zero() {
         let expires = jiff::Timestamp::now()
-            + jiff::SignedDuration::from_secs(
-                i64::try_from(args.ttl.as_secs()).unwrap_or(i64::MAX),
-            );
+            + jiff::SignedDuration::from_secs(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX));
         data["expiration"] = json!(expires.strftime("%Y-%m-%dT%H:%M:%SZ").to_string());
     }
-    if !args.groups.is_empty() {
-        data["auth-extra-groups"] = json!(args.groups);
+    if !groups.is_empty() {
+        data["auth-extra-groups"] = json!(groups);
     }
-    if !args.description.is_empty() {
-        data["description"] = json!(args.description);
+    if !description.is_empty() {
+        data["description"] = json!(description);
     }
     let body = json!({
         "apiVersion": "v1", "kind": "Secret",
@@ -125,8 +137,7 @@ async fn create(args: CreateArgs) -> anyhow::Result<()> {
             Some(("application/json", body.to_string().into_bytes())),
         )
         .await?;
-    println!("{id}.{secret}");
-    Ok(())
+    Ok(format!("{id}.{secret}"))
 }
 
 #[cfg(test)]

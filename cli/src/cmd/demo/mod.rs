@@ -28,6 +28,7 @@ use serde_json::{Value, json};
 
 use super::api_client::{ApiClient, Target};
 use super::apply::apply_value;
+use super::token::create_bootstrap_token;
 
 mod daemons;
 mod volumes;
@@ -57,7 +58,7 @@ pub struct DemoArgs {
     /// Directory for the demo cluster: store, agent state, kubeconfig, daemon logs.
     #[arg(long, default_value = "/var/lib/coxswain/demo")]
     pub data_dir: PathBuf,
-    /// Address of the API; a free loopback port is used when this one is taken.
+    /// Address of the API (TLS); a free loopback port is used when this one is taken.
     #[arg(long, default_value = "127.0.0.1:6443")]
     pub listen: SocketAddr,
     /// Simulated GPU topology served when no NVIDIA driver is found.
@@ -86,9 +87,11 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
     let mut daemons = Daemons::default();
 
-    // 1. The control plane.
+    // 1. The control plane, over TLS: a cluster CA and serving certificate made on first
+    // start, clients authenticated and authorized by RBAC. (Its plain loopback listener
+    // takes a free port; the demo does not use it.)
     let listen = free_or(args.listen);
-    let url = format!("http://{listen}");
+    let url = format!("https://{listen}");
     let server_dir = args.data_dir.join("server");
     daemons.start(
         "server",
@@ -96,14 +99,16 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
             .arg("server")
             .arg("--data-dir")
             .arg(&server_dir)
-            .arg("--listen")
+            .args(["--listen", "127.0.0.1:0"])
+            .arg("--secure-listen")
             .arg(listen.to_string()),
         &logs,
     )?;
-    let kubeconfig = server_dir.join("kubeconfig");
+    let kubeconfig = server_dir.join("admin.kubeconfig");
     let client = wait_for_api(&kubeconfig, &mut daemons).await?;
     step(&format!(
-        "control plane: API and node service on {url}, embedded store in {}",
+        "control plane: API and node service on {url} (TLS, cluster CA in {}), embedded store in {}",
+        server_dir.join("pki").display(),
         server_dir.join("store").display()
     ));
 
@@ -155,11 +160,18 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         csi_socket.display()
     ));
 
-    // 4. The node agent.
+    // 4. The node agent: it joins with a bootstrap token, as `kubeadm join` does, and gets
+    // its own node certificate (system:node:<name>) signed; a later run reuses it.
+    let token = create_bootstrap_token(&client, Duration::from_secs(3600), "", "cox demo")
+        .await
+        .context("creating a bootstrap token for the agent")?;
     let mut agent_cmd = Command::new(cox_binary()?);
     agent_cmd
         .arg("agent")
         .args(["--server", &url, "--node-name", node])
+        .arg("--ca-file")
+        .arg(server_dir.join("pki").join("ca.crt"))
+        .args(["--bootstrap-token", &token])
         // One machine: the node's address is loopback, where the agent's log service listens.
         .args(["--node-ip", "127.0.0.1"])
         .arg("--root")
@@ -176,7 +188,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     daemons.start("agent", &mut agent_cmd, &logs)?;
     let gpus = wait_for_node(&client, node, &mut daemons).await?;
     step(&format!(
-        "node {node}: Ready, {gpus} GPUs allocatable (agent root {})",
+        "node {node}: joined with a bootstrap token, Ready, {gpus} GPUs allocatable (agent root {})",
         agent_root.display()
     ));
 
