@@ -55,6 +55,14 @@ fn main() -> std::process::ExitCode {
         std::process::exit(coxswain_node_agent::shim::main(&args));
     }
     let cli = Cli::parse();
+    // The daemons (and the demo, which stops its cluster before it exits) outlive a closed
+    // stdout; a command that prints and ends stops quietly.
+    if !matches!(
+        cli.command,
+        Command::Agent(_) | Command::Demo(_) | Command::Server(_)
+    ) {
+        quiet_on_broken_pipe();
+    }
     let result = match cli.command {
         Command::Agent(args) => cmd::agent::run(*args),
         Command::Apply(args) => cmd::apply::run(args),
@@ -83,4 +91,23 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// `cox get pods | head`: once the reader has gone, exit quietly with 141 (128 + SIGPIPE),
+/// as a Unix tool killed by SIGPIPE does. Rust ignores SIGPIPE, so `println!` panics on
+/// the closed pipe instead; this hook turns exactly that panic into the quiet exit.
+fn quiet_on_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
 }

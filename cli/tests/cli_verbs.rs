@@ -108,3 +108,19 @@ fn verbs_round_trip_through_the_server() {
     server.kill().ok();
     server.wait().ok();
 }
+
+#[test]
+fn a_closed_stdout_ends_a_command_quietly() {
+    // `cox ... | head`: the reader has gone before cox prints.
+    let (reader, writer) = std::io::pipe().expect("a pipe");
+    drop(reader);
+    let out = Command::new(env!("CARGO_BIN_EXE_cox"))
+        .arg("version")
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .output()
+        .expect("cox runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(141), "{stderr}");
+    assert!(stderr.is_empty(), "no panic message: {stderr}");
+}

@@ -30,6 +30,15 @@ use super::api_client::{ApiClient, Target};
 use super::apply::apply_value;
 use super::token::create_bootstrap_token;
 
+/// `println!` that never panics: the demo keeps going, and stops its cluster cleanly, when
+/// whoever reads its output has gone (`cox demo | head`).
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 mod daemons;
 mod volumes;
 
@@ -82,7 +91,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
 }
 
 async fn demo(args: DemoArgs) -> anyhow::Result<()> {
-    println!("coxswain demo: a one-machine GPU cluster running a distributed training job\n");
+    say!("coxswain demo: a one-machine GPU cluster running a distributed training job\n");
     let logs = args.data_dir.join("logs");
     std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
     let mut daemons = Daemons::default();
@@ -203,13 +212,13 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         replay_trace(&openb::data_dir())?;
     }
 
-    println!("\nreach the cluster:");
-    println!("  export KUBECONFIG={}", kubeconfig.display());
-    println!("  cox get tj                    # or: kubectl get trainingjobs");
-    println!("  cox describe tj {JOB}");
-    println!("  cox top gpus                  # the GPU map with utilization");
-    println!("  kubectl logs {JOB}-worker-0");
-    println!("  daemon logs: {}", logs.display());
+    say!("\nreach the cluster:");
+    say!("  export KUBECONFIG={}", kubeconfig.display());
+    say!("  cox get tj                    # or: kubectl get trainingjobs");
+    say!("  cox describe tj {JOB}");
+    say!("  cox top gpus                  # the GPU map with utilization");
+    say!("  kubectl logs {JOB}-worker-0");
+    say!("  daemon logs: {}", logs.display());
     if args.exit {
         // Leave nothing running: the job's pods go (the agent tears down their sandboxes,
         // networks and devices) before the daemons stop.
@@ -217,15 +226,15 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         delete_volumes(&client).await?;
         daemons.stop();
         if succeeded {
-            println!("\ncox demo: the training job succeeded (--exit)");
+            say!("\ncox demo: the training job succeeded (--exit)");
             return Ok(());
         }
         bail!("the training job did not succeed; see `{}`", logs.display());
     }
-    println!("\nthe cluster keeps running until Ctrl-C");
+    say!("\nthe cluster keeps running until Ctrl-C");
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
-        name = daemons.exited() => println!("cox demo: the {name} daemon exited; stopping"),
+        name = daemons.exited() => say!("cox demo: the {name} daemon exited; stopping"),
     }
     daemons.stop();
     Ok(())
@@ -361,7 +370,7 @@ async fn follow_job(
     loop {
         daemons.check()?;
         while let Ok(line) = lines_rx.try_recv() {
-            println!("    │ {line}");
+            say!("    │ {line}");
         }
         let job = client
             .ok(Method::GET, &job_path, "application/json", None)
@@ -377,7 +386,7 @@ async fn follow_job(
                 // Let the log stream deliver its last lines.
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 while let Ok(line) = lines_rx.try_recv() {
-                    println!("    │ {line}");
+                    say!("    │ {line}");
                 }
                 return Ok(state == "Succeeded");
             }
@@ -421,7 +430,7 @@ async fn follow_job(
             }
         }
         if Instant::now() > deadline {
-            println!("  the job did not finish within {} s", timeout.as_secs());
+            say!("  the job did not finish within {} s", timeout.as_secs());
             return Ok(false);
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -457,9 +466,9 @@ fn job_state(status: &Value) -> (String, String) {
 
 /// Prints the job's pods with their node, GPUs and phase.
 async fn show_pods(client: &ApiClient) -> anyhow::Result<()> {
-    println!("\n  POD\tNODE\tGPUS\tPHASE\tIP");
+    say!("\n  POD\tNODE\tGPUS\tPHASE\tIP");
     for pod in job_pods(client).await? {
-        println!(
+        say!(
             "  {}\t{}\t{}\t{}\t{}",
             pod["metadata"]["name"].as_str().unwrap_or("?"),
             pod["spec"]["nodeName"].as_str().unwrap_or("-"),
@@ -477,7 +486,7 @@ fn replay_trace(data: &Path) -> anyhow::Result<()> {
     let nodes_csv = data.join("csv/openb_node_list_gpu_node.csv");
     let pods_csv = data.join("csv/openb_pod_list_default.csv");
     if !nodes_csv.exists() || !pods_csv.exists() {
-        println!(
+        say!(
             "\nplacement simulator: skipped, the openb traces are not at {} (set {})",
             data.display(),
             openb::DATA_DIR_ENV
@@ -502,7 +511,7 @@ fn replay_trace(data: &Path) -> anyhow::Result<()> {
         let unallocated = summary
             .unallocated(100)
             .map_or("?".into(), |h| format!("{}.{:02}", h / 100, h % 100));
-        println!(
+        say!(
             "  {:<8} {:>6} % of GPUs unallocated at 100 % arrived load ({} pods, {} failed, {:.1} s)",
             policy.short_name(),
             unallocated,
@@ -511,10 +520,10 @@ fn replay_trace(data: &Path) -> anyhow::Result<()> {
             started.elapsed().as_secs_f64()
         );
     }
-    println!("  (the paper's published means over 10 seeds: BestFit 7.14, FGD 4.77)");
+    say!("  (the paper's published means over 10 seeds: BestFit 7.14, FGD 4.77)");
     Ok(())
 }
 
 fn step(message: &str) {
-    println!("✓ {message}");
+    say!("✓ {message}");
 }
