@@ -416,6 +416,12 @@ async fn tokens_bound_to_a_pod_or_secret_end_with_it() {
     assert!(rc != 0 && out.contains("does not match the UID"), "{out}");
     let (rc, out) = create(&["--bound-object-kind", "Node", "--bound-object-name", "n1"]);
     assert!(rc != 0 && out.contains("spec.boundObjectRef.kind"), "{out}");
+    // Under kube-apiserver's 10 minutes: 422 naming the field.
+    let (rc, out) = create(&["--duration", "5m"]);
+    assert!(
+        rc != 0 && out.contains("spec.expirationSeconds") && out.contains("less than 10 minutes"),
+        "{out}"
+    );
 
     let http = client(&server, None);
     let pods = format!("{}/api/v1/namespaces/default/pods", server.url);

@@ -26,7 +26,7 @@ mod workloads;
 
 pub use field::{FieldError, FieldErrorType, FieldPath, ValidationError};
 pub use metadata::{MAX_ANNOTATIONS_BYTES, validate_object_meta};
-pub use pod::{PULL_POLICIES, RESTART_POLICIES, validate_pod, validate_pod_spec};
+pub use pod::{PULL_POLICIES, RESTART_POLICIES, token_expiration, validate_pod, validate_pod_spec};
 pub use podgroup::validate_pod_group;
 pub use pytorchjob::validate_pytorch_job;
 pub use queue::validate_queue;

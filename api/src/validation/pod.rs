@@ -97,8 +97,55 @@ fn validate_volumes<'a>(
         if !declared.insert(volume.name.as_str()) {
             errors.push(FieldError::duplicate(&name_path, &volume.name));
         }
+        let sources = volume
+            .projected
+            .iter()
+            .flat_map(|p| p.sources.iter().flatten());
+        for (i, source) in sources.enumerate() {
+            let Some(token) = &source.service_account_token else {
+                continue;
+            };
+            let token_path = path
+                .child("volumes")
+                .index(index)
+                .child("projected")
+                .child("sources")
+                .index(i)
+                .child("serviceAccountToken");
+            if let Some(seconds) = token.expiration_seconds
+                && let Err(message) = token_expiration(seconds)
+            {
+                errors.push(FieldError::invalid(
+                    &token_path.child("expirationSeconds"),
+                    message,
+                ));
+            }
+            if token.path.is_empty() {
+                errors.push(FieldError::required(
+                    &token_path.child("path"),
+                    "the token's file name is required",
+                ));
+            }
+        }
     }
     declared
+}
+
+/// kube-apiserver's bounds on a requested service-account token lifetime (a projected
+/// `serviceAccountToken`'s or a TokenRequest's `expirationSeconds`): at least 10 minutes,
+/// at most 2^32 seconds.
+pub fn token_expiration(seconds: i64) -> Result<(), String> {
+    if seconds < 600 {
+        return Err(format!(
+            "{seconds}: may not specify a duration less than 10 minutes"
+        ));
+    }
+    if seconds > 1 << 32 {
+        return Err(format!(
+            "{seconds}: may not specify a duration larger than 2^32 seconds"
+        ));
+    }
+    Ok(())
 }
 
 fn validate_container(

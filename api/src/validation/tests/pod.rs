@@ -164,3 +164,36 @@ fn sub_paths_stay_below_their_volume() {
         );
     }
 }
+
+#[test]
+fn projected_token_lifetimes_stay_within_kube_apiservers_bounds() {
+    use k8s_openapi::api::core::v1::{
+        ProjectedVolumeSource, ServiceAccountTokenProjection, VolumeProjection,
+    };
+    let with_token = |seconds: i64| {
+        let mut p = pod();
+        if let Some(spec) = &mut p.spec {
+            spec.volumes = Some(vec![Volume {
+                name: "token".into(),
+                projected: Some(ProjectedVolumeSource {
+                    sources: Some(vec![VolumeProjection {
+                        service_account_token: Some(ServiceAccountTokenProjection {
+                            expiration_seconds: Some(seconds),
+                            path: "token".into(),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }]),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }]);
+        }
+        Object::Pod(p)
+    };
+    let field = "spec.volumes[0].projected.sources[0].serviceAccountToken.expirationSeconds";
+    assert_one(with_token(599), field, "less than 10 minutes");
+    assert_one(with_token((1 << 32) + 1), field, "larger than 2^32 seconds");
+    assert!(errors(with_token(600)).is_empty());
+    assert!(errors(with_token(3607)).is_empty());
+}

@@ -5,8 +5,9 @@
 //!
 //! - Issuing: `POST /api/v1/namespaces/<ns>/serviceaccounts/<name>/token` with a
 //!   `TokenRequest` (JSON, or Kubernetes protobuf as `kubectl create token` sends it);
-//!   `expirationSeconds` defaults to an hour and is held between 10 minutes and 48 hours,
-//!   as kube-apiserver holds it. Who may ask is RBAC's `create` on `serviceaccounts/token`.
+//!   `expirationSeconds` defaults to an hour; under 10 minutes (or over 2^32 s) is refused
+//!   with a 422 naming `spec.expirationSeconds`, as kube-apiserver refuses it; more than 48
+//!   hours is held to 48 hours. Who may ask is RBAC's `create` on `serviceaccounts/token`.
 //!   `spec.boundObjectRef` (`kubectl create token --bound-object-kind Pod|Secret`) binds
 //!   the token to a pod or secret of the namespace: it must exist (and have the given uid);
 //!   a pod must run as that service account. The token then carries kube-apiserver's
@@ -312,6 +313,18 @@ impl ServiceAccountTokens {
         } else {
             audiences
         };
+        if let Some(requested) = seconds
+            && let Err(message) = coxswain_api::validation::token_expiration(requested)
+        {
+            let path = coxswain_api::validation::FieldPath::new("spec").child("expirationSeconds");
+            return Err(ApiError::Invalid {
+                kind: "TokenRequest".into(),
+                name: name.to_string(),
+                causes: vec![coxswain_api::validation::FieldError::invalid(
+                    &path, message,
+                )],
+            });
+        }
         let seconds = lifetime(seconds);
         let now = jiff::Timestamp::now().as_second();
         let bound = match &bound_object_ref {
