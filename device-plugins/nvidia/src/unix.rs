@@ -39,8 +39,36 @@ pub fn bind(path: &Path) -> Result<UnixListener, Error> {
     UnixListener::bind(path).map_err(|e| Error::io(path, e))
 }
 
-/// Identity of a file (device, inode), to notice a socket being recreated.
-pub fn file_identity(path: &Path) -> Option<(u64, u64)> {
+/// What [`file_identity`] returns: device, inode, change time (seconds, nanoseconds).
+pub type FileIdentity = (u64, u64, i64, i64);
+
+/// Identity of a file (device, inode, change time), to notice a socket being recreated: a
+/// socket bound again at the same path usually gets the inode just freed, so only the
+/// change time tells a restarted agent's `kubelet.sock` from the one before.
+pub fn file_identity(path: &Path) -> Option<FileIdentity> {
     use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+    std::fs::metadata(path)
+        .ok()
+        .map(|m| (m.dev(), m.ino(), m.ctime(), m.ctime_nsec()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_socket_bound_again_at_the_same_path_is_a_new_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kubelet.sock");
+        let first = bind(&path).unwrap();
+        let before = file_identity(&path).unwrap();
+        drop(first);
+        std::fs::remove_file(&path).unwrap();
+        // Linux hands the freed inode to the next socket: (device, inode) alone would
+        // take the new socket for the old one.
+        let _second = bind(&path).unwrap();
+        let after = file_identity(&path).unwrap();
+        assert_ne!(before, after);
+        assert_eq!(file_identity(&path), Some(after), "stable while unchanged");
+    }
 }

@@ -19,12 +19,15 @@ use super::{Error, unix};
 /// How often the socket file is checked.
 pub(super) const CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Identity of a file (device, inode), to notice it being removed or replaced.
-fn file_identity(path: &Path) -> Option<(u64, u64)> {
+/// Identity of a file (device, inode, change time), to notice it being removed or
+/// replaced. The change time tells a new socket from the one before it when the new one
+/// reuses the freed inode — else a stopping predecessor would take the new socket for its
+/// own and remove it.
+fn file_identity(path: &Path) -> Option<(u64, u64, i64, i64)> {
     use std::os::unix::fs::MetadataExt;
     std::fs::symlink_metadata(path)
         .ok()
-        .map(|m| (m.dev(), m.ino()))
+        .map(|m| (m.dev(), m.ino(), m.ctime(), m.ctime_nsec()))
 }
 
 /// Binds `socket` (creating its directory) and starts serving on it until `stop`.

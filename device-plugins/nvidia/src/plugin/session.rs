@@ -17,7 +17,7 @@ const REGISTER_TIMEOUT: Duration = Duration::from_secs(5);
 pub(super) async fn run(
     server: &NvidiaPlugin,
     socket: &Path,
-    own: Option<(u64, u64)>,
+    own: Option<unix::FileIdentity>,
     cancel: &CancellationToken,
 ) -> Result<(), Error> {
     let kubelet = server.config.kubelet_socket();
