@@ -101,6 +101,34 @@ impl ResultCache {
             .map_err(io(&self.dir))
     }
 
+    /// Removes the temporary files of writers that are gone (a runtime killed between
+    /// writing an entry and renaming it leaves `.tmp-<pid>-...`); returns how many. A
+    /// runtime calls it when it starts, before anything writes.
+    pub fn sweep_temporaries(&self) -> usize {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return 0;
+        };
+        let own = std::process::id();
+        let mut removed = 0;
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(pid) = name
+                .to_str()
+                .and_then(|n| n.strip_prefix(".tmp-"))
+                .and_then(|rest| rest.split_once('-'))
+                .and_then(|(pid, _)| pid.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let writer_alive = pid == own || Path::new(&format!("/proc/{pid}")).exists();
+            if !writer_alive && std::fs::remove_file(entry.path()).is_ok() {
+                tracing::info!(path = %entry.path().display(), "removed a dead writer's temporary CNI cache file");
+                removed += 1;
+            }
+        }
+        removed
+    }
+
     /// Loads an entry; `None` when there is none.
     pub fn load(
         &self,
@@ -190,6 +218,24 @@ mod tests {
             runtime_config: json!({}),
             result: json!({"cniVersion": "1.0.0", "ips": [{"address": "10.0.0.2/24"}]}),
         }
+    }
+
+    #[test]
+    fn a_dead_writers_temporary_file_is_swept_and_a_live_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = ResultCache::new(dir.path());
+        cache.store(&entry("c1")).unwrap();
+        // pid_max is at most 2^22: this writer never lives.
+        let dead = dir.path().join(".tmp-999999999-pods:c2:eth0.json");
+        let live = dir
+            .path()
+            .join(format!(".tmp-{}-pods:c3:eth0.json", std::process::id()));
+        std::fs::write(&dead, b"{").unwrap();
+        std::fs::write(&live, b"{").unwrap();
+        assert_eq!(cache.sweep_temporaries(), 1);
+        assert!(!dead.exists());
+        assert!(live.exists(), "a running writer's file stays");
+        assert_eq!(cache.list().unwrap().len(), 1, "entries are untouched");
     }
 
     #[test]

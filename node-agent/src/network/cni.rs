@@ -138,11 +138,10 @@ impl CniNetwork {
                 (net, None)
             }
         };
-        let cni = Cni::new(
-            exec,
-            config.cni_path.clone(),
-            ResultCache::new(config.results_dir()),
-        );
+        let cache = ResultCache::new(config.results_dir());
+        // An agent killed mid-write left its temporary file; nothing else would remove it.
+        cache.sweep_temporaries();
+        let cni = Cni::new(exec, config.cni_path.clone(), cache);
         Ok(Self {
             config,
             cni,
