@@ -34,13 +34,14 @@ pub fn worker_deps(
     let config = Arc::new(config.clone());
     let runtime = OciRuntime::detect(runtime, config.runtime_state_dir(), shim)?;
     let mounter = Arc::new(SystemMounter);
+    let images = LocalImageStore::new(config.images_dir(), mounter.clone())
+        .with_registry(RegistryPuller::new(config.insecure_registries.clone()));
+    // An agent or `cox image` killed mid-import left its temporaries; nothing else removes them.
+    images.sweep_temporaries();
     Ok(WorkerDeps {
         sandbox: Arc::new(SandboxManager::system(&config)),
         runtime: Arc::new(runtime),
-        images: Arc::new(
-            LocalImageStore::new(config.images_dir(), mounter.clone())
-                .with_registry(RegistryPuller::new(config.insecure_registries.clone())),
-        ),
+        images: Arc::new(images),
         volumes: Arc::new(VolumeManager::new(
             config.allowed_host_paths.clone(),
             mounter,

@@ -12,6 +12,7 @@ pub mod busybox;
 pub mod oci_layout;
 pub mod registry;
 mod store;
+mod temporaries;
 
 use std::path::PathBuf;
 

@@ -125,7 +125,7 @@ pub(crate) fn image_config(config: &Value) -> ImageConfig {
 pub(crate) fn unpack_layer(blob: &Path, layers_dir: &Path, dest: &Path) -> Result<(), ImageError> {
     std::fs::create_dir_all(layers_dir).map_err(|e| ImageError::io(layers_dir, e))?;
     let tmp = tempfile::Builder::new()
-        .prefix(".unpack-")
+        .prefix(&super::temporaries::prefix(".unpack-"))
         .tempdir_in(layers_dir)
         .map_err(|e| ImageError::io(layers_dir, e))?;
     let mut file = BufReader::new(File::open(blob).map_err(|e| ImageError::io(blob, e))?);

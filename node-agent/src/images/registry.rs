@@ -107,7 +107,7 @@ async fn pull(
         let dest = layers_dir.join(hex);
         if !dest.exists() {
             let blob = tempfile::Builder::new()
-                .prefix("blob-")
+                .prefix(&super::temporaries::prefix("blob-"))
                 .tempfile_in(tmp_dir)
                 .map_err(|e| ImageError::io(tmp_dir, e))?;
             let file = tokio::fs::File::create(blob.path())

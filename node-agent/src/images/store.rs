@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::registry::{RegistryPuller, names_registry};
+use super::temporaries;
 use super::{HOST_IMAGE, Image, ImageConfig, ImageError, ImageStore};
 use crate::mounts::Mounter;
 
@@ -64,6 +65,17 @@ impl LocalImageStore {
         Ok(imported)
     }
 
+    /// Removes what imports and pulls killed midway left behind (temporary records, unpacked
+    /// archives, downloaded blobs, half-unpacked layers); returns how many. Temporaries of
+    /// a running import or pull are kept.
+    pub fn sweep_temporaries(&self) -> usize {
+        let tmp = self.dir.join("tmp");
+        temporaries::sweep(&self.dir.join("refs"), ".tmp-")
+            + temporaries::sweep(&tmp, "import-")
+            + temporaries::sweep(&tmp, "blob-")
+            + temporaries::sweep(&self.layers_dir(), ".unpack-")
+    }
+
     /// The directory holding unpacked layers.
     pub fn layers_dir(&self) -> PathBuf {
         self.dir.join("layers")
@@ -80,9 +92,9 @@ impl LocalImageStore {
             message: e.to_string(),
         })?;
         let tmp = refs.join(format!(
-            ".{}.tmp-{}",
-            ref_file(&image.name),
-            std::process::id()
+            "{}{}",
+            temporaries::prefix(".tmp-"),
+            ref_file(&image.name)
         ));
         std::fs::write(&tmp, body).map_err(|e| ImageError::io(&tmp, e))?;
         std::fs::rename(&tmp, &path).map_err(|e| ImageError::io(&path, e))
@@ -181,7 +193,7 @@ impl LocalImageStore {
         let tmp = self.dir.join("tmp");
         std::fs::create_dir_all(&tmp).map_err(|e| ImageError::io(&tmp, e))?;
         let unpacked = tempfile::Builder::new()
-            .prefix("import-")
+            .prefix(&temporaries::prefix("import-"))
             .tempdir_in(&tmp)
             .map_err(|e| ImageError::io(&tmp, e))?;
         let file = std::fs::File::open(archive).map_err(|e| ImageError::io(archive, e))?;

@@ -111,3 +111,37 @@ fn archives_import_and_missing_images_are_err_image_pull() {
     let host = store.resolve(HOST_IMAGE).unwrap();
     assert_eq!(host.layers, [std::path::PathBuf::from("/")]);
 }
+
+#[test]
+fn what_a_killed_import_left_is_swept_and_a_running_ones_kept() {
+    let (store_dir, src) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    layout(src.path());
+    let store = LocalImageStore::new(store_dir.path(), Arc::new(FakeMounter::default()));
+    store.import_oci_layout("app:1", src.path()).unwrap();
+    // pid_max is at most 2^22: pid 999999999 never runs.
+    let dead = [
+        store_dir.path().join("refs/.tmp-999999999-app+2.json"),
+        store_dir.path().join("tmp/blob-999999999-x1"),
+        store_dir.path().join("layers/.unpack-999999999-x2/bin"),
+        store_dir.path().join("tmp/import-999999999-x3/blobs"),
+    ];
+    let live = store_dir
+        .path()
+        .join(format!("tmp/import-{}-x4", std::process::id()));
+    for path in dead.iter().chain([&live]) {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, b"partial").unwrap();
+    }
+    assert_eq!(store.sweep_temporaries(), 4);
+    for path in &dead {
+        let top = if path.ends_with("bin") || path.ends_with("blobs") {
+            path.parent().unwrap()
+        } else {
+            path.as_path()
+        };
+        assert!(!top.exists(), "{} left", top.display());
+    }
+    assert!(live.exists(), "a running import's temporary stays");
+    assert_eq!(store.list().unwrap().len(), 1, "the recorded image stays");
+    assert_eq!(std::fs::read_dir(store.layers_dir()).unwrap().count(), 1);
+}
