@@ -105,6 +105,8 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
     check_listen_address(&args.listen)?;
     cidr::check_node_prefix(&args.cluster_cidr, args.node_cidr_mask_size)
         .map_err(|e| anyhow::anyhow!("--node-cidr-mask-size: {e}"))?;
+    // Bad flags are refused before the store is opened and anything runs.
+    super::server_tls::signing_duration(&args.tls)?;
     let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
     runtime.block_on(serve(args))
 }
@@ -166,6 +168,9 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         )
     };
     let shutdown = CancellationToken::new();
+    // An early error return stops the background tasks too (the store's object counter
+    // would otherwise warn about a closed store on the way out).
+    let _stop_on_return = shutdown.clone().drop_guard();
     let metrics = Metrics::new();
     let backend_label = if args.etcd_endpoints.is_empty() {
         "embedded"

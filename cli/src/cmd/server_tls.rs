@@ -57,6 +57,19 @@ pub struct SecureListener {
     pub signing_duration: std::time::Duration,
 }
 
+/// `--cluster-signing-duration`, checked: a Go duration longer than zero.
+pub fn signing_duration(args: &TlsArgs) -> anyhow::Result<std::time::Duration> {
+    super::go_duration::parse(&args.cluster_signing_duration)
+        .and_then(|d| {
+            if d.is_zero() {
+                Err("it must be longer than 0".to_string())
+            } else {
+                Ok(d)
+            }
+        })
+        .map_err(|e| anyhow::anyhow!("--cluster-signing-duration: {e}"))
+}
+
 /// Makes or loads the PKI, reads the token file, binds `--secure-listen` and writes the
 /// admin kubeconfig; authorization reads RBAC objects from `store`. `None` without
 /// `--secure-listen`.
@@ -65,15 +78,7 @@ pub async fn bind(
     data_dir: &std::path::Path,
     store: Arc<dyn coxswain_control_plane::store::Store>,
 ) -> anyhow::Result<Option<SecureListener>> {
-    let signing_duration = super::go_duration::parse(&args.cluster_signing_duration)
-        .and_then(|d| {
-            if d.is_zero() {
-                Err("it must be longer than 0".to_string())
-            } else {
-                Ok(d)
-            }
-        })
-        .map_err(|e| anyhow::anyhow!("--cluster-signing-duration: {e}"))?;
+    let signing_duration = signing_duration(args)?;
     let Some(addr) = args.secure_listen else {
         return Ok(None);
     };
