@@ -10,7 +10,7 @@ use tonic::Status;
 
 use super::pod_status::{check_owner, require};
 use super::{NodeService, api_status, require_node_name};
-use crate::apiserver::auth::service_accounts::{self, BoundObject, ISSUER, PodBinding};
+use crate::apiserver::auth::service_accounts::{BoundObject, PodBinding};
 use crate::apiserver::service_account::DEFAULT_ACCOUNT;
 
 /// Serves ServiceAccountToken.
@@ -49,30 +49,19 @@ pub(crate) async fn issue(
         .await
         .map_err(|e| api_status(&account_what, e))?
         .ok_or_else(|| Status::not_found(format!("{account_what} not found")))?;
-    let audiences = if request.audiences.is_empty() {
-        vec![ISSUER.to_string()]
-    } else {
-        request.audiences
-    };
-    let seconds = service_accounts::lifetime(Some(request.expiration_seconds));
-    let now = jiff::Timestamp::now().as_second();
-    let binding = PodBinding {
+    let binding = BoundObject::Pod(PodBinding {
         name: request.pod_name,
         uid: request.pod_uid,
         node: request.node_name,
-    };
-    let token = signer
-        .sign_bound(
-            &account,
-            Some(&BoundObject::Pod(binding)),
-            &audiences,
-            seconds,
-            now,
-        )
+    });
+    // proto3's 0 (unset) gets the default lifetime.
+    let requested = Some(request.expiration_seconds);
+    let issued = signer
+        .issue(&account, Some(&binding), request.audiences, requested)
         .map_err(Status::internal)?;
     Ok(pb::ServiceAccountTokenResponse {
-        token,
-        issued_unix: now,
-        expiration_unix: now + seconds,
+        token: issued.token,
+        issued_unix: issued.issued,
+        expiration_unix: issued.issued + issued.seconds,
     })
 }

@@ -75,6 +75,29 @@ pub enum BoundObject {
     },
 }
 
+impl BoundObject {
+    /// The bound object's uid.
+    fn uid(&self) -> &str {
+        match self {
+            BoundObject::Pod(pod) => &pod.uid,
+            BoundObject::Secret { uid, .. } => uid,
+        }
+    }
+}
+
+/// A token just issued, with what it was issued for.
+#[derive(Debug, Clone)]
+pub struct IssuedToken {
+    /// The JWT.
+    pub token: String,
+    /// Its audiences (the API server's when none were asked for).
+    pub audiences: Vec<String>,
+    /// When it was issued (Unix seconds).
+    pub issued: i64,
+    /// How long it is valid, in seconds ([`lifetime`] of the request's).
+    pub seconds: i64,
+}
+
 /// A TokenRequest's `spec`.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct TokenRequestSpec {
@@ -143,6 +166,32 @@ impl ServiceAccountTokens {
         now: i64,
     ) -> Result<String, String> {
         self.sign_bound(account, None, audiences, seconds, now)
+    }
+
+    /// A token for `account` issued now, as a TokenRequest asks for it: `audiences` (none:
+    /// the API server's) and `requested` seconds (held to [`lifetime`]'s bounds), bound to
+    /// `bound` if given.
+    pub fn issue(
+        &self,
+        account: &ServiceAccount,
+        bound: Option<&BoundObject>,
+        audiences: Vec<String>,
+        requested: Option<i64>,
+    ) -> Result<IssuedToken, String> {
+        let audiences = if audiences.is_empty() {
+            vec![ISSUER.to_string()]
+        } else {
+            audiences
+        };
+        let seconds = lifetime(requested);
+        let issued = jiff::Timestamp::now().as_second();
+        let token = self.sign_bound(account, bound, &audiences, seconds, issued)?;
+        Ok(IssuedToken {
+            token,
+            audiences,
+            issued,
+            seconds,
+        })
     }
 
     /// [`sign`](Self::sign), bound to an object when `bound` is given: the token carries
@@ -308,11 +357,6 @@ impl ServiceAccountTokens {
                 name: Some(name.to_string()),
                 kind: Some("serviceaccounts".into()),
             })?;
-        let audiences = if audiences.is_empty() {
-            vec![ISSUER.to_string()]
-        } else {
-            audiences
-        };
         if let Some(requested) = seconds
             && let Err(message) = coxswain_api::validation::token_expiration(requested)
         {
@@ -325,31 +369,27 @@ impl ServiceAccountTokens {
                 )],
             });
         }
-        let seconds = lifetime(seconds);
-        let now = jiff::Timestamp::now().as_second();
-        let bound = match &bound_object_ref {
-            Some(r) => Some(self.bound_object(namespace, name, r).await?),
-            None => None,
+        let (bound, bound_ref) = match &bound_object_ref {
+            Some(r) => {
+                let bound = self.bound_object(namespace, name, r).await?;
+                let reference = json!({"kind": r.kind, "apiVersion": "v1", "name": r.name,
+                    "uid": bound.uid()});
+                (Some(bound), Some(reference))
+            }
+            None => (None, None),
         };
-        let token = self
-            .sign_bound(&account, bound.as_ref(), &audiences, seconds, now)
+        let issued = self
+            .issue(&account, bound.as_ref(), audiences, seconds)
             .map_err(ApiError::Internal)?;
-        let bound_ref = bound_object_ref.map(|r| {
-            let uid = match &bound {
-                Some(BoundObject::Pod(p)) => p.uid.clone(),
-                Some(BoundObject::Secret { uid, .. }) => uid.clone(),
-                None => r.uid,
-            };
-            json!({"kind": r.kind, "apiVersion": "v1", "name": r.name, "uid": uid})
-        });
-        let expires = jiff::Timestamp::from_second(now + seconds)
+        let expires = jiff::Timestamp::from_second(issued.issued + issued.seconds)
             .map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
             .unwrap_or_default();
         Ok(json!({
             "kind": "TokenRequest", "apiVersion": "authentication.k8s.io/v1",
             "metadata": {"name": name, "namespace": namespace, "creationTimestamp": null},
-            "spec": {"audiences": audiences, "expirationSeconds": seconds, "boundObjectRef": bound_ref},
-            "status": {"token": token, "expirationTimestamp": expires},
+            "spec": {"audiences": issued.audiences, "expirationSeconds": issued.seconds,
+                "boundObjectRef": bound_ref},
+            "status": {"token": issued.token, "expirationTimestamp": expires},
         }))
     }
 
