@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use super::ServerTls;
-use super::cert_files::{KeyAndCertificate, NodeCertificateFiles, validity};
+use super::cert_files::{NodeCertificateFiles, validity};
 use super::node_csr::{Requester, request_node_certificate};
 
 /// Why the node could not get its certificate.
@@ -64,15 +64,12 @@ pub async fn node_credentials(
         .await
         .map_err(|e| BootstrapError(e.to_string()))?;
     files
-        .store(&KeyAndCertificate {
-            cert_pem: issued.cert_pem.clone(),
-            key_pem: issued.key_pem.clone(),
-        })
+        .store(&issued.pair)
         .map_err(|e| BootstrapError(e.to_string()))?;
     tracing::info!(csr = %issued.csr, "node client certificate issued");
     Ok(ServerTls {
         ca_pem: ca_pem.to_vec(),
-        cert_pem: issued.cert_pem,
-        key_pem: issued.key_pem,
+        cert_pem: issued.pair.cert_pem,
+        key_pem: issued.pair.key_pem,
     })
 }

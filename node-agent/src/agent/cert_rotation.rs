@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::ServerTls;
 use super::backoff::Backoff;
-use super::cert_files::{KeyAndCertificate, NodeCertificateFiles, validity};
+use super::cert_files::{NodeCertificateFiles, validity};
 use super::node_csr::{Requester, request_node_certificate};
 
 /// The earliest point of the lifetime a rotation starts at (kubelet: 70 %).
@@ -119,25 +119,21 @@ pub async fn run(
                 () = shutdown.cancelled() => return,
             };
             let stored = attempt.map_err(|e| e.to_string()).and_then(|issued| {
-                let pair = KeyAndCertificate {
-                    cert_pem: issued.cert_pem.clone(),
-                    key_pem: issued.key_pem.clone(),
-                };
                 files
-                    .store(&pair)
+                    .store(&issued.pair)
                     .map(|()| issued)
                     .map_err(|e| format!("storing the new certificate: {e}"))
             });
             match stored {
                 Ok(issued) => {
-                    let serial = validity(&issued.cert_pem).map(|v| v.serial);
+                    let serial = validity(&issued.pair.cert_pem).map(|v| v.serial);
                     tracing::info!(
                         csr = %issued.csr,
                         serial = %serial.unwrap_or_default(),
                         signed_in_ms = asked.elapsed().as_millis() as u64,
                         "node client certificate rotated"
                     );
-                    credentials.send_replace(current.with_identity(&issued));
+                    credentials.send_replace(current.with_identity(&issued.pair));
                     backoff.reset();
                     break;
                 }

@@ -11,6 +11,7 @@ use base64::Engine;
 use serde_json::{Value, json};
 
 use super::ServerTls;
+use super::cert_files::KeyAndCertificate;
 
 /// How often the agent looks at its request while waiting for the certificate.
 const POLL: Duration = Duration::from_millis(250);
@@ -40,10 +41,8 @@ pub enum Requester<'a> {
 /// A signed certificate and the key made for it.
 #[derive(Debug, Clone)]
 pub struct Issued {
-    /// The new private key (PKCS#8 PEM).
-    pub key_pem: Vec<u8>,
-    /// The certificate the control plane signed (PEM).
-    pub cert_pem: Vec<u8>,
+    /// The new private key (PKCS#8 PEM) and the certificate the control plane signed.
+    pub pair: KeyAndCertificate,
     /// The name of the request, for logs.
     pub csr: String,
 }
@@ -131,19 +130,21 @@ pub async fn request_node_certificate(
         tokio::time::sleep(POLL).await;
     };
     Ok(Issued {
-        key_pem: key.serialize_pem().into_bytes(),
-        cert_pem: certificate,
+        pair: KeyAndCertificate {
+            key_pem: key.serialize_pem().into_bytes(),
+            cert_pem: certificate,
+        },
         csr: name,
     })
 }
 
 impl ServerTls {
     /// The same CA with another key and certificate.
-    pub(crate) fn with_identity(&self, issued: &Issued) -> Self {
+    pub(crate) fn with_identity(&self, pair: &KeyAndCertificate) -> Self {
         Self {
             ca_pem: self.ca_pem.clone(),
-            cert_pem: issued.cert_pem.clone(),
-            key_pem: issued.key_pem.clone(),
+            cert_pem: pair.cert_pem.clone(),
+            key_pem: pair.key_pem.clone(),
         }
     }
 }
